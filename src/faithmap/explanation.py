@@ -1,0 +1,113 @@
+"""``Explanation``: what a method returns, and the record the benchmark stores."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from faithmap.cost import Cost
+from faithmap.errors import ShapeError
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Attributions of a batch, with the configuration and cost that produced them.
+
+    Attributes
+    ----------
+    attributions : Tensor
+        Raw values on the inputs' device, no rescaling: ``(N, 1, H, W)`` for images (channels
+        reduced as the method's ``reduce`` says), the inputs' shape otherwise.
+    method : str
+        The registered name of the method.
+    config : Mapping
+        The method's parameters (its ``asdict``), enough to reproduce the result.
+    target : Tensor or None
+        The explained class of each sample ``(N,)``, or ``None`` for a callable target.
+    cost : Cost
+        Forward and backward passes and seconds spent, target resolution included.
+    ranking : Tensor or None
+        ``(N, R)`` region indices, most important first, for methods that rank regions.
+    curves : Mapping
+        Curves recorded while explaining (for example insertion and deletion scores of
+        subset-selection searches), each ``(N, steps + 1)``.
+    """
+
+    attributions: Tensor
+    method: str
+    config: Mapping[str, Any]
+    target: Tensor | None
+    cost: Cost
+    ranking: Tensor | None = None
+    curves: Mapping[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.attributions.shape[0])
+
+    @property
+    def seed(self) -> int | None:
+        """The seed the method used, if it is random."""
+        seed = self.config.get("seed")
+        return int(seed) if seed is not None else None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the raw attributions (and ranking, target) as safetensors, config as metadata."""
+        from safetensors.torch import save_file
+
+        tensors = {"attributions": self.attributions.detach().cpu().contiguous()}
+        if self.target is not None:
+            tensors["target"] = self.target.detach().cpu().contiguous()
+        if self.ranking is not None:
+            tensors["ranking"] = self.ranking.detach().cpu().contiguous()
+        metadata = {
+            "method": self.method,
+            "config": json.dumps(dict(self.config), default=repr),
+            "cost": json.dumps(
+                {
+                    "forward": self.cost.forward,
+                    "backward": self.cost.backward,
+                    "seconds": self.cost.seconds,
+                }
+            ),
+        }
+        path = Path(path)
+        save_file(tensors, str(path), metadata=metadata)
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> Explanation:
+        """Read an explanation written by :meth:`save`."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        cost = json.loads(metadata.get("cost", "{}"))
+        return Explanation(
+            attributions=tensors["attributions"],
+            method=metadata.get("method", "unknown"),
+            config=json.loads(metadata.get("config", "{}")),
+            target=tensors.get("target"),
+            cost=Cost(
+                int(cost.get("forward", 0)),
+                int(cost.get("backward", 0)),
+                float(cost.get("seconds", 0.0)),
+            ),
+            ranking=tensors.get("ranking"),
+        )
+
+
+def attribution_map(explanation: object) -> Tensor:
+    """The attributions of an :class:`Explanation` or a tensor, as a float tensor."""
+    values = explanation.attributions if isinstance(explanation, Explanation) else explanation
+    if not isinstance(values, Tensor):
+        raise ShapeError(
+            "An explanation must be a faithmap.Explanation or a tensor of attributions. Got "
+            f"{type(values).__name__} instead."
+        )
+    return values.float() if not values.is_floating_point() else values

@@ -1,0 +1,108 @@
+"""Occlusion: the drop in the target score when a sliding window is removed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from faithmap.errors import InvalidParameterError
+from faithmap.methods.base import Method
+from faithmap.model import Activation, Model
+from faithmap.registry import register
+from faithmap.removal import FILLS, make_removal, score_removals
+from faithmap.targets import Target
+from faithmap.validation import check_int
+
+
+def window_starts(size: int, window: int, stride: int) -> Tensor:
+    """Top-left offsets along one axis; the last window may be cut by the border."""
+    return torch.arange(math.ceil((size - window) / stride) + 1) * stride
+
+
+@register("occlusion")
+@dataclass(frozen=True, kw_only=True)
+class Occlusion(Method):
+    """Sliding-window occlusion (Zeiler and Fergus 2014).
+
+    Each window covers all channels. A pixel's attribution is the mean, over the windows that
+    cover it, of ``score(x) - score(x with the window removed)``.
+
+    Parameters
+    ----------
+    window : int, default=8
+        Side of the square window in pixels.
+    stride : int, default=4
+        Step between windows.
+    fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
+        What the occluded pixels become.
+    activation : {"logits", "softmax"}, default="logits"
+
+    References
+    ----------
+    Zeiler, Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
+    """
+
+    image_only = True
+
+    window: int = 8
+    stride: int = 4
+    fill: str | float = 0.0
+    activation: Activation = "logits"
+
+    def __post_init__(self) -> None:
+        check_int(self.window, "window", "Occlusion", low=1)
+        check_int(self.stride, "stride", "Occlusion", low=1)
+        if isinstance(self.fill, str):
+            self.check_choice("fill", FILLS)
+        self.check_choice("activation", ("logits", "softmax"))
+
+    def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
+        height, width = inputs.shape[-2:]
+        if self.window > min(height, width):
+            raise InvalidParameterError(
+                f"The occlusion window ({self.window} px) is larger than the image "
+                f"({height}x{width}). Use a window of at most {min(height, width)}."
+            )
+        device = inputs.device
+        tops = window_starts(height, self.window, self.stride).to(device)
+        lefts = window_starts(width, self.window, self.stride).to(device)
+        rows = torch.arange(height, device=device)
+        cols = torch.arange(width, device=device)
+        count = tops.numel() * lefts.numel()
+
+        def windows(indices: Tensor) -> Tensor:
+            top, left = tops[indices // lefts.numel()], lefts[indices % lefts.numel()]
+            inside_rows = (rows >= top[:, None]) & (rows < top[:, None] + self.window)
+            inside_cols = (cols >= left[:, None]) & (cols < left[:, None] + self.window)
+            return (inside_rows[:, :, None] & inside_cols[:, None, :]).unsqueeze(1)
+
+        substrate = make_removal(self.fill).substrate(inputs)
+        clean = model.score_rows(
+            inputs.shape[0],
+            1,
+            lambda s, _: inputs[s],
+            target,
+            activation=self.activation,
+            device=device,
+        )
+        occluded = score_removals(
+            model,
+            inputs,
+            target,
+            substrate,
+            lambda _, k: ~windows(k),
+            count,
+            activation=self.activation,
+        )
+        drops = clean - occluded
+        total = torch.zeros(inputs.shape[0], height * width, device=device)
+        covered = torch.zeros(height * width, device=device)
+        for start in range(0, count, 256):
+            chunk = torch.arange(start, min(count, start + 256), device=device)
+            masks = windows(chunk).flatten(1).float()
+            total += drops[:, chunk] @ masks
+            covered += masks.sum(0)
+        return (total / covered.clamp_min(1)).view(inputs.shape[0], 1, height, width)

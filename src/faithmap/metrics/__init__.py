@@ -1,0 +1,8 @@
+"""Metrics of explanation quality: plain functions returning frozen results."""
+
+from faithmap.metrics.curves import CurveResult, deletion, insertion, trapezoid_auc
+
+METRICS = {"insertion": insertion, "deletion": deletion}
+"""Metrics by name, as the command line and benchmark use them."""
+
+__all__ = ["METRICS", "CurveResult", "deletion", "insertion", "trapezoid_auc"]

@@ -1,0 +1,297 @@
+"""``Model``: the one way faithmap calls a model.
+
+It wraps an ``nn.Module`` or a plain callable, streams batches of inputs through it at one
+measured (or given) ``batch_size``, applies the output activation, reads the target's score,
+takes input gradients when the model supports autograd, counts every pass in a cost ledger, and
+leaves the user's module exactly as it found it (training flags, ``requires_grad``), even when
+the model raises.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from faithmap.batching import fastest_batch_size
+from faithmap.cost import Ledger
+from faithmap.errors import FaithmapError, ModelError
+from faithmap.targets import Target, TargetLike, resolve_target
+from faithmap.validation import check_choice, check_int
+
+Activation = Literal["softmax", "logits"]
+RowInputs = Callable[[Tensor, Tensor], Tensor]
+"""Builds the input rows for pairs ``(sample index, perturbation index)``, both ``(B,)``."""
+GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]
+"""Receives ``(samples, indices, rows, gradients)`` of one batch."""
+
+
+class Model:
+    """A model as faithmap sees it.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Maps a batch ``(B, ...)`` to outputs ``(B, C)`` (logits, or probabilities if
+        ``outputs="probabilities"``). A callable may return a numpy array.
+    batch_size : int or None, default=None
+        Rows per model call. ``None`` measures the fastest size on the first call for each
+        input shape (see :func:`faithmap.batching.fastest_batch_size`).
+    outputs : {"logits", "probabilities"}, default="logits"
+        What the model returns; with ``"probabilities"`` no softmax is applied on top.
+    eval_mode : bool, default=True
+        Put an ``nn.Module`` in eval mode while faithmap uses it (and restore it after).
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = Model(torch.nn.Linear(4, 3), batch_size=8)
+    >>> model.outputs(torch.zeros(2, 4)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[[Tensor], Any],
+        *,
+        batch_size: int | None = None,
+        outputs: Literal["logits", "probabilities"] = "logits",
+        eval_mode: bool = True,
+    ) -> None:
+        if isinstance(model, Model):
+            raise FaithmapError("This is already a faithmap.Model; pass it as it is.")
+        if not callable(model):
+            raise ModelError(
+                "faithmap.Model needs an nn.Module or a callable mapping a batch to outputs. "
+                f"Got {type(model).__name__} instead."
+            )
+        if batch_size is not None:
+            check_int(batch_size, "batch_size", "Model", low=1)
+        self.module = model
+        self.batch_size = batch_size
+        self.outputs_kind = check_choice(outputs, "outputs", "Model", ("logits", "probabilities"))
+        self.eval_mode = eval_mode
+        self.ledger = Ledger()
+        self.num_outputs: int | None = None
+        self._measured: dict[tuple[Any, ...], int] = {}
+
+    def __repr__(self) -> str:
+        name = type(self.module).__name__
+        return f"Model({name}, batch_size={self.batch_size}, outputs={self.outputs_kind!r})"
+
+    @property
+    def device(self) -> torch.device | None:
+        """The device of the module's parameters, or ``None`` for a callable without any."""
+        if isinstance(self.module, nn.Module):
+            for tensor in (*self.module.parameters(), *self.module.buffers()):
+                return tensor.device
+        return None
+
+    @property
+    def is_differentiable(self) -> bool:
+        """Whether gradients can be taken through the model (an ``nn.Module``)."""
+        return isinstance(self.module, nn.Module)
+
+    # ----------------------------------------------------------------- state
+    @contextmanager
+    def preserved(self, *, for_gradients: bool = False) -> Iterator[None]:
+        """Use the model inside the block and restore every flag it had afterwards.
+
+        Sets eval mode (if ``eval_mode``) and, for input gradients, turns off the parameters'
+        ``requires_grad`` so no parameter gradient is computed; restores both even if the
+        block raises.
+        """
+        module = self.module
+        if not isinstance(module, nn.Module):
+            yield
+            return
+        training = [(m, m.training) for m in module.modules()]
+        grads = [(p, p.requires_grad) for p in module.parameters()]
+        try:
+            if self.eval_mode:
+                module.eval()
+            if for_gradients:
+                for parameter, _ in grads:
+                    parameter.requires_grad_(False)
+            yield
+        finally:
+            for submodule, flag in training:
+                submodule.training = flag
+            for parameter, flag in grads:
+                parameter.requires_grad_(flag)
+
+    # -------------------------------------------------------------- forward
+    def _call(self, batch: Tensor) -> Tensor:
+        """One call of the wrapped model, its output checked and shaped ``(B, C)``."""
+        try:
+            output = self.module(batch)
+        except FaithmapError:
+            raise
+        except Exception as err:
+            raise ModelError(
+                f"The model raised {type(err).__name__} on a batch of shape {tuple(batch.shape)}: "
+                f"{err}. Check that the model accepts inputs of this shape and dtype."
+            ) from err
+        if isinstance(output, np.ndarray):
+            output = torch.from_numpy(output).to(batch.device)
+        if not isinstance(output, Tensor):
+            raise ModelError(
+                "The model must return a tensor (or numpy array) of shape (B, C). Got "
+                f"{type(output).__name__} instead; wrap it so it returns the logits tensor."
+            )
+        if output.dim() == 1:
+            output = output.unsqueeze(1)
+        if output.dim() != 2 or output.shape[0] != batch.shape[0]:
+            raise ModelError(
+                f"The model must return outputs of shape ({batch.shape[0]}, C) for a batch of "
+                f"{batch.shape[0]}. Got {tuple(output.shape)} instead."
+            )
+        self.num_outputs = int(output.shape[1])
+        return output
+
+    def activate(self, output: Tensor, activation: Activation) -> Tensor:
+        """Apply the output activation: softmax probabilities, or the raw outputs."""
+        if activation == "softmax" and self.outputs_kind == "logits":
+            return output.softmax(dim=1)
+        return output
+
+    def _batch_size_for(self, sample: Tensor, gradients: bool) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
+        if key not in self._measured:
+            self._measured[key] = self._measure(sample, gradients)
+        return self._measured[key]
+
+    def _measure(self, sample: Tensor, gradients: bool) -> int:
+        started = time.perf_counter()
+
+        def forward(batch: Tensor) -> object:
+            with torch.inference_mode():
+                return self._call(batch)
+
+        def forward_backward(batch: Tensor) -> object:
+            rows = batch.detach().requires_grad_(True)
+            with torch.enable_grad():
+                output = self._call(rows)
+            return torch.autograd.grad(output[:, 0].sum(), rows)
+
+        with self.preserved(for_gradients=gradients):
+            size, _ = fastest_batch_size(forward_backward if gradients else forward, sample)
+        self.ledger.calibration_seconds += time.perf_counter() - started
+        return size
+
+    def outputs(self, inputs: Tensor, *, activation: Activation = "logits") -> Tensor:
+        """The model's outputs for a batch, computed in batches, on ``inputs.device``."""
+        size = self._batch_size_for(inputs, gradients=False)
+        device = self.device or inputs.device
+        chunks = []
+        with self.preserved(), torch.inference_mode():
+            for start in range(0, inputs.shape[0], size):
+                batch = inputs[start : start + size].to(device)
+                chunks.append(self.activate(self._call(batch), activation).to(inputs.device))
+                self.ledger.forward += batch.shape[0]
+        return torch.cat(chunks).clone()
+
+    def predict(self, inputs: Tensor) -> Tensor:
+        """The predicted class of each sample, ``(N,)`` int64."""
+        return self.outputs(inputs).argmax(dim=1)
+
+    def target(self, inputs: Tensor, target: TargetLike) -> Target:
+        """Resolve ``target`` for the batch ``inputs`` (a forward pass only if it is ``None``)."""
+        if self.num_outputs is None and not callable(target) and target is not None:
+            with self.preserved(), torch.inference_mode():
+                self._call(inputs[:1].to(self.device or inputs.device))
+        return resolve_target(
+            target, inputs.shape[0], self.num_outputs, lambda: self.predict(inputs), inputs.device
+        )
+
+    # ------------------------------------------------------- row streaming
+    def _row_chunks(
+        self, n_samples: int, per_sample: int, size: int, device: torch.device
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Pairs (sample, perturbation) in sample-major order, ``size`` pairs at a time."""
+        total = n_samples * per_sample
+        for start in range(0, total, size):
+            rows = torch.arange(start, min(total, start + size), device=device)
+            yield rows // per_sample, rows % per_sample
+
+    def score_rows(
+        self,
+        n_samples: int,
+        per_sample: int,
+        make_inputs: RowInputs,
+        target: Target,
+        *,
+        activation: Activation = "softmax",
+        device: torch.device,
+    ) -> Tensor:
+        """Target scores of ``per_sample`` generated inputs for each sample: ``(N, per_sample)``.
+
+        ``make_inputs(samples, indices)`` builds the rows of one batch on ``device``; rows are
+        generated batch by batch, so no more than one batch of inputs exists at a time.
+        """
+        check_int(per_sample, "per_sample", "Model.score_rows", low=1)
+        probe = make_inputs(
+            torch.zeros(1, dtype=torch.long, device=device),
+            torch.zeros(1, dtype=torch.long, device=device),
+        )
+        size = self._batch_size_for(probe, gradients=False)
+        scores = torch.empty(n_samples * per_sample, device=device)
+        with self.preserved(), torch.inference_mode():
+            for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
+                output = self.activate(self._call(make_inputs(samples, indices)), activation)
+                scores[samples * per_sample + indices] = target.select(output, samples).float()
+                self.ledger.forward += samples.shape[0]
+        return scores.clone().view(n_samples, per_sample)
+
+    def gradient_rows(
+        self,
+        n_samples: int,
+        per_sample: int,
+        make_inputs: RowInputs,
+        target: Target,
+        consume: GradientSink,
+        *,
+        activation: Activation = "logits",
+        device: torch.device,
+    ) -> None:
+        """Input gradients of the target score, batch by batch.
+
+        Calls ``consume(samples, indices, rows, gradients)`` for each batch, where ``rows`` are
+        the inputs ``make_inputs`` built and ``gradients`` the gradient of each row's target
+        score with respect to it. One forward and one backward pass are counted per row.
+        """
+        if not self.is_differentiable:
+            raise ModelError(
+                "This method needs gradients, but the model is a plain callable, not an "
+                "nn.Module with autograd. Use a perturbation method (occlusion, rise) or wrap a "
+                "differentiable torch module."
+            )
+        check_int(per_sample, "per_sample", "Model.gradient_rows", low=1)
+        probe = make_inputs(
+            torch.zeros(1, dtype=torch.long, device=device),
+            torch.zeros(1, dtype=torch.long, device=device),
+        )
+        size = self._batch_size_for(probe, gradients=True)
+        with self.preserved(for_gradients=True):
+            for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
+                rows = make_inputs(samples, indices).detach().requires_grad_(True)
+                with torch.enable_grad():
+                    output = self.activate(self._call(rows), activation)
+                    scores = target.select(output, samples)
+                self.ledger.forward += rows.shape[0]
+                if scores.grad_fn is None:
+                    raise ModelError(
+                        "The model's output does not depend on its input through autograd (it may "
+                        "detach, use numpy, or run under torch.no_grad). Gradient methods cannot "
+                        "explain it; use a perturbation method such as occlusion or rise."
+                    )
+                (gradients,) = torch.autograd.grad(scores.sum(), rows)
+                self.ledger.backward += rows.shape[0]
+                consume(samples, indices, rows.detach(), gradients)

@@ -1,0 +1,96 @@
+"""Built-in models: small architectures trained by faithmap on its synthetic shapes.
+
+The weights ship inside the package, in ``faithmap/zoo/weights/<name>.safetensors``, and are
+made by ``python -m faithmap.zoo.train`` (see :mod:`faithmap.zoo.train`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.resources import files
+from typing import Final
+
+from safetensors.torch import load as load_safetensors
+from torch import nn
+
+from faithmap.data.synthetic import CLASS_NAMES
+from faithmap.errors import FaithmapError, InvalidParameterError
+from faithmap.zoo.architectures import SmallCNN, SmallResNet
+
+__all__ = ["BUILTIN_MODELS", "SmallCNN", "SmallResNet", "architecture", "load_builtin"]
+
+_ARCHITECTURES: Final[dict[str, Callable[[], nn.Module]]] = {
+    "cnn": lambda: SmallCNN(num_classes=len(CLASS_NAMES)),
+    "resnet": lambda: SmallResNet(num_classes=len(CLASS_NAMES)),
+}
+
+BUILTIN_MODELS: Final[tuple[str, ...]] = tuple(_ARCHITECTURES)
+"""Names accepted by :func:`load_builtin` and :func:`architecture`."""
+
+
+def architecture(name: str) -> nn.Module:
+    """Build an untrained built-in architecture, with one output per shape class.
+
+    Parameters
+    ----------
+    name : str
+        ``"cnn"`` (:class:`SmallCNN`) or ``"resnet"`` (:class:`SmallResNet`).
+
+    Returns
+    -------
+    nn.Module
+        A freshly initialised model, in training mode.
+
+    Raises
+    ------
+    InvalidParameterError
+        If `name` is not in :data:`BUILTIN_MODELS`.
+    """
+    if not isinstance(name, str) or name not in _ARCHITECTURES:
+        raise InvalidParameterError(
+            f"The 'name' parameter must be one of {', '.join(map(repr, BUILTIN_MODELS))}. "
+            f"Got {name!r} instead."
+        )
+    return _ARCHITECTURES[name]()
+
+
+def load_builtin(name: str) -> nn.Module:
+    """Load a built-in model with its shipped weights, in eval mode, on the CPU.
+
+    The models classify :func:`faithmap.data.make_shapes` images (``(N, 3, H, W)`` in
+    ``[0, 1]``, trained at 64 x 64) into :data:`faithmap.data.CLASS_NAMES`.
+
+    Parameters
+    ----------
+    name : str
+        ``"cnn"`` or ``"resnet"``.
+
+    Returns
+    -------
+    nn.Module
+        The trained model in eval mode.
+
+    Raises
+    ------
+    InvalidParameterError
+        If `name` is not in :data:`BUILTIN_MODELS`.
+    FaithmapError
+        If the weights file is missing from the installation.
+
+    Examples
+    --------
+    >>> from faithmap.data import make_shapes
+    >>> model = load_builtin("cnn")
+    >>> model(make_shapes(4, seed=1).images).shape
+    torch.Size([4, 6])
+    """
+    model = architecture(name)
+    weights = files("faithmap.zoo").joinpath("weights", f"{name}.safetensors")
+    if not weights.is_file():
+        raise FaithmapError(
+            f"The weights of the built-in model {name!r} are missing ({weights}). Make them with "
+            f"`python -m faithmap.zoo.train --arch {name} "
+            f"--out src/faithmap/zoo/weights/{name}.safetensors`."
+        )
+    model.load_state_dict(load_safetensors(weights.read_bytes()))
+    return model.eval()
