@@ -9,7 +9,9 @@ the model raises.
 
 from __future__ import annotations
 
+import itertools
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -31,6 +33,30 @@ GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]
 """Receives ``(samples, indices, rows, gradients)`` of one batch."""
 
 
+_MEASURED: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], int]] = weakref.WeakKeyDictionary()
+"""Measured batch sizes per wrapped module, shared by every Model of the same module."""
+
+
+def _measurements_of(model: Any) -> dict[tuple[Any, ...], int]:
+    """The batch-size measurements of ``model``, kept as long as the model lives."""
+    try:
+        return _MEASURED.setdefault(model, {})
+    except TypeError:  # not weak-referenceable (a bound method, a builtin): measure per Model
+        return {}
+
+
+def _input_gradient(scores: Tensor, rows: Tensor) -> Tensor:
+    """Gradient of the summed ``scores`` with respect to ``rows``; an error without autograd."""
+    if scores.grad_fn is None:
+        raise ModelError(
+            "The model's output does not depend on its input through autograd (it may detach, "
+            "use numpy, or run under torch.no_grad). Gradient methods cannot explain it; use a "
+            "perturbation method such as occlusion or rise."
+        )
+    (gradient,) = torch.autograd.grad(scores.sum(), rows)
+    return gradient
+
+
 class Model:
     """A model as faithmap sees it.
 
@@ -41,7 +67,8 @@ class Model:
         ``outputs="probabilities"``). A callable may return a numpy array.
     batch_size : int or None, default=None
         Rows per model call. ``None`` measures the fastest size on the first call for each
-        input shape (see :func:`faithmap.batching.fastest_batch_size`).
+        input shape (see :func:`faithmap.batching.fastest_batch_size`); the measurement is
+        kept for the module, so later ``Model`` objects of the same module reuse it.
     outputs : {"logits", "probabilities"}, default="logits"
         What the model returns; with ``"probabilities"`` no softmax is applied on top.
     eval_mode : bool, default=True
@@ -78,7 +105,7 @@ class Model:
         self.eval_mode = eval_mode
         self.ledger = Ledger()
         self.num_outputs: int | None = None
-        self._measured: dict[tuple[Any, ...], int] = {}
+        self._measured = _measurements_of(model)
 
     def __repr__(self) -> str:
         name = type(self.module).__name__
@@ -88,8 +115,9 @@ class Model:
     def device(self) -> torch.device | None:
         """The device of the module's parameters, or ``None`` for a callable without any."""
         if isinstance(self.module, nn.Module):
-            for tensor in (*self.module.parameters(), *self.module.buffers()):
-                return tensor.device
+            tensors = itertools.chain(self.module.parameters(), self.module.buffers())
+            first = next(tensors, None)
+            return first.device if first is not None else None
         return None
 
     @property
@@ -179,7 +207,7 @@ class Model:
             rows = batch.detach().requires_grad_(True)
             with torch.enable_grad():
                 output = self._call(rows)
-            return torch.autograd.grad(output[:, 0].sum(), rows)
+            return _input_gradient(output[:, 0], rows)
 
         with self.preserved(for_gradients=gradients):
             size, _ = fastest_batch_size(forward_backward if gradients else forward, sample)
@@ -242,13 +270,13 @@ class Model:
             torch.zeros(1, dtype=torch.long, device=device),
         )
         size = self._batch_size_for(probe, gradients=False)
-        scores = torch.empty(n_samples * per_sample, device=device)
+        chunks = []
         with self.preserved(), torch.inference_mode():
             for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
                 output = self.activate(self._call(make_inputs(samples, indices)), activation)
-                scores[samples * per_sample + indices] = target.select(output, samples).float()
+                chunks.append(target.select(output, samples).to(device))
                 self.ledger.forward += samples.shape[0]
-        return scores.clone().view(n_samples, per_sample)
+        return torch.cat(chunks).view(n_samples, per_sample).clone()
 
     def gradient_rows(
         self,
@@ -286,12 +314,6 @@ class Model:
                     output = self.activate(self._call(rows), activation)
                     scores = target.select(output, samples)
                 self.ledger.forward += rows.shape[0]
-                if scores.grad_fn is None:
-                    raise ModelError(
-                        "The model's output does not depend on its input through autograd (it may "
-                        "detach, use numpy, or run under torch.no_grad). Gradient methods cannot "
-                        "explain it; use a perturbation method such as occlusion or rise."
-                    )
-                (gradients,) = torch.autograd.grad(scores.sum(), rows)
+                gradients = _input_gradient(scores, rows)
                 self.ledger.backward += rows.shape[0]
                 consume(samples, indices, rows.detach(), gradients)

@@ -98,11 +98,12 @@ class Occlusion(Method):
             activation=self.activation,
         )
         drops = clean - occluded
-        total = torch.zeros(inputs.shape[0], height * width, device=device)
-        covered = torch.zeros(height * width, device=device)
+        total = torch.zeros(inputs.shape[0], height * width, device=device, dtype=drops.dtype)
+        covered = torch.zeros(height * width, device=device, dtype=drops.dtype)
         for start in range(0, count, 256):
             chunk = torch.arange(start, min(count, start + 256), device=device)
-            masks = windows(chunk).flatten(1).float()
+            masks = windows(chunk).flatten(1).to(drops.dtype)
             total += drops[:, chunk] @ masks
             covered += masks.sum(0)
-        return (total / covered.clamp_min(1)).view(inputs.shape[0], 1, height, width)
+        attributions = total / covered.clamp_min(1)
+        return attributions.to(inputs.dtype).view(inputs.shape[0], 1, height, width)

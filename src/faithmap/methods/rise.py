@@ -69,14 +69,8 @@ class Rise(Method):
         height, width = inputs.shape[-2:]
         device = inputs.device
         generator = torch.Generator().manual_seed(self.seed)
-        grids = (
-            (
-                torch.rand(self.n_masks, 1, self.grid, self.grid, generator=generator)
-                < self.keep_probability
-            )
-            .float()
-            .to(device)
-        )
+        draws = torch.rand(self.n_masks, 1, self.grid, self.grid, generator=generator)
+        grids = (draws < self.keep_probability).to(device=device, dtype=inputs.dtype)
         cell_h, cell_w = math.ceil(height / self.grid), math.ceil(width / self.grid)
         shift_h = torch.randint(0, cell_h, (self.n_masks,), generator=generator).to(device)
         shift_w = torch.randint(0, cell_w, (self.n_masks,), generator=generator).to(device)
@@ -103,8 +97,9 @@ class Rise(Method):
             self.n_masks,
             activation=self.activation,
         )
-        saliency = torch.zeros(inputs.shape[0], height * width, device=device)
+        saliency = torch.zeros(inputs.shape[0], height * width, device=device, dtype=scores.dtype)
         for start in range(0, self.n_masks, 256):
             chunk = torch.arange(start, min(self.n_masks, start + 256), device=device)
             saliency += scores[:, chunk] @ masks(chunk).flatten(1)
-        return (saliency / (self.n_masks * self.keep_probability)).view(-1, 1, height, width)
+        saliency = saliency / (self.n_masks * self.keep_probability)
+        return saliency.to(inputs.dtype).view(-1, 1, height, width)

@@ -1,0 +1,56 @@
+"""Shared fixtures: small deterministic models and inputs, and light method settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+LIGHT_PARAMS: dict[str, dict[str, Any]] = {
+    "integrated_gradients": {"steps": 8},
+    "rise": {"n_masks": 64},
+    "occlusion": {"window": 4, "stride": 4},
+}
+"""Settings that keep every method fast on 16x16 test images."""
+
+
+def light_params(name: str) -> dict[str, Any]:
+    """Fast settings for a registered method (empty: its defaults)."""
+    return dict(LIGHT_PARAMS.get(name, {}))
+
+
+class TinyNet(nn.Module):
+    """A small CNN with batch norm and dropout, so eval/train mode changes its output."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(0.5)
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.features(x).mean(dim=(2, 3))
+        return self.head(self.dropout(pooled))
+
+
+@pytest.fixture
+def tiny_net() -> TinyNet:
+    torch.manual_seed(0)
+    net = TinyNet()
+    with torch.no_grad():
+        net.features[1].running_mean.uniform_(-0.1, 0.1)
+        net.features[1].running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(1))

@@ -1,0 +1,114 @@
+"""Insertion and deletion on a model whose curve is known by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import faithmap
+from faithmap import Model
+from faithmap.metrics import deletion, insertion, trapezoid_auc
+
+# 10x10 single-channel images of ones; the model's class-0 probability is the fraction of the
+# first two rows (20 pixels, the "object") still present. With steps=10, 10 pixels move per step.
+OBJECT = torch.zeros(1, 1, 10, 10)
+OBJECT[..., :2, :] = 1
+
+
+def object_fraction(x: torch.Tensor) -> torch.Tensor:
+    present = (x * OBJECT).flatten(1).sum(1) / OBJECT.sum()
+    return torch.stack([present, 1 - present], dim=1)
+
+
+def model() -> Model:
+    return Model(object_fraction, outputs="probabilities", batch_size=8)
+
+
+PERFECT = OBJECT.expand(3, 1, 10, 10) + torch.linspace(0, 0.1, 100).view(1, 1, 10, 10)
+REVERSED = -PERFECT
+IMAGES = torch.ones(3, 1, 10, 10)
+
+
+def test_trapezoid_rule_on_unit_interval() -> None:
+    curve = torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(trapezoid_auc(curve), torch.tensor([0.5, 0.25]))
+
+
+def test_deletion_removes_the_most_important_pixels_first() -> None:
+    best = deletion(model(), IMAGES, PERFECT, target=0, steps=10, fill=0.0)
+    worst = deletion(model(), IMAGES, REVERSED, target=0, steps=10, fill=0.0)
+    expected_best = torch.tensor([1.0, 0.5] + [0.0] * 9)
+    expected_worst = torch.tensor([1.0] * 9 + [0.5, 0.0])
+    torch.testing.assert_close(best.curve, expected_best.expand(3, 11))
+    torch.testing.assert_close(worst.curve, expected_worst.expand(3, 11))
+    torch.testing.assert_close(best.auc, torch.full((3,), 0.1))
+    torch.testing.assert_close(worst.auc, torch.full((3,), 0.9))
+    assert not best.higher_is_better
+
+
+def test_insertion_inserts_the_most_important_pixels_first() -> None:
+    best = insertion(model(), IMAGES, PERFECT, target=0, steps=10, fill=0.0)
+    worst = insertion(model(), IMAGES, REVERSED, target=0, steps=10, fill=0.0)
+    torch.testing.assert_close(best.auc, torch.full((3,), 0.9))
+    torch.testing.assert_close(worst.auc, torch.full((3,), 0.1))
+    torch.testing.assert_close(best.fractions, torch.linspace(0, 1, 11))
+    assert best.higher_is_better and best.mean == pytest.approx(0.9)
+
+
+def test_model_that_ignores_its_input_gives_flat_curves() -> None:
+    def constant(x: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([[0.3, 0.7]]).expand(x.shape[0], 2)
+
+    flat = Model(constant, outputs="probabilities")
+    for metric in (insertion, deletion):
+        result = metric(flat, IMAGES, PERFECT, target=1, steps=5)
+        torch.testing.assert_close(result.curve, torch.full((3, 6), 0.7))
+        torch.testing.assert_close(result.auc, torch.full((3,), 0.7))
+
+
+def test_cost_counts_every_curve_point() -> None:
+    result = deletion(model(), IMAGES, PERFECT, steps=10)
+    # 3 predictions to resolve the target, then 11 points per image.
+    assert result.cost.forward == 3 + 3 * 11
+    assert result.choices == {
+        "fill": "constant(0)",
+        "steps": 10,
+        "seed": 0,
+        "activation": "softmax",
+        "target": "predicted",
+        "unit": "pixel",
+    }
+
+
+def test_target_defaults_to_the_explained_class(images: torch.Tensor, tiny_net) -> None:
+    explanation = faithmap.explain(tiny_net, images, method="saliency", target=2)
+    result = insertion(tiny_net, images, explanation, steps=4)
+    assert result.choices["target"] == "explained"
+    assert torch.equal(result.target, torch.full((5,), 2))
+
+
+def test_batch_size_invariance(images: torch.Tensor, tiny_net) -> None:
+    attributions = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    small = insertion(Model(tiny_net, batch_size=3), images, attributions, steps=7)
+    large = insertion(Model(tiny_net, batch_size=64), images, attributions, steps=7)
+    torch.testing.assert_close(small.curve, large.curve)
+
+
+def test_ties_are_broken_by_the_seed(images: torch.Tensor, tiny_net) -> None:
+    uniform = torch.zeros(5, 1, 16, 16)
+    first = deletion(tiny_net, images, uniform, steps=4, seed=1)
+    again = deletion(tiny_net, images, uniform, steps=4, seed=1)
+    other = deletion(tiny_net, images, uniform, steps=4, seed=2)
+    assert torch.equal(first.curve, again.curve)
+    assert not torch.equal(first.curve, other.curve)
+    torch.testing.assert_close(first.curve[:, [0, -1]], other.curve[:, [0, -1]])
+
+
+def test_default_insertion_starts_from_a_blur(images: torch.Tensor, tiny_net) -> None:
+    from faithmap.removal import gaussian_blur
+
+    result = insertion(tiny_net, images, torch.rand(5, 1, 16, 16), steps=2)
+    blurred = Model(tiny_net).outputs(gaussian_blur(images, 11, 5.0), activation="softmax")
+    torch.testing.assert_close(result.curve[:, 0], blurred.gather(1, result.target[:, None])[:, 0])
+    clean = Model(tiny_net).outputs(images, activation="softmax")
+    torch.testing.assert_close(result.curve[:, -1], clean.gather(1, result.target[:, None])[:, 0])

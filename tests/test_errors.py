@@ -1,0 +1,152 @@
+"""Bad input gives a FaithmapError that names the problem and the fix; the model is unharmed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import faithmap
+from conftest import TinyNet
+from faithmap import InvalidParameterError, ModelError, ShapeError, TargetError
+from faithmap.metrics import deletion, insertion
+
+
+def test_errors_are_faithmap_errors_and_builtin_kinds() -> None:
+    assert issubclass(InvalidParameterError, ValueError)
+    for cls in (InvalidParameterError, ShapeError, TargetError, ModelError):
+        assert issubclass(cls, faithmap.FaithmapError)
+
+
+def test_wrong_rank(tiny_net: TinyNet) -> None:
+    with pytest.raises(ShapeError, match=r"\(N, C, H, W\).*unsqueeze\(0\)"):
+        faithmap.explain(tiny_net, torch.rand(3, 16, 16), method="occlusion")
+
+
+def test_not_a_tensor(tiny_net: TinyNet) -> None:
+    with pytest.raises(ShapeError, match=r"torch.Tensor"):
+        faithmap.explain(tiny_net, np.zeros((1, 3, 8, 8)), method="saliency")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_and_inf(tiny_net: TinyNet, images: torch.Tensor, bad: float) -> None:
+    images[2, 0, 3, 3] = bad
+    with pytest.raises(ShapeError, match=r"NaN or inf.*samples \[2\]"):
+        faithmap.explain(tiny_net, images, method="saliency")
+
+
+def test_empty_batch(tiny_net: TinyNet) -> None:
+    with pytest.raises(ShapeError, match=r"empty batch"):
+        faithmap.explain(tiny_net, torch.rand(0, 3, 16, 16), method="saliency")
+
+
+def test_integer_inputs(tiny_net: TinyNet) -> None:
+    with pytest.raises(ShapeError, match=r"floating point.*x.float\(\)"):
+        faithmap.explain(tiny_net, torch.zeros(1, 3, 16, 16, dtype=torch.uint8), method="saliency")
+
+
+@pytest.mark.parametrize("target", [4, -1, torch.tensor([0, 1, 2, 9, 0])])
+def test_target_out_of_range(tiny_net: TinyNet, images: torch.Tensor, target: object) -> None:
+    with pytest.raises(TargetError, match=r"out of range.*4 outputs.*\[0, 3\]"):
+        faithmap.explain(tiny_net, images, method="saliency", target=target)
+
+
+def test_target_of_wrong_length(tiny_net: TinyNet, images: torch.Tensor) -> None:
+    with pytest.raises(TargetError, match=r"3 entries but the batch has 5"):
+        faithmap.explain(tiny_net, images, method="saliency", target=[0, 1, 2])
+
+
+def test_float_target(tiny_net: TinyNet, images: torch.Tensor) -> None:
+    with pytest.raises(TargetError, match=r"integer class indices"):
+        faithmap.explain(tiny_net, images, method="saliency", target=torch.zeros(5))
+
+
+def test_callable_target_of_wrong_shape(tiny_net: TinyNet, images: torch.Tensor) -> None:
+    with pytest.raises(TargetError, match=r"one score per row"):
+        faithmap.explain(tiny_net, images, method="saliency", target=lambda out: out)
+
+
+def test_gradient_method_on_a_callable_without_autograd(images: torch.Tensor) -> None:
+    weights = np.random.default_rng(0).normal(size=(3 * 16 * 16, 4))
+
+    def numpy_model(x: torch.Tensor) -> np.ndarray:
+        return x.flatten(1).numpy() @ weights
+
+    with pytest.raises(ModelError, match=r"needs gradients.*occlusion"):
+        faithmap.explain(numpy_model, images, method="integrated_gradients")
+    occluded = faithmap.explain(numpy_model, images, method="occlusion")
+    assert occluded.attributions.shape == (5, 1, 16, 16)
+
+
+def test_gradient_method_on_a_module_that_detaches(images: torch.Tensor) -> None:
+    class Detaching(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.detach().flatten(1)[:, :4]
+
+    with pytest.raises(ModelError, match=r"does not depend on its input through autograd"):
+        faithmap.explain(Detaching(), images, method="saliency")
+
+
+def test_model_that_raises_leaves_model_as_found(tiny_net: TinyNet) -> None:
+    tiny_net.train()
+    two_channels = torch.rand(2, 2, 5, 5)
+    with pytest.raises(ModelError, match=r"raised RuntimeError on a batch of shape \(2, 2, 5, 5\)"):
+        faithmap.explain(faithmap.Model(tiny_net, batch_size=2), two_channels, method="saliency")
+    assert all(m.training for m in tiny_net.modules())
+    assert all(p.requires_grad for p in tiny_net.parameters())
+
+
+def test_model_with_wrong_output_shape(images: torch.Tensor) -> None:
+    with pytest.raises(
+        ModelError, match=r"outputs of shape \(1, C\) for a batch of 1. Got \(2, 3\)"
+    ):
+        faithmap.explain(lambda x: torch.zeros(2, 3), images, method="occlusion")
+
+
+def test_not_a_model() -> None:
+    with pytest.raises(ModelError, match=r"nn.Module or a callable"):
+        faithmap.Model(42)  # type: ignore[arg-type]
+
+
+def test_unknown_method_lists_valid_names(tiny_net: TinyNet, images: torch.Tensor) -> None:
+    with pytest.raises(InvalidParameterError, match=r"Unknown method 'lime'.*integrated_gradients"):
+        faithmap.explain(tiny_net, images, method="lime")
+
+
+def test_unknown_parameter_lists_valid_ones() -> None:
+    with pytest.raises(InvalidParameterError, match=r"unexpected parameter.*n_masks"):
+        faithmap.get_method("rise", masks=10)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        (
+            "integrated_gradients",
+            {"steps": 0},
+            r"'steps' parameter of IntegratedGradients must be an int >= 1. Got 0",
+        ),
+        ("integrated_gradients", {"rule": "simpson"}, r"'rule' parameter .* Got 'simpson'"),
+        ("rise", {"keep_probability": 1.5}, r"'keep_probability' .* <= 1.0. Got 1.5"),
+        ("occlusion", {"fill": "zeros"}, r"'fill' parameter .* Got 'zeros'"),
+        ("saliency", {"reduce": "median"}, r"'reduce' parameter .* Got 'median'"),
+    ],
+)
+def test_bad_parameters(name: str, params: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        faithmap.get_method(name, **params)
+
+
+def test_occlusion_window_larger_than_image(tiny_net: TinyNet) -> None:
+    with pytest.raises(InvalidParameterError, match=r"larger than the image"):
+        faithmap.explain(tiny_net, torch.rand(1, 3, 6, 6), method="occlusion", window=8)
+
+
+def test_metric_errors(tiny_net: TinyNet, images: torch.Tensor) -> None:
+    with pytest.raises(InvalidParameterError, match=r"'steps' parameter of insertion"):
+        insertion(tiny_net, images, torch.rand(5, 1, 16, 16), steps=0)
+    with pytest.raises(ShapeError, match=r"must have shape .* matching the inputs"):
+        deletion(tiny_net, images, torch.rand(5, 1, 8, 8))
+    with pytest.raises(InvalidParameterError, match=r"'fill' parameter"):
+        deletion(tiny_net, images, torch.rand(5, 1, 16, 16), fill="grey")
