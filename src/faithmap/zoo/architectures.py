@@ -21,11 +21,23 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - _INPUT_MEAN) / _INPUT_STD
 
 
+def _conv_block(in_channels: int, out_channels: int, *, pool: bool) -> nn.Sequential:
+    block = nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    )
+    if pool:
+        block.append(nn.MaxPool2d(2))
+    return block
+
+
 class SmallCNN(nn.Module):
     """A plain three-block convolutional network (about 24k parameters).
 
-    Each block is a 3x3 convolution followed by ReLU; the first two blocks end with 2x2 max
-    pooling. Channels are 16, 32 and 64. A 64 x 64 input gives a 16 x 16 map in ``features``.
+    Each block is a 3x3 convolution, batch normalisation and ReLU; the first two blocks end
+    with 2x2 max pooling. Channels are 16, 32 and 64. A 64 x 64 input gives a 16 x 16 map in
+    ``features``.
 
     Parameters
     ----------
@@ -35,18 +47,19 @@ class SmallCNN(nn.Module):
     Attributes
     ----------
     block1, block2 : nn.Sequential
-        Convolution, ReLU and max pooling.
+        Convolution, batch normalisation, ReLU and max pooling.
     features : nn.Sequential
-        The last convolutional block (convolution and ReLU): the layer for CAM methods.
+        The last convolutional block (convolution, batch normalisation and ReLU): the layer
+        for CAM methods.
     head : nn.Linear
         Linear classifier applied after global average pooling over ``features``.
     """
 
     def __init__(self, num_classes: int = 6) -> None:
         super().__init__()
-        self.block1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.block2 = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.features = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU())
+        self.block1 = _conv_block(3, 16, pool=True)
+        self.block2 = _conv_block(16, 32, pool=True)
+        self.features = _conv_block(32, 64, pool=False)
         self.head = nn.Linear(64, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
