@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -100,22 +102,29 @@ def test_batch_size_is_measured_once_per_module_and_shape(
     assert first.ledger.calibration_seconds > 0 and second.ledger.calibration_seconds == 0
 
 
+def busy_wait(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def test_fastest_batch_size_picks_the_lowest_time_per_sample() -> None:
-    calls: list[int] = []
-
     def cost_model(batch: torch.Tensor) -> None:
-        calls.append(batch.shape[0])
-        size = batch.shape[0]
-        # per-sample time is lowest at 16 and grows after it
-        per_sample = 1e-4 * (1 + abs(np.log2(size) - 4))
-        end = __import__("time").perf_counter() + per_sample * size
-        while __import__("time").perf_counter() < end:
-            pass
+        # per-sample time is lowest at 16 and grows by half a unit per doubling away from it
+        busy_wait(2e-5 * (1 + 0.5 * abs(np.log2(batch.shape[0]) - 4)) * batch.shape[0])
 
-    best, timings = fastest_batch_size(cost_model, torch.zeros(1, 2))
+    best, timings = fastest_batch_size(cost_model, torch.zeros(1, 2), min_seconds=0.0)
     assert best == 16
-    assert max(timings) == 64  # stopped after two slower sizes
-    assert min(timings, key=timings.__getitem__) == 16
+    assert max(timings) == 128  # stopped after three sizes more than 15% slower
+
+
+def test_fastest_batch_size_prefers_the_largest_of_equal_speed() -> None:
+    def flat_then_slow(batch: torch.Tensor) -> None:
+        size = batch.shape[0]
+        busy_wait(2e-5 * size * (1.0 if size <= 32 else 2.0))
+
+    best, _ = fastest_batch_size(flat_then_slow, torch.zeros(1, 2), min_seconds=0.0, tolerance=1.5)
+    assert best == 32
 
 
 def test_invalid_batch_size() -> None:

@@ -1,5 +1,6 @@
 """faithmap: explain what drove a model's prediction, and measure how faithful it is."""
 
+from faithmap import metrics
 from faithmap.api import explain, get_method
 from faithmap.cost import Cost
 from faithmap.errors import (
@@ -34,5 +35,6 @@ __all__ = [
     "explain",
     "get_method",
     "make_regions",
+    "metrics",
     "register",
 ]

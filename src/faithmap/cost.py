@@ -42,7 +42,10 @@ class Cost:
 
 @dataclass
 class Ledger:
-    """A running count of passes; :meth:`track` measures what a block of code spends."""
+    """A running count of passes; :meth:`track` measures what a block of code spends.
+
+    ``calibration_seconds`` is the time spent measuring the best batch size, kept apart.
+    """
 
     forward: int = 0
     backward: int = 0
@@ -55,7 +58,7 @@ class Ledger:
     @contextmanager
     def track(self) -> Iterator[Tracker]:
         """Measure the passes and seconds spent inside the ``with`` block."""
-        tracker = Tracker(self, self.snapshot(), time.perf_counter())
+        tracker = Tracker(self, self.snapshot(), time.perf_counter(), self.calibration_seconds)
         try:
             yield tracker
         finally:
@@ -69,18 +72,24 @@ class Tracker:
     ledger: Ledger
     start: Cost
     started_at: float
+    calibration_at_start: float
     final: Cost | None = None
 
     def close(self) -> None:
         """Freeze the cost of the tracked block."""
         if self.final is None:
-            spent = self.ledger.snapshot() - self.start
-            self.final = Cost(spent.forward, spent.backward, time.perf_counter() - self.started_at)
+            self.final = self.cost
 
     @property
     def cost(self) -> Cost:
-        """The cost so far, or the final cost once the block has exited."""
+        """The cost so far, or the final cost once the block has exited.
+
+        Its seconds leave out the model's one-time batch-size measurement
+        (``Ledger.calibration_seconds``), which is not part of the work being tracked.
+        """
         if self.final is not None:
             return self.final
         spent = self.ledger.snapshot() - self.start
-        return Cost(spent.forward, spent.backward, time.perf_counter() - self.started_at)
+        calibration = self.ledger.calibration_seconds - self.calibration_at_start
+        elapsed = time.perf_counter() - self.started_at - calibration
+        return Cost(spent.forward, spent.backward, elapsed)

@@ -193,7 +193,7 @@ def insertion(
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
     >>> x = torch.rand(2, 1, 4, 4)
-    >>> result = insertion(net, x, torch.rand(2, 1, 4, 4), steps=4)
+    >>> result = insertion(net, x, torch.rand(2, 1, 4, 4), steps=4, fill=0.0)
     >>> tuple(result.curve.shape), result.cost.forward
     ((2, 5), 12)
     """

@@ -1,0 +1,147 @@
+"""The ``faithmap`` command: methods, explain (built-in sample and image file), bench, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.image import imsave
+from typer.testing import CliRunner
+
+import faithmap
+from faithmap.cli import app, parse_param, read_image
+from faithmap.explanation import Explanation
+
+runner = CliRunner()
+
+
+def test_methods_lists_every_registered_method_with_its_description() -> None:
+    result = runner.invoke(app, ["methods"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for name in faithmap.available():
+        assert name in result.output
+        assert faithmap.describe(name) in result.output
+    assert len(faithmap.available()) >= 4
+
+
+def _check_explain_output(result_output: str, out: Path, stem: str) -> None:
+    assert "insertion AUC: " in result_output and "deletion AUC: " in result_output
+    for metric in ("insertion", "deletion"):
+        line = next(x for x in result_output.splitlines() if x.startswith(f"{metric} AUC: "))
+        value = float(line.split()[2])
+        assert 0.0 <= value <= 1.0
+    png, raw = out / f"{stem}.png", out / f"{stem}.safetensors"
+    assert png.stat().st_size > 0
+    saved = Explanation.load(raw)
+    assert saved.attributions.shape == (1, 1, 64, 64)
+    assert bool(torch.isfinite(saved.attributions).all())
+
+
+def test_explain_builtin_sample_writes_overlay_and_attributions(tmp_path: Path) -> None:
+    args = [
+        "explain",
+        "--method",
+        "rise",
+        "-p",
+        "n_masks=64",
+        "--sample",
+        "3",
+        "--batch-size",
+        "16",
+    ]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "(true class: " in result.output
+    _check_explain_output(result.output, tmp_path, "sample3-cnn-rise")
+    saved = Explanation.load(tmp_path / "sample3-cnn-rise.safetensors")
+    assert saved.config["n_masks"] == 64
+
+
+def test_explain_image_file_with_target(tmp_path: Path) -> None:
+    image = np.random.default_rng(0).random((40, 50, 4))  # RGBA, not square, not 64 x 64
+    path = tmp_path / "photo.png"
+    imsave(path, image)
+    out = tmp_path / "out"
+    args = ["explain", str(path), "--method", "saliency", "-t", "2", "--out", str(out)]
+    args += ["--batch-size", "16"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"explained: {faithmap.data.CLASS_NAMES[2]}" in result.output
+    _check_explain_output(result.output, out, "photo-cnn-saliency")
+    saved = Explanation.load(out / "photo-cnn-saliency.safetensors")
+    assert saved.target is not None and int(saved.target[0]) == 2
+
+
+def test_read_image_expands_grey_and_drops_alpha(tmp_path: Path) -> None:
+    grey = np.linspace(0, 1, 30 * 20).reshape(30, 20)
+    path = tmp_path / "grey.png"
+    imsave(path, grey, cmap="gray")
+    tensor = read_image(path)
+    assert tensor.shape == (1, 3, 64, 64)
+    assert float(tensor.min()) >= 0.0 and float(tensor.max()) <= 1.0
+    torch.testing.assert_close(tensor[:, 0], tensor[:, 2])
+    assert float(tensor.std()) > 0.1
+
+
+def test_explain_unknown_method_exits_2_with_valid_names() -> None:
+    result = runner.invoke(app, ["explain", "--method", "nope"])
+    assert result.exit_code == 2
+    assert "error: Unknown method 'nope'" in result.output
+    assert "Traceback" not in result.output
+    for name in faithmap.available():
+        assert name in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", "no-such-file.png"], "does not exist"),
+        (["explain", "--param", "steps"], "key=value"),
+        (["explain", "--param", "bogus=1"], "unexpected parameter"),
+        (["bench", "--models", "vgg"], "Unknown model 'vgg'"),
+        (["bench", "--metrics", "accuracy"], "Valid names are: deletion, insertion."),
+        (["bench", "--param", "n_masks=3"], "method.key=value"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_exit_2(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_parse_param_types() -> None:
+    assert parse_param("steps=16") == ("steps", 16)
+    assert parse_param("p=0.5") == ("p", 0.5)
+    assert parse_param("absolute=True") == ("absolute", True)
+    assert parse_param("fill=blur") == ("fill", "blur")
+
+
+def test_bench_writes_one_row_per_sample_model_method_metric(tmp_path: Path) -> None:
+    args = ["bench", "--models", "cnn", "--methods", "saliency,rise", "--samples", "2"]
+    args += ["-p", "rise.n_masks=32", "--out", str(tmp_path), "--no-progress", "--batch-size", "16"]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "saliency" in result.output and "rise" in result.output
+
+    with (tmp_path / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 1 * 2 * 2  # samples × models × methods × metrics
+    keys = {(r["model"], r["method"], r["metric"], r["sample"]) for r in rows}
+    assert len(keys) == len(rows)
+    for row in rows:
+        assert math.isfinite(float(row["value"])) and 0.0 <= float(row["value"]) <= 1.0
+        assert float(row["explain_seconds"]) > 0.0 and float(row["metric_forward"]) == 29.0
+    rise = [r for r in rows if r["method"] == "rise"]
+    assert all(json.loads(r["params"])["n_masks"] == 32 for r in rise)
+    assert all(float(r["explain_forward"]) == 33.0 for r in rise)  # target + 32 masks
+
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["config"]["method_params"]["rise"] == {"n_masks": 32}
+    assert len(document["rows"]) == len(rows)
+    assert len(document["summary"]) == 2
