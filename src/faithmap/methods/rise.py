@@ -16,6 +16,9 @@ from faithmap.removal import FILLS, make_removal, score_removals
 from faithmap.targets import Target
 from faithmap.validation import check_float, check_int
 
+MASK_CACHE_BYTES = 256 * 2**20
+"""Masks up to this size are built once and kept; larger sets are rebuilt batch by batch."""
+
 
 @register("rise")
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +90,12 @@ class Rise(Method):
             flat = r * upsampled[1] + c
             return smooth.flatten(2).gather(2, flat.flatten(2)).view(-1, 1, height, width)
 
+        if self.n_masks * height * width * inputs.element_size() <= MASK_CACHE_BYTES:
+            cached = torch.cat([masks(chunk) for chunk in _chunks(self.n_masks, device)])
+
+            def masks(indices: Tensor) -> Tensor:
+                return cached[indices]
+
         substrate = make_removal(self.fill).substrate(inputs)
         scores = score_removals(
             model,
@@ -98,8 +107,12 @@ class Rise(Method):
             activation=self.activation,
         )
         saliency = torch.zeros(inputs.shape[0], height * width, device=device, dtype=scores.dtype)
-        for start in range(0, self.n_masks, 256):
-            chunk = torch.arange(start, min(self.n_masks, start + 256), device=device)
+        for chunk in _chunks(self.n_masks, device):
             saliency += scores[:, chunk] @ masks(chunk).flatten(1)
         saliency = saliency / (self.n_masks * self.keep_probability)
         return saliency.to(inputs.dtype).view(-1, 1, height, width)
+
+
+def _chunks(total: int, device: torch.device, size: int = 256) -> list[Tensor]:
+    """Index ranges ``[0, total)`` in pieces of ``size``."""
+    return list(torch.split(torch.arange(total, device=device), size))
