@@ -96,10 +96,15 @@ def test_batch_size_is_measured_once_per_module_and_shape(
     first = Model(tiny_net)
     first.outputs(images)
     measured = dict(first._measured)
-    assert len(measured) == 1 and next(iter(measured.values())) >= 1
+    ((size, largest_timed),) = measured.values()
+    assert 1 <= size <= largest_timed == 8  # timed only up to the job's 5 rows
     second = Model(tiny_net)
-    assert second._measured == measured  # shared for the same module
+    second.outputs(images)
+    assert second._measured == measured  # shared for the same module, not measured again
     assert first.ledger.calibration_seconds > 0 and second.ledger.calibration_seconds == 0
+    second.outputs(images.repeat(20, 1, 1, 1))  # a larger job measures up to its own size
+    ((_, largest_timed),) = second._measured.values()
+    assert largest_timed == 128 and second.ledger.calibration_seconds > 0
 
 
 def busy_wait(seconds: float) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from faithmap.batching import fastest_batch_size
+from faithmap.batching import CANDIDATES, fastest_batch_size
 from faithmap.cost import Ledger
 from faithmap.errors import FaithmapError, ModelError
 from faithmap.targets import Target, TargetLike, resolve_target
@@ -33,11 +33,12 @@ GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]
 """Receives ``(samples, indices, rows, gradients)`` of one batch."""
 
 
-_MEASURED: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], int]] = weakref.WeakKeyDictionary()
-"""Measured batch sizes per wrapped module, shared by every Model of the same module."""
+Measurements = dict[tuple[Any, ...], tuple[int, int]]
+_MEASURED: weakref.WeakKeyDictionary[Any, Measurements] = weakref.WeakKeyDictionary()
+"""Per wrapped module: (chosen batch size, largest size timed) by input shape and pass kind."""
 
 
-def _measurements_of(model: Any) -> dict[tuple[Any, ...], int]:
+def _measurements_of(model: Any) -> Measurements:
     """The batch-size measurements of ``model``, kept as long as the model lives."""
     try:
         return _MEASURED.setdefault(model, {})
@@ -188,15 +189,23 @@ class Model:
             return output.softmax(dim=1)
         return output
 
-    def _batch_size_for(self, sample: Tensor, gradients: bool) -> int:
+    def _batch_size_for(self, sample: Tensor, gradients: bool, rows: int) -> int:
+        """The batch size for a job of ``rows`` rows shaped like ``sample``.
+
+        Sizes are measured only up to the job's size (no point timing 1024 rows for a job of
+        33); a later, larger job measures again up to its own size.
+        """
         if self.batch_size is not None:
             return self.batch_size
         key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
-        if key not in self._measured:
-            self._measured[key] = self._measure(sample, gradients)
-        return self._measured[key]
+        size, largest_timed = self._measured.get(key, (0, 0))
+        if largest_timed < rows and largest_timed < CANDIDATES[-1]:
+            largest = next((c for c in CANDIDATES if c >= rows), CANDIDATES[-1])
+            size = self._measure(sample, gradients, largest)
+            self._measured[key] = (size, largest)
+        return size
 
-    def _measure(self, sample: Tensor, gradients: bool) -> int:
+    def _measure(self, sample: Tensor, gradients: bool, largest: int) -> int:
         started = time.perf_counter()
 
         def forward(batch: Tensor) -> object:
@@ -210,13 +219,16 @@ class Model:
             return _input_gradient(output[:, 0], rows)
 
         with self.preserved(for_gradients=gradients):
-            size, _ = fastest_batch_size(forward_backward if gradients else forward, sample)
+            candidates = tuple(c for c in CANDIDATES if c <= largest)
+            size, _ = fastest_batch_size(
+                forward_backward if gradients else forward, sample, candidates=candidates
+            )
         self.ledger.calibration_seconds += time.perf_counter() - started
         return size
 
     def outputs(self, inputs: Tensor, *, activation: Activation = "logits") -> Tensor:
         """The model's outputs for a batch, computed in batches, on ``inputs.device``."""
-        size = self._batch_size_for(inputs, gradients=False)
+        size = self._batch_size_for(inputs, gradients=False, rows=inputs.shape[0])
         device = self.device or inputs.device
         chunks = []
         with self.preserved(), torch.inference_mode():
@@ -269,7 +281,7 @@ class Model:
             torch.zeros(1, dtype=torch.long, device=device),
             torch.zeros(1, dtype=torch.long, device=device),
         )
-        size = self._batch_size_for(probe, gradients=False)
+        size = self._batch_size_for(probe, gradients=False, rows=n_samples * per_sample)
         chunks = []
         with self.preserved(), torch.inference_mode():
             for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
@@ -306,7 +318,7 @@ class Model:
             torch.zeros(1, dtype=torch.long, device=device),
             torch.zeros(1, dtype=torch.long, device=device),
         )
-        size = self._batch_size_for(probe, gradients=True)
+        size = self._batch_size_for(probe, gradients=True, rows=n_samples * per_sample)
         with self.preserved(for_gradients=True):
             for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
                 rows = make_inputs(samples, indices).detach().requires_grad_(True)
