@@ -8,8 +8,8 @@ the model's device, with the target resolved.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
@@ -40,6 +40,19 @@ def reduce_channels(attributions: Tensor, how: str) -> Tensor:
     if how == "max":
         return attributions.amax(1, keepdim=True)
     return attributions.abs().sum(1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What :meth:`Method.attribute` returns when a method produces more than a map.
+
+    ``ranking`` is ``(N, R)`` region indices, most important first; ``curves`` maps a name to
+    ``(N, steps + 1)`` scores recorded while explaining (see :class:`Explanation`).
+    """
+
+    attributions: Tensor
+    ranking: Tensor | None = None
+    curves: Mapping[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,15 +99,20 @@ class Method(ABC):
         on_device = checked.detach().to(device)
         with wrapped.ledger.track() as tracker:
             resolved = wrapped.target(on_device, target)
-            attributions = self.attribute(wrapped, on_device, resolved)
+            result = self.attribute(wrapped, on_device, resolved)
+        if isinstance(result, Tensor):
+            result = Attribution(result)
+        home = checked.device
         return Explanation(
-            attributions=attributions.detach().to(checked.device),
+            attributions=result.attributions.detach().to(home),
             method=self.name,
             config=self.config(),
-            target=None if resolved.classes is None else resolved.classes.to(checked.device),
+            target=None if resolved.classes is None else resolved.classes.to(home),
             cost=tracker.cost,
+            ranking=None if result.ranking is None else result.ranking.to(home),
+            curves={name: curve.detach().to(home) for name, curve in result.curves.items()},
         )
 
     @abstractmethod
-    def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
-        """The attributions of checked inputs on the model's device."""
+    def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor | Attribution:
+        """The attributions of checked inputs on the model's device (with extras, if any)."""
