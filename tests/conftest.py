@@ -12,6 +12,13 @@ LIGHT_PARAMS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"steps": 8},
     "rise": {"n_masks": 64},
     "occlusion": {"window": 4, "stride": 4},
+    "feature_ablation": {"regions": "patches:4"},
+    "kernel_shap": {"regions": "patches:4", "n_samples": 64},
+    "lime": {"regions": "patches:8", "n_samples": 32},
+    "sobol": {"regions": "patches:8", "n_design": 8, "activation": "logits"},
+    "hsic": {"regions": "patches:4", "n_design": 32},
+    "smdl": {"regions": "patches:8", "search": "stochastic", "effectiveness": 1.0},
+    "lima": {"regions": "patches:8", "pending": 2},
 }
 """Settings that keep every method fast on 16x16 test images."""
 

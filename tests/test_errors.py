@@ -110,8 +110,8 @@ def test_not_a_model() -> None:
 
 
 def test_unknown_method_lists_valid_names(tiny_net: TinyNet, images: torch.Tensor) -> None:
-    with pytest.raises(InvalidParameterError, match=r"Unknown method 'lime'.*integrated_gradients"):
-        faithmap.explain(tiny_net, images, method="lime")
+    with pytest.raises(InvalidParameterError, match=r"Unknown method 'lmie'.*integrated_gradients"):
+        faithmap.explain(tiny_net, images, method="lmie")
 
 
 def test_unknown_parameter_lists_valid_ones() -> None:

@@ -104,3 +104,9 @@ def test_blend_is_exact() -> None:
 def test_callable_fill_must_keep_the_shape() -> None:
     with pytest.raises(ShapeError, match="callable fill must return"):
         Removal(fill=lambda x: x[:, :1]).substrate(torch.rand(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("fill", ["mean", "noise", "blur"])
+def test_image_fills_refuse_tabular_rows(fill: str) -> None:
+    with pytest.raises(InvalidParameterError, match=r"needs inputs \(N, C, \.\.\.\).*lambda x"):
+        Removal(fill=fill).substrate(torch.rand(4, 6))

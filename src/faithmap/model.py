@@ -12,8 +12,9 @@ from __future__ import annotations
 import itertools
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -107,6 +108,19 @@ class Model:
         self.ledger = Ledger()
         self.num_outputs: int | None = None
         self._measured = _measurements_of(model)
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | Path,
+        *,
+        batch_size: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> Model:
+        """A model running an ONNX file with ONNX Runtime; see :func:`faithmap.onnx.onnx_model`."""
+        from faithmap.onnx import onnx_model
+
+        return onnx_model(path, batch_size=batch_size, providers=providers)
 
     def __repr__(self) -> str:
         name = type(self.module).__name__
@@ -274,7 +288,8 @@ class Model:
         """Target scores of ``per_sample`` generated inputs for each sample: ``(N, per_sample)``.
 
         ``make_inputs(samples, indices)`` builds the rows of one batch on ``device``; rows are
-        generated batch by batch, so no more than one batch of inputs exists at a time.
+        generated batch by batch, so no more than one batch of inputs exists at a time. A target
+        whose ``select`` returns several values per row ``(B, K)`` gives ``(N, per_sample, K)``.
         """
         check_int(per_sample, "per_sample", "Model.score_rows", low=1)
         probe = make_inputs(
@@ -288,7 +303,8 @@ class Model:
                 output = self.activate(self._call(make_inputs(samples, indices)), activation)
                 chunks.append(target.select(output, samples).to(device))
                 self.ledger.forward += samples.shape[0]
-        return torch.cat(chunks).view(n_samples, per_sample).clone()
+        scores = torch.cat(chunks)
+        return scores.view(n_samples, per_sample, *scores.shape[1:]).clone()
 
     def gradient_rows(
         self,

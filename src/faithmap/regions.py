@@ -131,6 +131,47 @@ def slic(
     return Regions(labels, int(labels.max()) + 1, f"slic:{n_segments}")
 
 
+def prior_groups(inputs: Tensor, prior: Tensor, *, size: int = 8, group: int = 4) -> Regions:
+    """Patches grouped by a prior saliency map: SMDL's "prior saliency map + patch" division.
+
+    The image is cut into square patches of ``size`` pixels (:func:`patch_grid`); the patches
+    are ranked by their mean ``prior`` value (channels summed), most salient first, and every
+    ``group`` consecutive patches of that ranking form one region (region 0: the ``group`` most
+    salient patches). Ties keep the patches' row-major order.
+
+    Parameters
+    ----------
+    inputs : Tensor
+        Images ``(N, C, H, W)``.
+    prior : Tensor
+        Another method's attributions for them, ``(N, 1 or C, H, W)``.
+    size : int, default=8
+        Patch side in pixels.
+    group : int, default=4
+        Patches per region.
+
+    References
+    ----------
+    Chen et al., "Less is More: Fewer Interpretable Region via Submodular Subset Selection",
+    ICLR 2024 (``partition_by_mulit_grad`` in its code).
+    """
+    check_int(group, "group", "prior_groups", low=1)
+    cells = patch_grid(inputs, size)
+    expected = (inputs.shape[0], inputs.shape[2], inputs.shape[3])
+    if prior.dim() != 4 or (prior.shape[0], *prior.shape[2:]) != expected:
+        raise ShapeError(
+            f"The prior map must have shape ({expected[0]}, 1, {expected[1]}, {expected[2]}) for "
+            f"inputs of shape {tuple(inputs.shape)}. Got {tuple(prior.shape)} instead."
+        )
+    means = cells.pool(prior.to(inputs.device))
+    order = means.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(cells.count, device=order.device).expand_as(order)
+    )
+    labels = (rank // group).gather(1, cells.labels.flatten(1)).view_as(cells.labels)
+    return Regions(labels, -(-cells.count // group), f"prior:{size}x{group}")
+
+
 def make_regions(spec: str | Regions | Tensor, inputs: Tensor) -> Regions:
     """Regions from a spec: ``"pixels"``, ``"patches"``/``"patches:K"``, ``"slic"``/``"slic:K"``,
     an existing :class:`Regions`, or an ``(N, H, W)``/``(H, W)`` integer label map."""

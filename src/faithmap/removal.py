@@ -40,8 +40,8 @@ class Removal:
         ``constant``: ``value``; ``mean``: each image's per-channel mean; ``blur``: a Gaussian
         blur of the image (RISE's insertion substrate, kernel ``blur_size``, ``blur_sigma``,
         reflect padding); ``noise``: Gaussian noise with each image's per-channel mean and
-        standard deviation, drawn from ``seed``; a callable maps the inputs ``(N, ...)`` to a
-        substrate of the same shape.
+        standard deviation, drawn from ``seed``. These three need inputs ``(N, C, ...)``; a
+        callable maps the inputs ``(N, ...)`` to a substrate of the same shape.
     """
 
     fill: str | Callable[[Tensor], Tensor] = "constant"
@@ -84,15 +84,23 @@ class Removal:
             return result.to(device=inputs.device, dtype=inputs.dtype)
         if self.fill == "constant":
             return torch.full_like(inputs, self.value)
+        if inputs.dim() < 3:
+            raise InvalidParameterError(
+                f"The fill {self.fill!r} is computed per image and channel, so it needs inputs "
+                f"(N, C, ...). Got shape {tuple(inputs.shape)}; for tabular rows give the "
+                "baseline as a number (fill=0.0) or a callable, e.g. "
+                "lambda x: background.mean(0).expand_as(x)."
+            )
         dims = tuple(range(2, inputs.dim()))
+        mean = inputs.mean(dim=dims, keepdim=True)
         if self.fill == "mean":
-            return inputs.mean(dim=dims, keepdim=True).expand_as(inputs).clone()
+            return mean.expand_as(inputs).clone()
         if self.fill == "noise":
             generator = torch.Generator(device=inputs.device).manual_seed(self.seed)
             noise = torch.randn(
                 inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype
             )
-            return inputs.mean(dim=dims, keepdim=True) + noise * inputs.std(dim=dims, keepdim=True)
+            return mean + noise * inputs.std(dim=dims, keepdim=True)
         return gaussian_blur(inputs, self.blur_size, self.blur_sigma)
 
 

@@ -1,0 +1,199 @@
+"""Scores of region subsets through the model: batched, cached, every pass counted.
+
+A subset ``K`` of an image's regions is rendered as the image keeping exactly those regions
+(the rest replaced by the fill) and scored once: its target probability and its confidence are
+read from the same forward pass and cached, so no subset is run twice, and the complement of
+``S`` (the image keeping ``V \\ S``) is just another subset. Empty regions (labels an image does
+not use) do not change the rendered image, so they are left out of the cache key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from faithmap.errors import InvalidParameterError, ModelError
+from faithmap.model import Model
+from faithmap.regions import Regions
+from faithmap.removal import blend
+from faithmap.targets import Target
+
+Confidence = Literal["entropy", "evidential"]
+
+
+@dataclass(frozen=True)
+class _Readout(Target):
+    """Reads ``(probability of the target, confidence)`` from one batch of raw outputs."""
+
+    model: Model | None = None
+    form: Confidence = "entropy"
+
+    def select(self, output: Tensor, samples: Tensor) -> Tensor:
+        assert self.model is not None  # set by SubsetScores, not user input
+        probs = self.model.activate(output, "softmax")
+        target = Target(self.classes, self.score_fn).select(probs, samples)
+        classes = output.shape[1]
+        if self.form == "evidential":
+            evidence = output.clamp(-10.0, 10.0).exp() + 1.0
+            confidence = 1.0 - classes / evidence.sum(1)
+        else:
+            entropy = -(probs * (probs + 1e-7).log()).sum(1)
+            scale = math.log(classes) if classes > 1 else 1.0
+            confidence = 1.0 - entropy / scale
+        return torch.stack([target, confidence], 1)
+
+
+def _embedding_layer(module: nn.Module, name: str | None) -> tuple[nn.Module, bool]:
+    """The layer whose output (or, for ``None``, the last ``nn.Linear`` whose input) embeds."""
+    if name is not None:
+        try:
+            return module.get_submodule(name), False
+        except AttributeError as err:
+            raise InvalidParameterError(
+                f"The 'embedding' layer {name!r} is not a submodule of the model. Give a dotted "
+                "name from model.named_modules(), e.g. 'features'."
+            ) from err
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise InvalidParameterError(
+            "The effectiveness term needs region embeddings, and the model has no nn.Linear "
+            "layer whose input could serve. Name a layer with embedding='...' or set "
+            "effectiveness=0."
+        )
+    return linears[-1], True
+
+
+class SubsetScores:
+    """Cached readouts ``(probability, confidence)`` of subsets of each image's regions.
+
+    Parameters
+    ----------
+    model, inputs, target, substrate, regions
+        The model, the images ``(N, C, H, W)`` on its device, their resolved target, the fill
+        (same shape as the inputs) and the regions.
+    confidence : {"entropy", "evidential"}
+        ``1 - H(p) / log K`` (LiMA) or ``1 - K / sum(exp(clamp(z, -10, 10)) + 1)`` (SMDL's
+        evidential form, for models whose outputs are evidential logits).
+    embedding : str or None, or False
+        Where the embeddings of single-region images are read (see :func:`_embedding_layer`);
+        ``False`` when no embedding is needed.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        inputs: Tensor,
+        target: Target,
+        substrate: Tensor,
+        regions: Regions,
+        *,
+        confidence: Confidence,
+        embedding: str | Literal[False] | None,
+    ) -> None:
+        if confidence == "evidential" and model.outputs_kind == "probabilities":
+            raise InvalidParameterError(
+                "The evidential confidence needs the model's logits, but the model returns "
+                "probabilities. Use confidence_form='entropy'."
+            )
+        self.model, self.inputs, self.target = model, inputs, target
+        self.substrate, self.regions, self.form = substrate, regions, confidence
+        self.nonempty = regions.sizes() > 0
+        self.cache: list[dict[bytes, tuple[float, float]]] = [{} for _ in range(len(regions))]
+        self.layer: tuple[nn.Module, bool] | None = None
+        self.embeddings: Tensor | None = None
+        if embedding is not False:
+            if not isinstance(model.module, nn.Module):
+                raise ModelError(
+                    "The effectiveness term reads region embeddings from a layer, but the model "
+                    "is a plain callable. Set effectiveness=0 or wrap an nn.Module."
+                )
+            self.layer = _embedding_layer(model.module, embedding)
+            self.have = torch.zeros_like(self.nonempty)
+
+    def _keys(self, samples: Tensor, keeps: Tensor) -> list[bytes]:
+        canonical = (keeps & self.nonempty[samples]).cpu().numpy()
+        return [row.tobytes() for row in np.packbits(canonical, axis=1)]
+
+    def readouts(self, samples: Tensor, keeps: Tensor) -> Tensor:
+        """``(M, 2)``: target probability and confidence of each subset; misses in one call."""
+        keys = self._keys(samples, keeps)
+        rows = samples.tolist()
+        missing: dict[tuple[int, bytes], int] = {}
+        for m, (sample, key) in enumerate(zip(rows, keys, strict=True)):
+            if key not in self.cache[sample]:
+                missing.setdefault((sample, key), m)
+        if missing:
+            picked = torch.tensor(list(missing.values()), device=samples.device)
+            values = self._run(samples[picked], keeps[picked]).tolist()
+            for (sample, key), value in zip(missing, values, strict=True):
+                self.cache[sample][key] = (value[0], value[1])
+        found = [self.cache[sample][key] for sample, key in zip(rows, keys, strict=True)]
+        return torch.tensor(found, dtype=torch.float64, device=samples.device)
+
+    def _run(self, samples: Tensor, keeps: Tensor) -> Tensor:
+        """Score ``M`` subsets through the model in one call, reading embeddings if needed."""
+        readout = _Readout(
+            self.target.subset(samples).classes, self.target.score_fn, self.model, self.form
+        )
+        pixels = keeps.to(self.inputs.dtype)
+
+        def rows(index: Tensor, _: Tensor) -> Tensor:
+            image = samples[index]
+            keep = self.regions.to_pixels(pixels[index], image)
+            return blend(self.inputs[image], self.substrate[image], keep)
+
+        captured: list[Tensor] = []
+        handle = None
+        if self.layer is not None:
+            layer, reads_input = self.layer
+            if reads_input:
+                handle = layer.register_forward_pre_hook(
+                    lambda _, args: captured.append(args[0].detach().flatten(1))
+                )
+            else:
+                handle = layer.register_forward_hook(
+                    lambda _, __, out: captured.append(out.detach().flatten(1))
+                )
+        try:
+            values = self.model.score_rows(
+                samples.shape[0], 1, rows, readout, activation="logits", device=samples.device
+            )
+        finally:
+            if handle is not None:
+                handle.remove()
+        if captured:
+            self._store_embeddings(samples, keeps, torch.cat(captured)[-samples.shape[0] :])
+        return values.view(-1, 2)
+
+    def _store_embeddings(self, samples: Tensor, keeps: Tensor, features: Tensor) -> None:
+        single = (keeps & self.nonempty[samples]).sum(1) == 1
+        if not bool(single.any()):
+            return
+        if self.embeddings is None:
+            shape = (*self.nonempty.shape, features.shape[1])
+            self.embeddings = torch.zeros(shape, dtype=features.dtype, device=features.device)
+        image, region = samples[single], (keeps & self.nonempty[samples])[single].float().argmax(1)
+        self.embeddings[image, region] = features[single].to(self.embeddings.device)
+        self.have[image, region] = True
+
+    def distances(self) -> Tensor:
+        """``(N, R, R)`` arccos distances over pi between single-region embeddings.
+
+        Single-region images a search has not scored yet are scored here, in one call.
+        """
+        missing = (self.nonempty & ~self.have).nonzero()
+        if missing.shape[0]:
+            keeps = torch.zeros(
+                missing.shape[0], self.regions.count, dtype=torch.bool, device=missing.device
+            )
+            keeps[torch.arange(missing.shape[0]), missing[:, 1]] = True
+            self.readouts(missing[:, 0], keeps)
+        assert self.embeddings is not None  # every image has a non-empty region
+        unit = torch.nn.functional.normalize(self.embeddings.double(), dim=2)
+        cosine = (unit @ unit.transpose(1, 2)).clamp(-1.0, 1.0)
+        return torch.arccos(cosine) / math.pi
