@@ -77,6 +77,25 @@ def test_explain_image_file_with_target(tmp_path: Path) -> None:
     assert saved.target is not None and int(saved.target[0]) == 2
 
 
+def test_explain_lima_on_an_image_file_saves_the_region_ranking(tmp_path: Path) -> None:
+    shapes = faithmap.data.make_shapes(1, seed=5)
+    path = tmp_path / "shape.png"
+    imsave(path, (shapes.images[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    args = ["explain", str(path), "--method", "lima", "-p", "regions=patches:16", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    _check_explain_output(result.output, out, "shape-cnn-lima")
+    saved = Explanation.load(out / "shape-cnn-lima.safetensors")
+    assert saved.ranking is not None
+    assert sorted(saved.ranking[0].tolist()) == list(range(16))  # every 16 px patch ranked once
+    assert saved.config["regions"] == "patches:16"
+    first = int(saved.ranking[0, 0])  # the rank map gives the top patch the value R = 16
+    row, col = divmod(first, 4)
+    patch = saved.attributions[0, 0, row * 16 : (row + 1) * 16, col * 16 : (col + 1) * 16]
+    assert bool((patch == 16).all()) and float(saved.attributions.max()) == 16
+
+
 def test_read_image_expands_grey_and_drops_alpha(tmp_path: Path) -> None:
     grey = np.linspace(0, 1, 30 * 20).reshape(30, 20)
     path = tmp_path / "grey.png"
