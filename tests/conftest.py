@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 LIGHT_PARAMS: dict[str, dict[str, Any]] = {
+    "extremal": {"iterations": 3, "grid": 4},
     "integrated_gradients": {"steps": 8},
     "rise": {"n_masks": 64},
     "occlusion": {"window": 4, "stride": 4},

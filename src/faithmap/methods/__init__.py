@@ -1,6 +1,7 @@
 """Attribution methods; importing this package registers every built-in method."""
 
 from faithmap.methods.base import Attribution, Method
+from faithmap.methods.extremal import ExtremalPerturbation
 from faithmap.methods.feature_ablation import FeatureAblation
 from faithmap.methods.hsic import Hsic
 from faithmap.methods.integrated_gradients import IntegratedGradients
@@ -14,6 +15,7 @@ from faithmap.methods.subset import Lima, Smdl
 
 __all__ = [
     "Attribution",
+    "ExtremalPerturbation",
     "FeatureAblation",
     "Hsic",
     "IntegratedGradients",
