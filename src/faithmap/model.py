@@ -30,6 +30,14 @@ from faithmap.validation import check_choice, check_int
 Activation = Literal["softmax", "logits"]
 RowInputs = Callable[[Tensor, Tensor], Tensor]
 """Builds the input rows for pairs ``(sample index, perturbation index)``, both ``(B,)``."""
+ACTIVATIONS = ("softmax", "logits")
+
+
+def check_activation(value: object, owner: str) -> None:
+    """Raise unless ``value`` is an :data:`Activation`."""
+    check_choice(value, "activation", owner, ACTIVATIONS)
+
+
 GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]
 """Receives ``(samples, indices, rows, gradients)`` of one batch."""
 

@@ -34,18 +34,6 @@ from faithmap.registry import available, method_class
 from faithmap.validation import check_int
 from faithmap.zoo import BUILTIN_MODELS, load_builtin
 
-__all__ = [
-    "DEFAULT_METHOD_PARAMS",
-    "BenchConfig",
-    "Row",
-    "Summary",
-    "Task",
-    "plan",
-    "run_bench",
-    "summarize",
-    "write_results",
-]
-
 DEFAULT_METHOD_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "rise": MappingProxyType({"n_masks": 1000}),

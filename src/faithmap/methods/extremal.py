@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from faithmap.methods.base import Method
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
-from faithmap.removal import FILLS, blend, make_removal
+from faithmap.removal import blend, check_fill, make_removal
 from faithmap.targets import Target
 from faithmap.validation import check_float, check_int
 
@@ -84,9 +84,8 @@ class ExtremalPerturbation(Method):
             self.learning_rate, "learning_rate", "ExtremalPerturbation", low=0.0, low_open=True
         )
         check_float(self.area_weight, "area_weight", "ExtremalPerturbation", low=1.0)
-        if isinstance(self.fill, str):
-            self.check_choice("fill", FILLS)
-        self.check_choice("activation", ("softmax", "logits"))
+        check_fill(self.fill)
+        check_activation(self.activation, "ExtremalPerturbation")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         n, _, height, width = inputs.shape

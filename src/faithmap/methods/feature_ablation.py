@@ -9,9 +9,9 @@ from torch import Tensor
 
 from faithmap.methods.base import Method
 from faithmap.methods.coalitions import RegionsLike, make_features, score_coalitions
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
-from faithmap.removal import FILLS
+from faithmap.removal import check_fill
 from faithmap.targets import Target
 
 
@@ -54,9 +54,8 @@ class FeatureAblation(Method):
     activation: Activation = "logits"
 
     def __post_init__(self) -> None:
-        if isinstance(self.fill, str):
-            self.check_choice("fill", FILLS)
-        self.check_choice("activation", ("logits", "softmax"))
+        check_fill(self.fill)
+        check_activation(self.activation, "FeatureAblation")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from faithmap.errors import InvalidParameterError, ShapeError
 from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
 from faithmap.removal import FILLS, make_removal
 from faithmap.targets import Target
@@ -75,7 +75,7 @@ class IntegratedGradients(Method):
         check_int(self.steps, "steps", "IntegratedGradients", low=1)
         self.check_choice("rule", RULES)
         self.check_choice("reduce", REDUCTIONS)
-        self.check_choice("activation", ("logits", "softmax"))
+        check_activation(self.activation, "IntegratedGradients")
         if isinstance(self.baseline, str) and self.baseline not in FILLS:
             self.check_choice("baseline", FILLS)
 

@@ -16,9 +16,9 @@ from faithmap.methods.coalitions import (
     score_coalitions,
     solve_normal_equations,
 )
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
-from faithmap.removal import FILLS
+from faithmap.removal import check_fill
 from faithmap.targets import Target
 from faithmap.validation import check_int
 
@@ -136,9 +136,8 @@ class KernelShap(Method):
                 f"The 'exact' parameter of KernelShap must be None, True or False. Got "
                 f"{self.exact!r} instead."
             )
-        if isinstance(self.fill, str):
-            self.check_choice("fill", FILLS)
-        self.check_choice("activation", ("logits", "softmax"))
+        check_fill(self.fill)
+        check_activation(self.activation, "KernelShap")
 
     def coalitions(self, count: int) -> tuple[Tensor, Tensor]:
         """The coalitions scored for ``count`` features (besides full and empty) and their

@@ -14,9 +14,9 @@ from faithmap.methods.coalitions import (
     score_coalitions,
     weighted_least_squares,
 )
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
-from faithmap.removal import FILLS
+from faithmap.removal import check_fill
 from faithmap.targets import Target
 from faithmap.validation import check_float, check_int
 
@@ -91,9 +91,8 @@ class Lime(Method):
         check_float(self.kernel_width, "kernel_width", "Lime", low=0.0, low_open=True)
         check_float(self.ridge, "ridge", "Lime", low=0.0)
         check_int(self.seed, "seed", "Lime")
-        if isinstance(self.fill, str):
-            self.check_choice("fill", FILLS)
-        self.check_choice("activation", ("softmax", "logits"))
+        check_fill(self.fill)
+        check_activation(self.activation, "Lime")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)

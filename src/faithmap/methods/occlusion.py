@@ -10,9 +10,9 @@ from torch import Tensor
 
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.base import Method
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
-from faithmap.removal import FILLS, make_removal, score_removals
+from faithmap.removal import check_fill, make_removal, score_removals
 from faithmap.targets import Target
 from faithmap.validation import check_int
 
@@ -55,9 +55,8 @@ class Occlusion(Method):
     def __post_init__(self) -> None:
         check_int(self.window, "window", "Occlusion", low=1)
         check_int(self.stride, "stride", "Occlusion", low=1)
-        if isinstance(self.fill, str):
-            self.check_choice("fill", FILLS)
-        self.check_choice("activation", ("logits", "softmax"))
+        check_fill(self.fill)
+        check_activation(self.activation, "Occlusion")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         height, width = inputs.shape[-2:]

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from faithmap.methods.base import Method
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
-from faithmap.removal import FILLS, make_removal, score_removals
+from faithmap.removal import check_fill, make_removal, score_removals
 from faithmap.targets import Target
 from faithmap.validation import check_float, check_int
 
@@ -64,9 +64,8 @@ class Rise(Method):
             self.keep_probability, "keep_probability", "Rise", low=0.0, high=1.0, low_open=True
         )
         check_int(self.seed, "seed", "Rise")
-        if isinstance(self.fill, str):
-            self.check_choice("fill", FILLS)
-        self.check_choice("activation", ("softmax", "logits"))
+        check_fill(self.fill)
+        check_activation(self.activation, "Rise")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         height, width = inputs.shape[-2:]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
 from faithmap.targets import Target
 
@@ -39,7 +39,7 @@ class Saliency(Method):
 
     def __post_init__(self) -> None:
         self.check_choice("reduce", REDUCTIONS)
-        self.check_choice("activation", ("logits", "softmax"))
+        check_activation(self.activation, "Saliency")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         gradients = torch.empty_like(inputs)

@@ -9,9 +9,9 @@ from torch import Tensor
 
 from faithmap.methods.base import Method
 from faithmap.methods.coalitions import RegionsLike, make_features, score_coalitions
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.registry import register
-from faithmap.removal import FILLS
+from faithmap.removal import check_fill
 from faithmap.targets import Target
 from faithmap.validation import check_int
 
@@ -88,9 +88,8 @@ class Sobol(Method):
     def __post_init__(self) -> None:
         check_int(self.n_design, "n_design", "Sobol", low=2)
         check_int(self.seed, "seed", "Sobol")
-        if isinstance(self.fill, str):
-            self.check_choice("fill", FILLS)
-        self.check_choice("activation", ("softmax", "logits"))
+        check_fill(self.fill)
+        check_activation(self.activation, "Sobol")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)

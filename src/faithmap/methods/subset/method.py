@@ -13,7 +13,7 @@ from faithmap.methods.subset.evaluator import Confidence, SubsetScores
 from faithmap.methods.subset.objectives import Objective, Weights
 from faithmap.model import Model
 from faithmap.regions import Regions, make_regions
-from faithmap.removal import FILLS, make_removal
+from faithmap.removal import check_fill, make_removal
 from faithmap.targets import Target
 
 
@@ -42,8 +42,7 @@ class SubsetSelection(Method):
 
     def __post_init__(self) -> None:
         self.weights()
-        if isinstance(self.fill, str):
-            self.check_choice("fill", FILLS)
+        check_fill(self.fill)
         self.check_choice("confidence_form", ("entropy", "evidential"))
 
     def weights(self) -> Weights:
