@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import Tensor
 
+from faithmap.methods.subset.objectives import effectiveness, incremental_effectiveness
 from faithmap.methods.subset.search import (
     bidirectional_greedy,
     greedy,
@@ -102,3 +104,49 @@ def test_stochastic_greedy_depends_only_on_its_generator() -> None:
     stochastic_greedy(function, 2, 25, CPU, epsilon=0.1, generator=torch.Generator())
     # ceil(ln 10) = 3 candidates per step until fewer remain: 23 steps of 3, then 2 and 1.
     assert function.rows == 2 * (23 * 3 + 2 + 1)
+
+
+def _symmetric_distances(images: int, count: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    raw = torch.rand(images, count, count, generator=generator, dtype=torch.float64)
+    distances = (raw + raw.transpose(1, 2)) / 2
+    return distances * (1 - torch.eye(count, dtype=torch.float64))
+
+
+def test_effectiveness_of_a_hand_made_subset() -> None:
+    # Regions 0, 1, 2 at distances d01 = 0.2, d02 = 0.5, d12 = 0.4: nearest of 0 is 0.2, of 1 is
+    # 0.2, of 2 is 0.4; region 3 is left out.
+    distances = torch.tensor(
+        [[0.0, 0.2, 0.5, 0.1], [0.2, 0.0, 0.4, 0.1], [0.5, 0.4, 0.0, 0.1], [0.1, 0.1, 0.1, 0.0]],
+        dtype=torch.float64,
+    )[None]
+    keeps = torch.tensor([[True, True, True, False]])
+    assert float(effectiveness(distances, keeps)[0]) == pytest.approx(0.8)
+    only_one = torch.tensor([[False, False, True, False]])
+    assert float(effectiveness(distances, only_one)[0]) == 0.0
+
+
+@pytest.mark.parametrize("base_size", [0, 1, 5])
+def test_incremental_effectiveness_equals_the_full_formula(base_size: int) -> None:
+    count, images = 9, 3
+    distances = _symmetric_distances(images, count, seed=base_size)
+    generator = torch.Generator().manual_seed(10 + base_size)
+    base = torch.zeros(images, count, dtype=torch.bool)
+    for image in range(images):
+        base[image, torch.randperm(count, generator=generator)[:base_size]] = True
+    candidates = [(~base[i]).nonzero().squeeze(1) for i in range(images)]
+    samples = torch.cat([torch.full((len(c),), i) for i, c in enumerate(candidates)])
+    keeps = torch.cat([base[i].expand(len(c), count).clone() for i, c in enumerate(candidates)])
+    keeps[torch.arange(keeps.shape[0]), torch.cat(candidates)] = True
+    expected = effectiveness(distances[samples], keeps)
+    torch.testing.assert_close(incremental_effectiveness(distances, samples, keeps), expected)
+
+
+def test_incremental_effectiveness_falls_back_on_unrelated_subsets() -> None:
+    count = 8
+    distances = _symmetric_distances(2, count, seed=3)
+    generator = torch.Generator().manual_seed(4)
+    keeps = torch.rand(6, count, generator=generator) < 0.5
+    samples = torch.tensor([0, 0, 0, 1, 1, 0])
+    expected = effectiveness(distances[samples], keeps)
+    torch.testing.assert_close(incremental_effectiveness(distances, samples, keeps), expected)
