@@ -66,6 +66,27 @@ def test_every_search_ranks_regions_by_their_known_importance(name: str, params:
     torch.testing.assert_close(result.curves["area"][0], torch.arange(10, dtype=torch.float64) / 9)
 
 
+def test_the_complement_is_scored_on_its_own_fill() -> None:
+    """With removed regions at 0.5 on the deletion side, keeping all but S gives 1 - k(S) / 2."""
+    model, image, weights = known()
+    same = faithmap.explain(model, image, method="lima", target=0, **ADDITIVE, pending=3)
+    result = faithmap.explain(
+        model, image, method="lima", target=0, **ADDITIVE, pending=3, complement_fill=0.5
+    )
+    expected = weights.argsort(descending=True)
+    assert torch.equal(result.ranking[0], expected)
+    kept = torch.cat([torch.zeros(1), weights[expected].cumsum(0)]) / weights.sum()
+    torch.testing.assert_close(result.curves["insertion"][0], kept.double())
+    torch.testing.assert_close(result.curves["deletion"][0], 1.0 - kept.double() / 2)
+    # Naming the fill itself as the complement's changes nothing, and costs no extra pass.
+    again = faithmap.explain(
+        model, image, method="lima", target=0, **ADDITIVE, pending=3, complement_fill=0.0
+    )
+    assert torch.equal(again.ranking, same.ranking)
+    assert again.cost.forward == same.cost.forward
+    torch.testing.assert_close(again.curves["deletion"], same.curves["deletion"])
+
+
 def test_a_chosen_class_is_explained_by_its_own_evidence() -> None:
     """Class 1 gains from removing weight: its order is the reverse of class 0's."""
     model, image, weights = known()

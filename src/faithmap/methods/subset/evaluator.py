@@ -3,8 +3,10 @@
 A subset ``K`` of an image's regions is rendered as the image keeping exactly those regions
 (the rest replaced by the fill) and scored once: its target probability and its confidence are
 read from the same forward pass and cached, so no subset is run twice, and the complement of
-``S`` (the image keeping ``V \\ S``) is just another subset. Empty regions (labels an image does
-not use) do not change the rendered image, so they are left out of the cache key.
+``S`` (the image keeping ``V \\ S``) is just another subset. The complement may be rendered on
+a fill of its own (the deletion side, as a deletion metric removes to black while insertion
+starts from a blur); it then has its own cache. Empty regions (labels an image does not use) do
+not change the rendered image, so they are left out of the cache key.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class SubsetScores:
     model, inputs, target, substrate, regions
         The model, the images ``(N, C, H, W)`` on its device, their resolved target, the fill
         (same shape as the inputs) and the regions.
+    complement_substrate : Tensor or None
+        The fill of subsets scored on the complement side (``side=1``); ``None``: ``substrate``,
+        and both sides share one cache.
     confidence : {"entropy", "evidential"}
         ``1 - H(p) / log K`` (LiMA) or ``1 - K / sum(exp(clamp(z, -10, 10)) + 1)`` (SMDL's
         evidential form, for models whose outputs are evidential logits).
@@ -94,6 +99,7 @@ class SubsetScores:
         *,
         confidence: Confidence,
         embedding: str | Literal[False] | None,
+        complement_substrate: Tensor | None = None,
     ) -> None:
         if confidence == "evidential" and model.outputs_kind == "probabilities":
             raise InvalidParameterError(
@@ -101,7 +107,10 @@ class SubsetScores:
                 "probabilities. Use confidence_form='entropy'."
             )
         self.model, self.inputs, self.target = model, inputs, target
-        self.substrate, self.regions, self.form = substrate, regions, confidence
+        self.shared = complement_substrate is None
+        other = substrate if complement_substrate is None else complement_substrate
+        self.substrates = torch.stack([substrate, other])
+        self.regions, self.form = regions, confidence
         self.nonempty = regions.sizes() > 0
         self.cache: list[dict[bytes, tuple[float, float]]] = [{} for _ in range(len(regions))]
         self.layer: tuple[nn.Module, bool] | None = None
@@ -115,13 +124,22 @@ class SubsetScores:
             self.layer = _embedding_layer(model.module, embedding)
             self.have = torch.zeros_like(self.nonempty)
 
-    def _keys(self, samples: Tensor, keeps: Tensor) -> list[bytes]:
+    def _keys(self, samples: Tensor, keeps: Tensor, sides: Tensor) -> list[bytes]:
         canonical = (keeps & self.nonempty[samples]).cpu().numpy()
-        return [row.tobytes() for row in np.packbits(canonical, axis=1)]
+        packed = np.packbits(canonical, axis=1)
+        return [
+            bytes([side]) + row.tobytes() for side, row in zip(sides.tolist(), packed, strict=True)
+        ]
 
-    def readouts(self, samples: Tensor, keeps: Tensor) -> Tensor:
-        """``(M, 2)``: target probability and confidence of each subset; misses in one call."""
-        keys = self._keys(samples, keeps)
+    def readouts(self, samples: Tensor, keeps: Tensor, sides: Tensor | None = None) -> Tensor:
+        """``(M, 2)``: target probability and confidence of each subset; misses in one call.
+
+        ``sides`` ``(M,)`` is 0 for subsets rendered on the fill and 1 for those rendered on the
+        complement's fill (``None``: all 0).
+        """
+        if sides is None or self.shared:
+            sides = torch.zeros_like(samples)
+        keys = self._keys(samples, keeps, sides)
         rows = samples.tolist()
         missing: dict[tuple[int, bytes], int] = {}
         for m, (sample, key) in enumerate(zip(rows, keys, strict=True)):
@@ -129,13 +147,13 @@ class SubsetScores:
                 missing.setdefault((sample, key), m)
         if missing:
             picked = torch.tensor(list(missing.values()), device=samples.device)
-            values = self._run(samples[picked], keeps[picked]).tolist()
+            values = self._run(samples[picked], keeps[picked], sides[picked]).tolist()
             for (sample, key), value in zip(missing, values, strict=True):
                 self.cache[sample][key] = (value[0], value[1])
         found = [self.cache[sample][key] for sample, key in zip(rows, keys, strict=True)]
         return torch.tensor(found, dtype=torch.float64, device=samples.device)
 
-    def _run(self, samples: Tensor, keeps: Tensor) -> Tensor:
+    def _run(self, samples: Tensor, keeps: Tensor, sides: Tensor) -> Tensor:
         """Score ``M`` subsets through the model in one call, reading embeddings if needed."""
         readout = _Readout(
             self.target.subset(samples).classes, self.target.score_fn, self.model, self.form
@@ -145,7 +163,7 @@ class SubsetScores:
         def rows(index: Tensor, _: Tensor) -> Tensor:
             image = samples[index]
             keep = self.regions.to_pixels(pixels[index], image)
-            return blend(self.inputs[image], self.substrate[image], keep)
+            return blend(self.inputs[image], self.substrates[sides[index], image], keep)
 
         captured: list[Tensor] = []
         handle = None
@@ -167,7 +185,9 @@ class SubsetScores:
             if handle is not None:
                 handle.remove()
         if captured:
-            self._store_embeddings(samples, keeps, torch.cat(captured)[-samples.shape[0] :])
+            features = torch.cat(captured)[-samples.shape[0] :]
+            on_fill = sides == 0
+            self._store_embeddings(samples[on_fill], keeps[on_fill], features[on_fill])
         return values.view(-1, 2)
 
     def _store_embeddings(self, samples: Tensor, keeps: Tensor, features: Tensor) -> None:

@@ -33,6 +33,11 @@ class Lima(SubsetSelection):
         ``P``, the back-side candidates per step (the paper's main setting).
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
         What removed regions become (the paper: black pixels).
+    complement_fill : {"constant", "mean", "blur", "noise"}, float or None, default=None
+        What the subset's regions become when the complement ``V \\ S`` is scored (the
+        collaboration term and the recorded deletion curve); ``None``: ``fill``. Setting
+        ``fill="blur", complement_fill=0.0`` makes the search remove regions the way faithmap's
+        default insertion and deletion metrics do.
     consistency, collaboration, confidence, effectiveness : float, default=20, 5, 0.01, 0
         Term weights of the paper's single-model setting (its scripts for single-modal
         classifiers use no effectiveness term; with an embedding model they use 0.05).

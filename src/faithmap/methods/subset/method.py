@@ -33,6 +33,7 @@ class SubsetSelection(Method):
 
     regions: str | Regions = "slic:49"
     fill: str | float = 0.0
+    complement_fill: str | float | None = None
     consistency: float = 1.0
     collaboration: float = 1.0
     confidence: float = 1.0
@@ -43,6 +44,8 @@ class SubsetSelection(Method):
     def __post_init__(self) -> None:
         self.weights()
         check_fill(self.fill)
+        if self.complement_fill is not None:
+            check_fill(self.complement_fill)
         self.check_choice("confidence_form", ("entropy", "evidential"))
 
     def weights(self) -> Weights:
@@ -63,6 +66,11 @@ class SubsetSelection(Method):
             regions,
             confidence=self.confidence_form,
             embedding=self.embedding if self.effectiveness else False,
+            complement_substrate=(
+                None
+                if self.complement_fill in (None, self.fill)
+                else make_removal(self.complement_fill).substrate(inputs)
+            ),
         )
         objective = Objective(scores, self.weights())
         found = self.rank(objective, inputs.shape[0], regions.count, inputs.device)

@@ -81,7 +81,7 @@ def incremental_effectiveness(distances: Tensor, samples: Tensor, keeps: Tensor)
     distance becomes ``min(near_S(i), d(i, c))`` and ``c``'s own is ``min_{j in S} d(c, j)``.
     Rows that differ from their image's base by more than one region use the full formula.
     """
-    images, image_of = samples.unique(return_inverse=True)
+    images, image_of = torch.unique(samples, return_inverse=True)
     base = torch.ones(images.shape[0], keeps.shape[1], device=keeps.device)
     rows_of = image_of[:, None].expand_as(keeps)
     base = base.scatter_reduce_(0, rows_of, keeps.float(), "amin").bool()
@@ -117,15 +117,19 @@ class Objective:
         w = self.weights
         value = torch.zeros(samples.shape[0], dtype=torch.float64, device=samples.device)
         subset_side = bool(w.consistency or w.confidence)
-        parts_samples, parts_keeps = [], []
+        parts_samples, parts_keeps, parts_sides = [], [], []
         if subset_side:
             parts_samples.append(samples)
             parts_keeps.append(keeps)
+            parts_sides.append(torch.zeros_like(samples))
         if w.collaboration:
             parts_samples.append(samples)
             parts_keeps.append(~keeps)
+            parts_sides.append(torch.ones_like(samples))
         if parts_samples:
-            read = self.scores.readouts(torch.cat(parts_samples), torch.cat(parts_keeps))
+            read = self.scores.readouts(
+                torch.cat(parts_samples), torch.cat(parts_keeps), torch.cat(parts_sides)
+            )
             if subset_side:
                 value += w.consistency * read[: samples.shape[0], 0]
                 value += w.confidence * read[: samples.shape[0], 1]
@@ -142,8 +146,9 @@ class Objective:
         """Insertion, deletion and area curves ``(N, R + 1)`` of the prefixes of ``order``.
 
         Point ``m`` is the image keeping the first ``m`` regions (insertion) or all but them
-        (deletion), scored as the target probability; ``area`` is the fraction of pixels in the
-        first ``m`` regions. Subsets the search already scored come from the cache.
+        (deletion, on the complement's fill), scored as the target probability; ``area`` is the
+        fraction of pixels in the first ``m`` regions. Subsets the search already scored come
+        from the cache.
         """
         n, count = order.shape
         ranks = torch.empty_like(order).scatter_(
@@ -153,7 +158,8 @@ class Objective:
         prefixes = ranks[:, None, :] < steps[None, :, None]
         flat = prefixes.reshape(n * (count + 1), count)
         samples = torch.arange(n, device=order.device).repeat_interleave(count + 1)
-        read = self.scores.readouts(torch.cat([samples, samples]), torch.cat([flat, ~flat]))
+        sides = torch.cat([torch.zeros_like(samples), torch.ones_like(samples)])
+        read = self.scores.readouts(torch.cat([samples, samples]), torch.cat([flat, ~flat]), sides)
         probs = read[:, 0].view(2, n, count + 1)
         sizes = self.scores.regions.sizes().to(order.device)
         area = (prefixes.float() * sizes[:, None, :]).sum(2) / sizes.sum(1, keepdim=True)

@@ -36,6 +36,11 @@ class Smdl(SubsetSelection):
         stale bounds, stochastic greedy, or LiMA's bidirectional greedy.
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
         What removed regions become (the paper: black pixels).
+    complement_fill : {"constant", "mean", "blur", "noise"}, float or None, default=None
+        What the subset's regions become when the complement ``V \\ S`` is scored (the
+        collaboration term and the recorded deletion curve); ``None``: ``fill``. Setting
+        ``fill="blur", complement_fill=0.0`` makes the search remove regions the way faithmap's
+        default insertion and deletion metrics do.
     consistency, collaboration, confidence, effectiveness : float, default=1, 1, 1, 0
         Term weights; the paper sets all four to 1 with an evidential network for confidence
         and a face/CUB embedding layer for effectiveness. Here confidence is the normalised
