@@ -77,6 +77,7 @@ def test_cost_counts_every_curve_point() -> None:
         "activation": "softmax",
         "target": "predicted",
         "unit": "pixel",
+        "order": "morf",
     }
 
 
@@ -112,3 +113,78 @@ def test_default_insertion_starts_from_a_blur(images: torch.Tensor, tiny_net) ->
     torch.testing.assert_close(result.curve[:, 0], blurred.gather(1, result.target[:, None])[:, 0])
     clean = Model(tiny_net).outputs(images, activation="softmax")
     torch.testing.assert_close(result.curve[:, -1], clean.gather(1, result.target[:, None])[:, 0])
+
+
+def test_patches_are_ranked_by_their_mean_attribution() -> None:
+    # 25 patches of 2x2; the object (rows 0-1) is 5 patches, 20 % of them: one step of 5.
+    best = deletion(model(), IMAGES, PERFECT, target=0, steps=5, fill=0.0, unit="patches:2")
+    torch.testing.assert_close(best.curve, torch.tensor([1.0] + [0.0] * 5).expand(3, 6))
+    torch.testing.assert_close(best.auc, torch.full((3,), 0.1))
+    assert best.choices["unit"] == "patches:2"
+
+
+def test_label_map_units() -> None:
+    labels = torch.zeros(10, 10, dtype=torch.long)
+    labels[2:6] = 1
+    labels[6:] = 2
+    best = insertion(model(), IMAGES, PERFECT, target=0, steps=3, fill=0.0, unit=labels)
+    torch.testing.assert_close(best.curve, torch.tensor([0.0, 1.0, 1.0, 1.0]).expand(3, 4))
+    torch.testing.assert_close(best.auc, torch.full((3,), 5 / 6))
+
+
+def test_lerf_moves_the_least_relevant_first() -> None:
+    lerf = deletion(model(), IMAGES, PERFECT, target=0, steps=10, fill=0.0, order="lerf")
+    morf_of_reversed = deletion(model(), IMAGES, REVERSED, target=0, steps=10, fill=0.0)
+    torch.testing.assert_close(lerf.curve, morf_of_reversed.curve)
+    torch.testing.assert_close(lerf.auc, torch.full((3,), 0.9))
+    assert lerf.higher_is_better and lerf.choices["order"] == "lerf"
+
+
+def test_deletion_morf_and_insertion_lerf_share_their_images() -> None:
+    # The same fill: deletion-MoRF at point k keeps what insertion-LeRF keeps at steps - k.
+    deleted = deletion(model(), IMAGES, PERFECT, target=0, steps=10, fill=0.0)
+    inserted = insertion(model(), IMAGES, PERFECT, target=0, steps=10, fill=0.0, order="lerf")
+    torch.testing.assert_close(deleted.curve, inserted.curve.flip(1))
+
+
+def test_random_order_ignores_the_explanation_and_follows_the_seed() -> None:
+    first = deletion(model(), IMAGES, PERFECT, target=0, steps=10, order="random", seed=4)
+    reversed_map = deletion(model(), IMAGES, REVERSED, target=0, steps=10, order="random", seed=4)
+    other = deletion(model(), IMAGES, PERFECT, target=0, steps=10, order="random", seed=5)
+    assert torch.equal(first.curve, reversed_map.curve)
+    assert not torch.equal(first.curve, other.curve)
+    # each image draws its own order
+    assert not torch.equal(first.curve[0], first.curve[1])
+
+
+def test_region_ties_are_broken_by_the_seed() -> None:
+    uniform = torch.zeros(3, 1, 10, 10)
+    kwargs = {"target": 0, "steps": 5, "fill": 0.0, "unit": "patches:2"}
+    first = deletion(model(), IMAGES, uniform, seed=1, **kwargs)
+    again = deletion(model(), IMAGES, uniform, seed=1, **kwargs)
+    other = deletion(model(), IMAGES, uniform, seed=3, **kwargs)
+    assert torch.equal(first.curve, again.curve)
+    assert not torch.equal(first.curve, other.curve)
+
+
+def test_superpixels_and_bad_order(images: torch.Tensor, tiny_net) -> None:
+    net = Model(tiny_net, batch_size=16)
+    attributions = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    result = insertion(net, images, attributions, steps=4, unit="slic:8")
+    assert result.choices["unit"] == "slic:8" and result.curve.shape == (5, 5)
+    with pytest.raises(faithmap.InvalidParameterError, match="'order' parameter of deletion"):
+        deletion(net, images, attributions, order="best")
+
+
+def test_lerf_reverses_morf_exactly_even_with_ties() -> None:
+    weights = torch.rand(1, 10, 10, generator=torch.Generator().manual_seed(0))
+
+    def weighted(x: torch.Tensor) -> torch.Tensor:
+        score = (x * weights).flatten(1).sum(1)
+        return torch.stack([score, -score], dim=1)
+
+    tied = (PERFECT > 0.5).float()  # 20 tied object pixels, 80 tied background pixels
+    kwargs = {"target": 0, "steps": 20, "fill": 0.0, "seed": 3, "activation": "logits"}
+    deleted = deletion(Model(weighted), IMAGES, tied, **kwargs)
+    inserted = insertion(Model(weighted), IMAGES, tied, order="lerf", **kwargs)
+    torch.testing.assert_close(deleted.curve, inserted.curve.flip(1))

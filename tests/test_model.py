@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import faithmap
 from conftest import TinyNet
 from faithmap import Model
 from faithmap.batching import fastest_batch_size
@@ -137,3 +138,11 @@ def test_invalid_batch_size() -> None:
 
     with pytest.raises(InvalidParameterError, match=r"'batch_size' parameter of Model"):
         Model(torch.nn.Identity(), batch_size=0)
+
+
+def test_gradient_methods_work_under_no_grad(tiny_net: TinyNet, images: torch.Tensor) -> None:
+    """Captum's metrics call explanation functions under torch.no_grad; gradients still flow."""
+    expected = faithmap.explain(tiny_net, images, method="saliency").attributions
+    with torch.no_grad():
+        got = faithmap.explain(tiny_net, images, method="saliency").attributions
+    torch.testing.assert_close(got, expected)

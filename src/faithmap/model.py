@@ -40,6 +40,8 @@ def check_activation(value: object, owner: str) -> None:
 
 GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]
 """Receives ``(samples, indices, rows, gradients)`` of one batch."""
+OutputSink = Callable[[Tensor, Tensor, Tensor], None]
+"""Receives ``(samples, indices, outputs)`` of one batch."""
 
 
 Measurements = dict[tuple[Any, ...], tuple[int, int]]
@@ -63,7 +65,9 @@ def _input_gradient(scores: Tensor, rows: Tensor) -> Tensor:
             "use numpy, or run under torch.no_grad). Gradient methods cannot explain it; use a "
             "perturbation method such as occlusion or rise."
         )
-    (gradient,) = torch.autograd.grad(scores.sum(), rows)
+    with torch.enable_grad():  # the caller may be under torch.no_grad (Captum's metrics are)
+        total = scores.sum()
+    (gradient,) = torch.autograd.grad(total, rows)
     return gradient
 
 
@@ -353,3 +357,46 @@ class Model:
                 gradients = _input_gradient(scores, rows)
                 self.ledger.backward += rows.shape[0]
                 consume(samples, indices, rows.detach(), gradients)
+
+    def output_rows(
+        self,
+        n_samples: int,
+        per_sample: int,
+        make_inputs: RowInputs,
+        consume: OutputSink,
+        *,
+        backward: bool = False,
+        activation: Activation = "logits",
+        device: torch.device,
+    ) -> None:
+        """The model's outputs for generated rows, batch by batch, for methods that look inside.
+
+        Calls ``consume(samples, indices, outputs)`` right after each batch's forward pass, so
+        a method can read what its forward hooks captured in that pass (a layer's activation).
+        With ``backward=True`` the pass runs with autograd enabled while neither the rows nor
+        the parameters require grad: ``consume`` takes the gradients it needs of the outputs
+        with respect to tensors a hook marked as requiring grad, and one backward pass per row
+        is counted. Otherwise the pass runs in inference mode. One forward pass per row is
+        counted either way.
+        """
+        if backward and not self.is_differentiable:
+            raise ModelError(
+                "This method needs gradients, but the model is a plain callable, not an "
+                "nn.Module with autograd. Use a perturbation method (occlusion, rise) or wrap a "
+                "differentiable torch module."
+            )
+        check_int(per_sample, "per_sample", "Model.output_rows", low=1)
+        probe = make_inputs(
+            torch.zeros(1, dtype=torch.long, device=device),
+            torch.zeros(1, dtype=torch.long, device=device),
+        )
+        size = self._batch_size_for(probe, gradients=backward, rows=n_samples * per_sample)
+        grad_mode = torch.enable_grad() if backward else torch.inference_mode()
+        with self.preserved(for_gradients=backward), grad_mode:
+            for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
+                rows = make_inputs(samples, indices).detach()
+                output = self.activate(self._call(rows), activation)
+                self.ledger.forward += rows.shape[0]
+                consume(samples, indices, output)
+                if backward:
+                    self.ledger.backward += rows.shape[0]

@@ -1,10 +1,18 @@
 """Insertion and deletion: the causal metrics of RISE (Petsiuk et al. 2018).
 
-Pixels are ordered by decreasing attribution (channels summed, signed; ties broken by a seeded
-random permutation). Deletion moves the most important pixels first from the image to the fill
-(lower area is better); insertion moves them first from the fill to the image (higher is better).
-The curve has ``steps + 1`` points on x = k / steps, both endpoints included, and its area is the
-trapezoid rule, as in the reference code.
+Features (``unit``: whole pixels, patches or superpixels) are ordered by attribution (channels
+summed, signed; a region by the mean attribution inside it; ties broken by a seeded random
+permutation): most relevant first (``order="morf"``), least relevant first (``"lerf"``) or at
+random (``"random"``, the control every method should beat). Deletion moves the features in that
+order from the image to the fill (with MoRF, lower area is better); insertion moves them from the
+fill to the image (higher is better). The curve has ``steps + 1`` points on x = k / steps, both
+endpoints included, and its area is the trapezoid rule, as in the reference code.
+
+Sharing passes: insertion and deletion with their default fills (blur, constant) perturb different
+images, so no pass is shared. With the *same* fill, deletion in MoRF order at point k is the same
+image as insertion in LeRF order at point ``steps - k`` (the same features are kept), so one of the
+two curves can be read off the other instead of being scored again; the clean image (deletion's
+first point, insertion's last) is also the pass that resolves a predicted target.
 
 References
 ----------
@@ -22,54 +30,45 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithmap.cost import Cost
 from faithmap.errors import ShapeError
 from faithmap.explanation import Explanation, attribution_map
 from faithmap.methods.base import as_model
+from faithmap.metrics.registry import register_metric
+from faithmap.metrics.result import MetricResult
 from faithmap.model import Activation, Model
+from faithmap.regions import Regions, make_regions
 from faithmap.removal import FillLike, Removal, make_removal, score_removals
 from faithmap.targets import TargetLike
 from faithmap.validation import check_choice, check_inputs, check_int
 
+ORDERS = ("morf", "lerf", "random")
+UnitLike = str | Regions | Tensor
+"""``"pixel"``, ``"patches:K"``, ``"slic:K"`` (see :func:`faithmap.make_regions`), a
+:class:`~faithmap.Regions` or an integer label map."""
 
-@dataclass(frozen=True)
-class CurveResult:
-    """A perturbation curve per sample and its area.
+
+@dataclass(frozen=True, kw_only=True)
+class CurveResult(MetricResult):
+    """A perturbation curve per sample; ``values`` is the area under each curve.
 
     Attributes
     ----------
-    metric : str
-        ``"insertion"`` or ``"deletion"``.
     curve : Tensor
         ``(N, steps + 1)`` target scores, from no pixel moved to all moved.
     fractions : Tensor
         ``(steps + 1,)`` fraction of pixels moved at each point.
-    auc : Tensor
-        ``(N,)`` trapezoid area under each curve on x in [0, 1].
-    target : Tensor or None
-        The class scored for each sample, ``None`` for a callable target.
-    choices : dict
-        Every choice that changes the number: fill, steps, seed, activation, target rule.
-    cost : Cost
+
+    The other attributes are those of :class:`MetricResult`; ``values`` is the ``(N,)``
+    trapezoid area under each curve on x in [0, 1], also named ``auc``.
     """
 
-    metric: str
     curve: Tensor
     fractions: Tensor
-    auc: Tensor
-    target: Tensor | None
-    choices: dict[str, Any]
-    cost: Cost
 
     @property
-    def mean(self) -> float:
-        """Mean area over the samples."""
-        return float(self.auc.mean())
-
-    @property
-    def higher_is_better(self) -> bool:
-        """Insertion: higher is better; deletion: lower is better."""
-        return self.metric == "insertion"
+    def auc(self) -> Tensor:
+        """``(N,)`` area under each curve (the same tensor as ``values``)."""
+        return self.values
 
 
 def trapezoid_auc(curve: Tensor) -> Tensor:
@@ -92,6 +91,58 @@ def pixel_ranks(attributions: Tensor, seed: int) -> Tensor:
     return ranks.scatter_(1, order, positions)
 
 
+def unit_regions(unit: UnitLike, inputs: Tensor) -> Regions:
+    """The features a curve moves: ``"pixel"`` or anything :func:`make_regions` accepts."""
+    return make_regions("pixels" if isinstance(unit, str) and unit == "pixel" else unit, inputs)
+
+
+def describe_unit(regions: Regions) -> str:
+    """A short record of a curve's unit for result tables."""
+    return "pixel" if regions.kind == "pixels" else regions.kind
+
+
+def unit_ranks(
+    attributions: Tensor, regions: Regions, order: str, seed: int
+) -> tuple[Tensor, Tensor]:
+    """Rank of every pixel's region in the removal order, ``(N, H * W)``, and regions per image.
+
+    Regions are ranked by their mean attribution (channels summed): descending for ``"morf"``,
+    by a seeded random key for ``"random"``, ties broken by a seeded random permutation;
+    ``"lerf"`` is the exact reverse of ``"morf"``. Labels an image does not use come last, so
+    image ``n`` moves its ``counts[n]`` regions first.
+    """
+    if regions.kind == "pixels" and order == "morf":
+        counts = torch.full((attributions.shape[0],), regions.count, device=attributions.device)
+        return pixel_ranks(attributions, seed), counts
+    device = attributions.device
+    values = regions.pool(attributions.float())
+    present = regions.sizes() > 0
+    generator = torch.Generator().manual_seed(seed)
+    shuffle = torch.randperm(regions.count, generator=generator).to(device)
+    if order == "random":
+        values = torch.rand(values.shape, generator=generator).to(device)
+    values = values.masked_fill(~present, -torch.inf)
+    ordered = shuffle[values[:, shuffle].sort(dim=1, descending=True, stable=True).indices]
+    ranks = torch.empty_like(ordered)
+    positions = torch.arange(regions.count, device=device).expand_as(ordered)
+    ranks.scatter_(1, ordered, positions)
+    counts = present.sum(1)
+    if order == "lerf":  # the exact reverse of the MoRF order, ties included
+        ranks = torch.where(present, counts[:, None] - 1 - ranks, ranks)
+    return ranks.gather(1, regions.labels.flatten(1)), counts
+
+
+def check_attributions(attributions: Tensor, inputs: Tensor, owner: str) -> None:
+    """Raise unless the attributions are ``(N, 1 or C, H, W)`` for images ``(N, C, H, W)``."""
+    expected = (inputs.shape[0], *inputs.shape[2:])
+    got = attributions.shape[0], *attributions.shape[-2:]
+    if attributions.dim() not in (3, 4) or tuple(got) != expected:
+        raise ShapeError(
+            f"The attributions for {owner} must have shape (N, 1 or C, H, W) matching the inputs "
+            f"{tuple(inputs.shape)}. Got {tuple(attributions.shape)} instead."
+        )
+
+
 def _curve(
     metric: str,
     model: Model | nn.Module | Callable[[Tensor], Any],
@@ -103,21 +154,18 @@ def _curve(
     steps: int,
     seed: int,
     activation: Activation,
+    unit: UnitLike,
+    order: str,
 ) -> CurveResult:
     owner = metric
     check_int(steps, "steps", owner, low=1)
     check_int(seed, "seed", owner)
     check_choice(activation, "activation", owner, ("softmax", "logits"))
+    check_choice(order, "order", owner, ORDERS)
     wrapped = as_model(model)
     checked = check_inputs(inputs, owner, image=True)
     attributions = attribution_map(explanation)
-    expected = (checked.shape[0], *checked.shape[2:])
-    got = attributions.shape[0], *attributions.shape[-2:]
-    if attributions.dim() not in (3, 4) or tuple(got) != expected:
-        raise ShapeError(
-            f"The attributions for {owner} must have shape (N, 1 or C, H, W) matching the inputs "
-            f"{tuple(checked.shape)}. Got {tuple(attributions.shape)} instead."
-        )
+    check_attributions(attributions, checked, owner)
     removal = make_removal(fill)
     if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
         target, rule = explanation.target, "explained"
@@ -125,16 +173,17 @@ def _curve(
         rule = "predicted" if target is None else "given"
     device = wrapped.device or checked.device
     x = checked.detach().to(device)
+    regions = unit_regions(unit, x)
     with wrapped.ledger.track() as tracker:
         resolved = wrapped.target(x, target)
-        ranks = pixel_ranks(attributions.detach().to(device), seed)
-        pixels = ranks.shape[1]
-        counts = torch.round(torch.linspace(0, pixels, steps + 1, device=device)).long()
+        ranks, units = unit_ranks(attributions.detach().to(device), regions, order, seed)
+        grid = torch.linspace(0, 1, steps + 1, device=device)
+        counts = torch.round(grid[None, :] * units[:, None].double()).long()
         substrate = removal.substrate(x)
         height, width = x.shape[-2:]
 
         def keep(samples: Tensor, points: Tensor) -> Tensor:
-            moved = ranks[samples] < counts[points][:, None]
+            moved = ranks[samples] < counts[samples, points][:, None]
             kept = ~moved if metric == "deletion" else moved
             return kept.view(-1, 1, height, width)
 
@@ -144,8 +193,9 @@ def _curve(
     return CurveResult(
         metric=metric,
         curve=curve.to(checked.device),
-        fractions=(counts.float() / pixels).to(checked.device),
-        auc=trapezoid_auc(curve).to(checked.device),
+        fractions=grid.to(checked.device),
+        values=trapezoid_auc(curve).to(checked.device),
+        higher_is_better=(metric == "insertion") != (order == "lerf"),
         target=None if resolved.classes is None else resolved.classes.to(checked.device),
         choices={
             "fill": removal.describe(),
@@ -153,12 +203,14 @@ def _curve(
             "seed": seed,
             "activation": activation,
             "target": rule,
-            "unit": "pixel",
+            "unit": describe_unit(regions),
+            "order": order,
         },
         cost=tracker.cost,
     )
 
 
+@register_metric("insertion")
 def insertion(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,
@@ -169,8 +221,10 @@ def insertion(
     steps: int = 28,
     seed: int = 0,
     activation: Activation = "softmax",
+    unit: UnitLike = "pixel",
+    order: str = "morf",
 ) -> CurveResult:
-    """Insertion curve and area: most important pixels inserted first into the fill.
+    """Insertion curve and area: most important features inserted first into the fill.
 
     Parameters
     ----------
@@ -185,8 +239,14 @@ def insertion(
     steps : int, default=28
         Curve points minus one (``steps + 1`` forward passes per image).
     seed : int, default=0
-        Seed of the tie-break between equal attributions.
+        Seed of the tie-break between equal attributions (and of the ``"random"`` order).
     activation : {"softmax", "logits"}, default="softmax"
+    unit : str, Regions or Tensor, default="pixel"
+        What moves at once: whole pixels (all channels), or regions ``"patches:K"``,
+        ``"slic:K"``, a :class:`~faithmap.Regions` or a label map, ranked by their mean
+        attribution. With regions, ``fractions`` are fractions of the regions moved.
+    order : {"morf", "lerf", "random"}, default="morf"
+        Most relevant first, least relevant first, or a seeded random order.
 
     Examples
     --------
@@ -207,9 +267,12 @@ def insertion(
         steps=steps,
         seed=seed,
         activation=activation,
+        unit=unit,
+        order=order,
     )
 
 
+@register_metric("deletion")
 def deletion(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,
@@ -220,8 +283,10 @@ def deletion(
     steps: int = 28,
     seed: int = 0,
     activation: Activation = "softmax",
+    unit: UnitLike = "pixel",
+    order: str = "morf",
 ) -> CurveResult:
-    """Deletion curve and area: most important pixels removed first (lower is better).
+    """Deletion curve and area: most important features removed first (lower is better).
 
     Parameters are those of :func:`insertion`; the default fill is the constant 0 (RISE zeroes
     normalised inputs, which is the data set's mean colour; for inputs in [0, 1], black).
@@ -236,4 +301,6 @@ def deletion(
         steps=steps,
         seed=seed,
         activation=activation,
+        unit=unit,
+        order=order,
     )

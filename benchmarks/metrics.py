@@ -1,0 +1,373 @@
+"""Evaluation metrics: faithmap against its model-only limit and against Quantus, in one run.
+
+Usage: ``python benchmarks/metrics.py [--images 32] [--threads 1] [--repeats 3]``.
+
+On the built-in CNN with ``make_shapes`` images and a saliency explanation (absolute gradient,
+max over channels), each faithmap metric is timed (best of ``--repeats`` after a warm-up) and
+divided by its *model-only limit*: its own forward and backward passes times the best
+per-sample time of a forward (forward + input gradient) pass at any batch size (see
+``overhead.py``). The same metric in Quantus runs once on the same inputs, targets and
+explanation, with settings as close as its definition allows; its passes are counted with a
+forward hook on the network. Values are printed side by side; the notes in the table say where
+the two definitions differ (so different values are expected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import quantus
+import torch
+from torch import Tensor, nn
+
+import faithmap
+from faithmap import metrics as fm
+from faithmap.data import make_shapes
+from faithmap.zoo import load_builtin
+from overhead import cpu_model, model_curve
+
+
+class Grey(nn.Module):
+    """The network on grey images ``(N, 1, H, W)``, copied to its three input channels."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.expand(-1, 3, -1, -1))
+
+
+class Counter:
+    """Rows through the network (a forward hook) and input-gradient rows of Quantus' explainer."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.forward = 0
+        self.backward = 0
+        net.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        self.forward += int(args[0].shape[0])
+
+    def reset(self) -> None:
+        self.forward = self.backward = 0
+
+
+def per_image_min(x: Tensor) -> Tensor:
+    """Quantus' "black" baseline: each image's minimum."""
+    return x.amin(dim=(1, 2, 3), keepdim=True).expand_as(x).clone()
+
+
+def contenders(
+    args: argparse.Namespace, explanation: faithmap.Explanation, steps: int
+) -> list[dict[str, Any]]:
+    """Each metric: faithmap's call, Quantus' metric and call, and how the two differ."""
+    size = args.size
+    pixels = size * size
+    channel_features = 3 * pixels
+    per_step = pixels // steps  # Quantus requires a divisor of H * W
+    patch = 4
+    units = (size // patch) ** 2
+    subset = 224
+    road_fractions = [0.1 * k for k in range(1, 10)]
+    black = faithmap.Removal(fill=per_image_min)
+    noise = args.noise_samples
+    q = {"disable_warnings": True, "display_progressbar": False}
+    return [
+        {
+            "metric": "deletion",
+            "faithmap": lambda m, x, y, e: fm.deletion(m, x, e, target=y, fill=black, steps=steps),
+            "quantus": lambda: quantus.PixelFlipping(
+                features_in_step=per_step, perturb_baseline="black", normalise=False, **q
+            ),
+            "quantus_value": lambda scores: [np.trapezoid(s) / (len(s) - 1) for s in scores],
+            "note": f"Quantus: {per_step} channel values per step ({channel_features // per_step} "
+            f"steps, 3x faithmap's whole-pixel passes), curve without the clean point; its "
+            f"default (1 value per step) costs {channel_features} passes per image",
+        },
+        {
+            "metric": "insertion",
+            "faithmap": lambda m, x, y, e: fm.insertion(m, x, e, target=y, steps=steps),
+            "quantus": None,
+            "note": "no Quantus insertion; shares no pass with deletion (blur vs black fill)",
+        },
+        {
+            "metric": "road",
+            "faithmap": lambda m, x, y, e: fm.road(
+                m, x, e, target=y, measure="accuracy", fractions=road_fractions
+            ),
+            "faithmap_value": lambda r: float(r.morf.mean()),
+            "quantus": lambda: quantus.ROAD(
+                percentages=[round(100 * p) for p in road_fractions], noise=0.01, **q
+            ),
+            "quantus_value": lambda scores: [float(np.mean(list(scores.values())))],
+            "note": "on grey copies of the images (Quantus' imputer raises IndexError on RGB: it "
+            "masks H*W pixels but indexes C*H*W values); value: MoRF accuracy averaged over "
+            "10..90 %; faithmap also scores LeRF (2x passes) for the combined score",
+            "grey": True,
+        },
+        {
+            "metric": "faithfulness_correlation",
+            "faithmap": lambda m, x, y, e: fm.faithfulness_correlation(
+                m, x, e, target=y, subset_size=subset // 3, fill=black
+            ),
+            "quantus": lambda: quantus.FaithfulnessCorrelation(
+                nr_runs=100, subset_size=subset, perturb_baseline="black", normalise=False, **q
+            ),
+            "note": f"faithmap removes {subset // 3} whole pixels, Quantus {subset} channel values",
+        },
+        {
+            "metric": "faithfulness_estimate",
+            "faithmap": lambda m, x, y, e: fm.faithfulness_estimate(
+                m, x, e, target=y, unit=f"patches:{patch}", fill=black
+            ),
+            "quantus": lambda: quantus.FaithfulnessEstimate(
+                features_in_step=pixels // units,
+                perturb_baseline="black",
+                normalise=False,
+                **q,
+            ),
+            "note": f"faithmap: {units} {patch}x{patch} patches; Quantus: "
+            f"{channel_features // (pixels // units)} groups of {pixels // units} channel values "
+            "in attribution order",
+        },
+        {
+            "metric": "infidelity",
+            "faithmap": lambda m, x, y, e: fm.infidelity(m, x, e, target=y, n_samples=50),
+            "quantus": lambda: quantus.Infidelity(
+                perturb_patch_sizes=[patch], n_perturb_samples=1, perturb_baseline="black", **q
+            ),
+            "note": "faithmap: Yeh/Captum, 50 Gaussian draws, optimal rescaling; Quantus: "
+            f"cumulative {patch}x{patch} patch replacement (1 run: its runs repeat)",
+        },
+        {
+            "metric": "max_sensitivity",
+            "faithmap": lambda m, x, y, e: fm.max_sensitivity(
+                m, x, e, n_samples=noise, radius=0.02
+            ),
+            "quantus": lambda: quantus.MaxSensitivity(nr_samples=noise, lower_bound=0.02, **q),
+            "note": "same definition; different noise draws",
+            "channels": False,
+        },
+        {
+            "metric": "avg_sensitivity",
+            "faithmap": lambda m, x, y, e: fm.avg_sensitivity(
+                m, x, e, n_samples=noise, radius=0.02
+            ),
+            "quantus": lambda: quantus.AvgSensitivity(nr_samples=noise, lower_bound=0.02, **q),
+            "note": "same definition; different noise draws",
+            "channels": False,
+        },
+        {
+            "metric": "local_lipschitz",
+            "faithmap": lambda m, x, y, e: fm.local_lipschitz(m, x, e, n_samples=noise),
+            "quantus": lambda: quantus.LocalLipschitzEstimate(
+                nr_samples=noise, perturb_std=0.1, normalise=False, **q
+            ),
+            "note": "same definition; different noise draws",
+            "channels": False,
+        },
+    ]
+
+
+def map_metrics(masks: Tensor) -> list[dict[str, Any]]:
+    """Metrics of the map alone (the other half of the suite): no model pass."""
+    q = {"disable_warnings": True, "display_progressbar": False, "normalise": False}
+    return [
+        {
+            "metric": name,
+            "faithmap": function,
+            "quantus": factory,
+            "note": note,
+            "channels": False,
+        }
+        for name, function, factory, note in [
+            (
+                "pointing_game",
+                lambda m, x, y, e: fm.pointing_game(e, masks, tolerance=0),
+                lambda: quantus.PointingGame(**q),
+                "tolerance 0 as Quantus",
+            ),
+            (
+                "relevance_mass_accuracy",
+                lambda m, x, y, e: fm.relevance_mass_accuracy(e, masks),
+                lambda: quantus.RelevanceMassAccuracy(**q),
+                "",
+            ),
+            (
+                "relevance_rank_accuracy",
+                lambda m, x, y, e: fm.relevance_rank_accuracy(e, masks),
+                lambda: quantus.RelevanceRankAccuracy(**q),
+                "",
+            ),
+            (
+                "top_k_intersection",
+                lambda m, x, y, e: fm.top_k_intersection(e, masks, k=200),
+                lambda: quantus.TopKIntersection(k=200, **q),
+                "",
+            ),
+            (
+                "sparseness",
+                lambda m, x, y, e: fm.sparseness(e),
+                lambda: quantus.Sparseness(**q),
+                "Quantus adds 1e-7 to every entry",
+            ),
+            (
+                "complexity",
+                lambda m, x, y, e: fm.complexity(e),
+                lambda: quantus.Complexity(**q),
+                "",
+            ),
+            (
+                "effective_complexity",
+                lambda m, x, y, e: fm.effective_complexity(e),
+                lambda: quantus.EffectiveComplexity(**q),
+                "",
+            ),
+        ]
+    ]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    net = load_builtin("cnn").eval()
+    shapes = make_shapes(args.images, seed=args.seed, size=args.size)
+    x, masks = shapes.images, shapes.masks
+    with torch.inference_mode():
+        y = net(x).argmax(1)
+    curve = model_curve(net, x, args.min_seconds)
+    best_forward = min(curve["forward"].values())
+    best_backward = min(curve["forward_backward"].values())
+
+    def limit(forward: int, backward: int) -> float:
+        return backward * best_backward + (forward - backward) * best_forward
+
+    counter = Counter(net)
+    model = faithmap.Model(net)
+    saliency = faithmap.get_method("saliency")
+    explanation = saliency.explain(model, x, y)
+    explain_model = faithmap.Model(net)
+
+    def quantus_explain(model: Any, inputs: np.ndarray, targets: np.ndarray, **_: Any) -> Any:
+        batch = torch.as_tensor(inputs, dtype=torch.float32)
+        before = explain_model.ledger.backward
+        result = saliency.explain(explain_model, batch, torch.as_tensor(targets)).attributions
+        counter.backward += explain_model.ledger.backward - before
+        return result.numpy()
+
+    rows = []
+    entries = contenders(args, explanation, args.steps) + map_metrics(masks)
+    for entry in entries:
+        if args.only and entry["metric"] not in args.only.split(","):
+            continue
+        call: Callable[..., Any] = entry["faithmap"]
+        grey = entry.get("grey", False)
+        inputs = x.mean(1, keepdim=True) if grey else x
+        network = Grey(net).eval() if grey else net
+        wrapped = faithmap.Model(network) if grey else model
+        result = call(wrapped, inputs, y, explanation)  # warm-up (and batch-size measurement)
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            result = call(wrapped, inputs, y, explanation)
+            times.append(time.perf_counter() - start)
+        value_of = entry.get("faithmap_value", lambda r: r.mean)
+        row: dict[str, Any] = {
+            "metric": entry["metric"],
+            "faithmap_s": min(times),
+            "faithmap_forward": result.cost.forward,
+            "faithmap_backward": result.cost.backward,
+            "faithmap_value": float(value_of(result)),
+            "note": entry["note"],
+        }
+        row["faithmap_limit_s"] = limit(result.cost.forward, result.cost.backward)
+        if row["faithmap_limit_s"] > 0:
+            row["faithmap_over_limit"] = row["faithmap_s"] / row["faithmap_limit_s"]
+        if entry["quantus"] is not None:
+            counter.reset()
+            metric = entry["quantus"]()
+            # Quantus counts features on the attribution array: give the model metrics the map
+            # on every channel (as it broadcasts it), the map metrics the map itself.
+            maps = explanation.attributions
+            maps = maps.expand_as(inputs) if entry.get("channels", True) else maps
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scores = metric(
+                    model=network,
+                    x_batch=inputs.numpy(),
+                    y_batch=y.numpy(),
+                    a_batch=maps.contiguous().numpy(),
+                    s_batch=masks.float().numpy(),
+                    device="cpu",
+                    explain_func=quantus_explain,
+                    explain_func_kwargs={},
+                )
+            row["quantus_s"] = time.perf_counter() - start
+            values = entry.get("quantus_value", lambda s: s)(scores)
+            row["quantus_value"] = float(np.nanmean(np.asarray(values, dtype=float)))
+            row["quantus_forward"], row["quantus_backward"] = counter.forward, counter.backward
+            row["quantus_limit_s"] = limit(counter.forward, counter.backward)
+            if row["quantus_limit_s"] > 0:
+                row["quantus_over_limit"] = row["quantus_s"] / row["quantus_limit_s"]
+            row["quantus_over_faithmap"] = row["quantus_s"] / row["faithmap_s"]
+        rows.append(row)
+        print_row(row)
+    return {
+        "cpu": cpu_model(),
+        "threads": args.threads,
+        "images": args.images,
+        "size": args.size,
+        "explanation": "saliency (absolute gradient, max over channels)",
+        "best_forward_s_per_sample": best_forward,
+        "best_forward_backward_s_per_sample": best_backward,
+        "model_curve": curve,
+        "load_avg": os.getloadavg(),
+        "rows": rows,
+    }
+
+
+def print_row(row: dict[str, Any]) -> None:
+    def fmt(key: str, spec: str = ".3g") -> str:
+        return format(row[key], spec) if key in row else "-"
+
+    print(
+        f"{row['metric']:<24} fm {fmt('faithmap_s')}s "
+        f"({row['faithmap_forward']}f/{row['faithmap_backward']}b, x{fmt('faithmap_over_limit')} "
+        f"limit) value {fmt('faithmap_value', '.4f')} | quantus {fmt('quantus_s')}s "
+        f"({row.get('quantus_forward', '-')}f/{row.get('quantus_backward', '-')}b, "
+        f"x{fmt('quantus_over_limit')} limit) value {fmt('quantus_value', '.4f')} | "
+        f"quantus/fm x{fmt('quantus_over_faithmap')}  [{row['note']}]",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=32, help="insertion/deletion steps")
+    parser.add_argument("--noise-samples", type=int, default=10, help="robustness draws")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--min-seconds", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help="comma-separated metric names")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/metrics.json")
+    args = parser.parse_args()
+    report = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""``faithmap.evaluate``: several explanations × several metrics → one tidy table."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from faithmap.errors import FaithmapError, InvalidParameterError, ShapeError
+from faithmap.explanation import Explanation, attribution_map
+from faithmap.methods.base import as_model
+from faithmap.metrics import DEFAULT_METRICS
+from faithmap.metrics.registry import call_metric, metric_spec
+from faithmap.model import Model
+from faithmap.validation import check_inputs
+
+COLUMNS = (
+    "sample",
+    "method",
+    "metric",
+    "value",
+    "higher_is_better",
+    "target",
+    "passes",
+    "seconds",
+    "choices",
+)
+"""The columns of the table :func:`evaluate` returns, in order."""
+
+
+def _pandas() -> Any:
+    try:
+        return importlib.import_module("pandas")
+    except ImportError as err:
+        raise FaithmapError(
+            "faithmap.evaluate returns a pandas DataFrame, but pandas is not installed. Install "
+            "it with `pip install pandas`, or call the metrics in faithmap.metrics directly."
+        ) from err
+
+
+def _labelled(
+    explanations: Mapping[str, Explanation | Tensor] | Explanation | Tensor,
+) -> dict[str, Explanation | Tensor]:
+    if isinstance(explanations, Explanation):
+        return {explanations.method: explanations}
+    if isinstance(explanations, Tensor):
+        return {"explanation": explanations}
+    if not isinstance(explanations, Mapping) or not explanations:
+        raise InvalidParameterError(
+            "The 'explanations' parameter of evaluate must be a non-empty mapping of label to "
+            "Explanation (e.g. {'ig': exp}), or a single Explanation. Got "
+            f"{type(explanations).__name__} instead."
+        )
+    return {str(label): explanation for label, explanation in explanations.items()}
+
+
+def _checked_params(
+    names: Sequence[str], params: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    given = dict(params or {})
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise InvalidParameterError(
+            f"The 'params' parameter of evaluate names metrics that are not evaluated: {unknown}. "
+            f"Its keys must be among the metrics {list(names)}."
+        )
+    for name, value in given.items():
+        if not isinstance(value, Mapping):
+            raise InvalidParameterError(
+                f"The 'params' entry for {name!r} must be a mapping of parameter to value, e.g. "
+                f"{{'steps': 10}}. Got {type(value).__name__} instead."
+            )
+    return {name: dict(given.get(name, {})) for name in names}
+
+
+def _choices_json(choices: Mapping[str, Any]) -> str:
+    return json.dumps(dict(choices), sort_keys=True, default=repr)
+
+
+def evaluate(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanations: Mapping[str, Explanation | Tensor] | Explanation | Tensor,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    masks: Tensor | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Any:
+    """Score each explanation with each metric: one row per sample × method × metric.
+
+    Parameters
+    ----------
+    model : Model, nn.Module or callable
+        The model explained (wrapped once, so all metrics share its batch size and ledger).
+    inputs : Tensor
+        The explained batch ``(N, ...)``.
+    explanations : mapping of str to Explanation (or Tensor), or one Explanation
+        Label → explanation of ``inputs``; a single Explanation is labelled by its method.
+    metrics : sequence of str, default=DEFAULT_METRICS
+        Registered metric names (see ``faithmap.metrics.METRICS``).
+    masks : Tensor, optional
+        ``(N, 1, H, W)`` boolean ground-truth masks, needed by the localisation metrics.
+    params : mapping of str to mapping, optional
+        Parameters per metric, e.g. ``{"insertion": {"steps": 10}}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``sample, method, metric, value, higher_is_better, target, passes, seconds,
+        choices``: ``value`` is NaN where the metric is undefined (an empty mask), ``target``
+        the class the metric scored (None if it reads none), ``passes`` and ``seconds`` the
+        metric's model passes and seconds for the batch divided by ``N`` (the model's one-time
+        batch-size measurement left out), ``choices`` every
+        number-changing choice as a JSON string.
+
+    Raises
+    ------
+    FaithmapError
+        If pandas is missing, a metric is unknown, a metric needs ``masks`` and none were
+        given, or an explanation does not have one map per sample. All checks run before any
+        metric does.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    >>> x = torch.rand(2, 1, 4, 4)
+    >>> table = evaluate(net, x, {"random": torch.rand(2, 1, 4, 4)}, metrics=["sparseness"])
+    >>> table.shape
+    (2, 9)
+    >>> table["metric"].tolist(), table["passes"].tolist()
+    (['sparseness', 'sparseness'], [0.0, 0.0])
+    """
+    pandas = _pandas()
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence) or not metrics:
+        raise InvalidParameterError(
+            "The 'metrics' parameter of evaluate must be a non-empty list of metric names, e.g. "
+            f"['insertion', 'deletion']. Got {metrics!r} instead."
+        )
+    names = list(dict.fromkeys(metrics))
+    specs = [metric_spec(name) for name in names]
+    needing = [spec.name for spec in specs if spec.needs_masks]
+    if needing and masks is None:
+        raise InvalidParameterError(
+            f"The metrics {needing} score explanations against ground-truth masks, but no masks "
+            "were given. Pass masks=(N, 1, H, W) boolean object masks, or drop these metrics."
+        )
+    labelled = _labelled(explanations)
+    n = int(check_inputs(inputs, "evaluate").shape[0])
+    for label, explanation in labelled.items():
+        if attribution_map(explanation).shape[0] != n:
+            raise ShapeError(
+                f"The explanation {label!r} has {attribution_map(explanation).shape[0]} maps but "
+                f"the inputs have {n} samples. Pass the explanations of these inputs."
+            )
+    settings = _checked_params(names, params)
+    wrapped = as_model(model) if any(spec.needs_model for spec in specs) else model
+    rows: list[dict[str, Any]] = []
+    for label, explanation in labelled.items():
+        for name in names:
+            started = time.perf_counter()
+            result = call_metric(name, wrapped, inputs, explanation, masks=masks, **settings[name])
+            wall = time.perf_counter() - started
+            # A metric that runs the model times itself, leaving out the batch-size measurement.
+            seconds = result.cost.seconds if result.cost.seconds > 0 else wall
+            values = result.values.detach().double().cpu().tolist()
+            targets = None if result.target is None else result.target.cpu().tolist()
+            choices = _choices_json(result.choices)
+            for sample, value in enumerate(values):
+                rows.append(
+                    {
+                        "sample": sample,
+                        "method": label,
+                        "metric": name,
+                        "value": value,
+                        "higher_is_better": result.higher_is_better,
+                        "target": None if targets is None else int(targets[sample]),
+                        "passes": result.cost.passes / n,
+                        "seconds": seconds / n,
+                        "choices": choices,
+                    }
+                )
+    return pandas.DataFrame(rows, columns=list(COLUMNS))

@@ -1,0 +1,379 @@
+"""Fidelity metrics: do the attributions predict what removing features does to the output?
+
+* :func:`faithfulness_correlation` (Bhatt et al. 2020; Xplique's MuFidelity): the correlation,
+  over random subsets ``S`` of features, between the attribution mass of ``S`` and the drop of
+  the target score when ``S`` is removed.
+* :func:`faithfulness_estimate` (Alvarez-Melis & Jaakkola 2018): the correlation, over the
+  features, between each feature's attribution and the drop when it alone is removed.
+
+Every random draw is a pure function of (seed, sample, draw, element) (:func:`row_normal`), so
+a value does not depend on the model's batch size. The unperturbed input is scored in the same
+batches as the perturbed ones. :func:`faithmap.metrics.infidelity` lives in its own module.
+
+References
+----------
+Bhatt, Weller, Moura, "Evaluating and Aggregating Feature-based Model Explanations", IJCAI 2020.
+Alvarez-Melis, Jaakkola, "Towards Robust Interpretability with Self-Explaining
+Neural Networks", NeurIPS 2018.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from faithmap.errors import InvalidParameterError, ShapeError
+from faithmap.explanation import Explanation, attribution_map
+from faithmap.methods.base import as_model
+from faithmap.metrics.curves import UnitLike, check_attributions, describe_unit, unit_regions
+from faithmap.metrics.registry import register_metric
+from faithmap.metrics.result import MetricResult
+from faithmap.model import Activation, Model, check_activation
+from faithmap.regions import Regions
+from faithmap.removal import FillLike, Removal, blend, make_removal
+from faithmap.targets import TargetLike
+from faithmap.validation import check_choice, check_inputs, check_int
+
+Correlation = Literal["pearson", "spearman"]
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix(values: Tensor) -> Tensor:
+    """The "lowbias32" integer hash (C. Wellons) of int64 tensors holding 32-bit values."""
+    values = values ^ (values >> 16)
+    values = (values * 0x7FEB352D) & _MASK32
+    values = values ^ (values >> 15)
+    values = (values * 0x846CA68B) & _MASK32
+    return values ^ (values >> 16)
+
+
+def _uniform_bits(seed: int, samples: Tensor, indices: Tensor, count: int) -> Tensor:
+    """``(B, count)`` uniform draws in (0, 1), float64, a pure function of (seed, row, element).
+
+    A counter-based generator: every value hashes its own coordinates, so the draws of a row
+    do not depend on which rows share its batch, and no Python loop or host sync is needed.
+    """
+    device = samples.device
+    base = _mix(torch.full_like(samples, seed & _MASK32, dtype=torch.int64))
+    rows = _mix(_mix(base ^ samples.long()) ^ indices.long())
+    elements = torch.arange(count, device=device, dtype=torch.int64)
+    bits = _mix(_mix(rows[:, None] ^ _mix(elements)[None, :]) ^ 0x9E3779B9)
+    return (bits.double() + 0.5) / 2.0**32
+
+
+def row_normal(
+    shape: tuple[int, ...] | torch.Size,
+    seed: int,
+    samples: Tensor,
+    indices: Tensor,
+    dtype: torch.dtype,
+    device: torch.device,
+    *,
+    uniform: bool = False,
+) -> Tensor:
+    """Standard normal (or U[-1, 1]) draws ``(B, *shape)`` for the rows (sample, draw index).
+
+    Counter-based (:func:`_uniform_bits`): row ``b`` depends only on ``seed``, ``samples[b]``
+    and ``indices[b]``; normals by the Box-Muller transform.
+    """
+    count = 1
+    for size in shape:
+        count *= int(size)
+    samples, indices = samples.to(device), indices.to(device)
+    if uniform:
+        draws = _uniform_bits(seed, samples, indices, count) * 2 - 1
+    else:
+        pairs = _uniform_bits(seed, samples, indices, 2 * count).view(-1, count, 2)
+        radius = (-2 * pairs[..., 0].log()).sqrt()
+        draws = radius * torch.cos(2 * torch.pi * pairs[..., 1])
+    return draws.to(dtype).view(samples.shape[0], *shape)
+
+
+def average_ranks(values: Tensor) -> Tensor:
+    """Ranks along the last axis, ties sharing their average rank (as scipy's rankdata)."""
+    ordered = values.sort(-1).values.contiguous()
+    low = torch.searchsorted(ordered, values.contiguous(), right=False)
+    high = torch.searchsorted(ordered, values.contiguous(), right=True)
+    return (low + high - 1).to(torch.float64) / 2
+
+
+def correlate(a: Tensor, b: Tensor, kind: str, valid: Tensor | None = None) -> Tensor:
+    """Row-wise Pearson or Spearman correlation of ``(N, M)`` tensors; NaN when a row is constant.
+
+    ``valid`` ``(N, M)`` marks the entries that count (others are ignored). A row counts as
+    constant when its spread is below ``1e-9`` of its magnitude (float rounding).
+    """
+    a, b = a.double(), b.double()
+    if valid is None:
+        valid = torch.ones_like(a, dtype=torch.bool)
+    if kind == "spearman":
+        # invalid entries are pushed past every valid one so they do not shift the ranks
+        a = average_ranks(a.masked_fill(~valid, torch.inf))
+        b = average_ranks(b.masked_fill(~valid, torch.inf))
+    count = valid.double().sum(1, keepdim=True)
+    a, b = torch.where(valid, a, 0), torch.where(valid, b, 0)
+    centred_a = torch.where(valid, a - a.sum(1, keepdim=True) / count, 0)
+    centred_b = torch.where(valid, b - b.sum(1, keepdim=True) / count, 0)
+    spread_a, spread_b = centred_a.norm(dim=1), centred_b.norm(dim=1)
+    constant = (spread_a <= 1e-9 * a.norm(dim=1)) | (spread_b <= 1e-9 * b.norm(dim=1))
+    result = (centred_a * centred_b).sum(1) / (spread_a * spread_b)
+    return torch.where(constant, torch.nan, result)
+
+
+def resolve_explanation(
+    owner: str, model: Any, inputs: Tensor, explanation: Explanation | Tensor, target: TargetLike
+) -> tuple[Model, Tensor, Tensor, TargetLike, str]:
+    """The model, checked inputs, attributions, target and target rule of a metric call."""
+    wrapped = as_model(model)
+    checked = check_inputs(inputs, owner)
+    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
+        return wrapped, checked, attribution_map(explanation), explanation.target, "explained"
+    rule = "predicted" if target is None else "given"
+    return wrapped, checked, attribution_map(explanation), target, rule
+
+
+def _region_scores(
+    owner: str,
+    wrapped: Model,
+    x: Tensor,
+    attributions: Tensor,
+    target: TargetLike,
+    regions: Regions,
+    removal: Removal,
+    per_sample: int,
+    removed_units: Callable[[Tensor, Tensor, Tensor], Tensor],
+    activation: Activation,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, str]:
+    """Scores of the clean input (index 0) and ``per_sample - 1`` inputs with units removed.
+
+    ``removed_units(samples, indices, present)`` gives ``(B, R)`` booleans for draws
+    ``indices - 1``. Returns the scores ``(N, per_sample)``, the attribution mass removed at each
+    point ``(N, per_sample)``, the units present ``(N, R)``, the target classes and the unit.
+    """
+    check_attributions(attributions, x, owner)
+    mass = regions.pool(attributions.detach().to(x.device).float()) * regions.sizes()
+    present = regions.sizes() > 0
+    removed_mass = torch.zeros(x.shape[0], per_sample, dtype=torch.float64, device=x.device)
+    substrate = removal.substrate(x)
+    resolved = wrapped.target(x, target)
+
+    def rows(samples: Tensor, indices: Tensor) -> Tensor:
+        removed = removed_units(samples, indices, present[samples])
+        removed = removed & (indices > 0)[:, None]
+        removed_mass[samples, indices] = (mass[samples] * removed).double().sum(1)
+        keep = regions.to_pixels((~removed).to(x.dtype), samples)
+        return blend(x[samples], substrate[samples], keep)
+
+    scores = wrapped.score_rows(
+        x.shape[0], per_sample, rows, resolved, activation=activation, device=x.device
+    )
+    return scores, removed_mass, present, resolved.classes, describe_unit(regions)
+
+
+@register_metric("faithfulness_correlation")
+def faithfulness_correlation(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    target: TargetLike = None,
+    subset_size: int = 224,
+    n_samples: int = 100,
+    unit: UnitLike = "pixel",
+    fill: FillLike | Removal = 0.0,
+    correlation: Correlation = "pearson",
+    activation: Activation = "logits",
+    seed: int = 0,
+) -> MetricResult:
+    """Correlation between the attribution of random feature subsets and the drop they cause.
+
+    For ``n_samples`` random subsets ``S`` of ``subset_size`` units, the value is the
+    correlation of ``sum(phi[S])`` with ``f(x) - f(x with S filled)``. Higher is better, in
+    [-1, 1]; NaN where it is undefined (constant attributions, or a model whose output the
+    subsets do not change, such as one that ignores its input).
+
+    Parameters
+    ----------
+    model, inputs
+        The model and a batch of images ``(N, C, H, W)``.
+    explanation : Explanation or Tensor
+        Attributions ``(N, 1 or C, H, W)`` (channels summed).
+    target : None, int, tensor or callable
+        ``None``: the explanation's target if it has one, else the predicted class.
+    subset_size : int, default=224
+        Units per subset (Quantus: 224 features; it draws single channel values, faithmap
+        draws whole pixels or regions).
+    n_samples : int, default=100
+        Subsets per sample (Quantus: 100; Xplique: 200).
+    unit : str, Regions or Tensor, default="pixel"
+        ``"pixel"``, ``"patches:K"`` (Xplique's grid cells), ``"slic:K"``, ...
+    fill : str, float, callable or Removal, default=0.0
+        What removed units become.
+    correlation : {"pearson", "spearman"}, default="pearson"
+        Pearson as Bhatt et al., Spearman as Xplique's MuFidelity (which turns NaN into 0).
+    activation : {"logits", "softmax"}, default="logits"
+    seed : int, default=0
+
+    Returns
+    -------
+    MetricResult
+        Cost: ``n_samples + 1`` forward passes per sample (plus target resolution).
+
+    References
+    ----------
+    Bhatt, Weller, Moura, "Evaluating and Aggregating Feature-based Model Explanations",
+    IJCAI 2020.
+    """
+    owner = "faithfulness_correlation"
+    check_int(subset_size, "subset_size", owner, low=1)
+    check_int(n_samples, "n_samples", owner, low=2)
+    check_choice(correlation, "correlation", owner, ("pearson", "spearman"))
+    check_activation(activation, owner)
+    check_int(seed, "seed", owner)
+    removal = make_removal(fill)
+    wrapped, checked, attributions, target, rule = resolve_explanation(
+        owner, model, inputs, explanation, target
+    )
+    device = wrapped.device or checked.device
+    x = checked.detach().to(device)
+    if x.dim() != 4:
+        raise ShapeError(f"The inputs of {owner} must be images (N, C, H, W).")
+    with wrapped.ledger.track() as tracker:
+
+        def subsets(samples: Tensor, indices: Tensor, present: Tensor) -> Tensor:
+            shape = present.shape[1:]
+            keys = row_normal(shape, seed, samples, indices, torch.float32, device, uniform=True)
+            keys = keys.masked_fill(~present, torch.inf)
+            chosen = keys.topk(subset_size, dim=1, largest=False).indices
+            return torch.zeros_like(present).scatter_(1, chosen, True) & present
+
+        regions = unit_regions(unit, x)
+        fewest = int(regions.sizes().gt(0).sum(1).min())
+        if subset_size >= fewest:
+            raise InvalidParameterError(
+                f"The 'subset_size' parameter of {owner} must be smaller than the number of "
+                f"units of every image ({fewest}). Got {subset_size} instead."
+            )
+        scores, removed_mass, _, classes, unit_name = _region_scores(
+            owner,
+            wrapped,
+            x,
+            attributions,
+            target,
+            regions,
+            removal,
+            n_samples + 1,
+            subsets,
+            activation,
+        )
+    drops = scores[:, :1] - scores[:, 1:]
+    values = correlate(removed_mass[:, 1:], drops, correlation)
+    home = checked.device
+    return MetricResult(
+        metric=owner,
+        values=values.to(home),
+        higher_is_better=True,
+        target=None if classes is None else classes.to(home),
+        choices={
+            "subset_size": subset_size,
+            "n_samples": n_samples,
+            "unit": unit_name,
+            "fill": removal.describe(),
+            "correlation": correlation,
+            "activation": activation,
+            "target": rule,
+            "seed": seed,
+        },
+        cost=tracker.cost,
+    )
+
+
+@register_metric("faithfulness_estimate")
+def faithfulness_estimate(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    target: TargetLike = None,
+    unit: UnitLike = "pixel",
+    fill: FillLike | Removal = 0.0,
+    activation: Activation = "logits",
+) -> MetricResult:
+    """Pearson correlation between each unit's attribution and the drop when it alone is removed.
+
+    Higher is better, in [-1, 1]; NaN where undefined (constant attributions, or a model whose
+    output no single removal changes).
+
+    Parameters
+    ----------
+    model, inputs
+        The model and a batch of images ``(N, C, H, W)``.
+    explanation : Explanation or Tensor
+        Attributions ``(N, 1 or C, H, W)`` (channels summed; a region's attribution is its sum).
+    target : None, int, tensor or callable
+    unit : str, Regions or Tensor, default="pixel"
+        The features removed one at a time: pixels (all channels), ``"patches:K"``, ``"slic:K"``.
+    fill : str, float, callable or Removal, default=0.0
+    activation : {"logits", "softmax"}, default="logits"
+
+    Returns
+    -------
+    MetricResult
+        Cost: ``units + 1`` forward passes per sample (plus target resolution).
+
+    References
+    ----------
+    Alvarez-Melis, Jaakkola, "Towards Robust Interpretability with Self-Explaining Neural
+    Networks", NeurIPS 2018.
+    """
+    owner = "faithfulness_estimate"
+    check_activation(activation, owner)
+    removal = make_removal(fill)
+    wrapped, checked, attributions, target, rule = resolve_explanation(
+        owner, model, inputs, explanation, target
+    )
+    device = wrapped.device or checked.device
+    x = checked.detach().to(device)
+    if x.dim() != 4:
+        raise ShapeError(f"The inputs of {owner} must be images (N, C, H, W).")
+    regions = unit_regions(unit, x)
+    with wrapped.ledger.track() as tracker:
+
+        def single(samples: Tensor, indices: Tensor, present: Tensor) -> Tensor:
+            units = torch.arange(present.shape[1], device=device)
+            return units[None, :] == (indices - 1)[:, None]
+
+        scores, removed_mass, present, classes, unit_name = _region_scores(
+            owner,
+            wrapped,
+            x,
+            attributions,
+            target,
+            regions,
+            removal,
+            regions.count + 1,
+            single,
+            activation,
+        )
+    drops = scores[:, :1] - scores[:, 1:]
+    values = correlate(removed_mass[:, 1:], drops, "pearson", present)
+    home = checked.device
+    return MetricResult(
+        metric=owner,
+        values=values.to(home),
+        higher_is_better=True,
+        target=None if classes is None else classes.to(home),
+        choices={
+            "unit": unit_name,
+            "fill": removal.describe(),
+            "correlation": "pearson",
+            "activation": activation,
+            "target": rule,
+        },
+        cost=tracker.cost,
+    )

@@ -1,0 +1,336 @@
+"""Robustness metrics: how much does the explanation move when the input barely moves?
+
+Each metric re-runs the explaining method on ``n_samples`` noisy copies of every input, all
+copies of all samples in one call to the method's ``explain``, for the target the explanation
+was made for (kept fixed, as Captum does, even where the noise flips the prediction):
+
+* :func:`max_sensitivity` / :func:`avg_sensitivity` (Yeh et al. 2019): the largest / mean
+  ``||phi(x + d) - phi(x)|| / ||phi(x)||`` over uniform noise ``d`` in the L-inf ball of radius
+  ``radius`` (Captum's ``sensitivity_max``; a zero ``||phi(x)||`` counts as 1).
+* :func:`local_lipschitz` (Alvarez-Melis & Jaakkola 2018): the largest
+  ``||phi(x + d) - phi(x)|| / ||d||`` over Gaussian noise ``d`` (Quantus' estimate).
+
+The method is re-created from the explanation's record (``Explanation.method`` and
+``.config``) unless ``method=`` is given; ``phi(x)`` is the explanation as given.
+
+References
+----------
+Yeh, Hsieh, Suggala, Inouye, Ravikumar, "On the (In)fidelity and Sensitivity of Explanations",
+NeurIPS 2019. Alvarez-Melis, Jaakkola, "On the Robustness of Interpretability Methods", ICML
+Workshop on Human Interpretability 2018.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from faithmap.api import get_method
+from faithmap.cost import Cost
+from faithmap.errors import InvalidParameterError, ShapeError
+from faithmap.explanation import Explanation, attribution_map
+from faithmap.methods.base import Method, as_model
+from faithmap.metrics.fidelity import row_normal
+from faithmap.metrics.registry import register_metric
+from faithmap.metrics.result import MetricResult
+from faithmap.model import Model
+from faithmap.targets import TargetLike
+from faithmap.validation import check_float, check_inputs, check_int
+
+MethodLike = Method | str | None
+
+_CHUNK_ELEMENTS = 2**25
+"""Noisy copies are explained in chunks of at most this many input elements."""
+
+
+def input_perturbations(
+    inputs: Tensor, n_samples: int, scale: float, seed: int, *, uniform: bool
+) -> Tensor:
+    """The noise the robustness metrics draw, ``(N, n_samples, *inputs[0])``.
+
+    ``uniform``: U[-scale, scale] per element (the L-inf ball of radius ``scale``); otherwise
+    Gaussian with standard deviation ``scale``. Exposed so that the same noise can be handed to
+    another implementation.
+    """
+    n = inputs.shape[0]
+    samples = torch.arange(n, device=inputs.device).repeat_interleave(n_samples)
+    indices = torch.arange(n_samples, device=inputs.device).repeat(n)
+    draws = row_normal(
+        inputs.shape[1:], seed, samples, indices, inputs.dtype, inputs.device, uniform=uniform
+    )
+    return scale * draws.view(n, n_samples, *inputs.shape[1:])
+
+
+@dataclass(frozen=True)
+class _Reexplained:
+    original: Tensor
+    noisy: Tensor
+    shifts: Tensor
+    target: Tensor | None
+    rule: str
+    cost: Cost
+    method: str
+
+
+def _method_of(explanation: Explanation | Tensor, method: MethodLike, owner: str) -> Method:
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, str):
+        return get_method(method)
+    if isinstance(explanation, Explanation):
+        return get_method(explanation.method, **dict(explanation.config))
+    raise InvalidParameterError(
+        f"{owner} re-runs the explaining method, but the explanation is a bare tensor. Pass "
+        "an Explanation (it records its method) or method=faithmap.get_method(name, ...)."
+    )
+
+
+def _reexplain(
+    owner: str,
+    model: Any,
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    target: TargetLike,
+    method: MethodLike,
+    n_samples: int,
+    scale: float,
+    seed: int,
+    uniform: bool,
+) -> _Reexplained:
+    check_int(n_samples, "n_samples", owner, low=1)
+    check_int(seed, "seed", owner)
+    explainer = _method_of(explanation, method, owner)
+    wrapped = as_model(model)
+    checked = check_inputs(inputs, owner)
+    original = attribution_map(explanation).detach()
+    if original.shape[0] != checked.shape[0]:
+        raise ShapeError(
+            f"The explanation for {owner} has {original.shape[0]} samples but the inputs have "
+            f"{checked.shape[0]}. Pass the explanation of these inputs."
+        )
+    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
+        target, rule = explanation.target, "explained"
+    else:
+        rule = "predicted" if target is None else "given"
+    device = wrapped.device or checked.device
+    x = checked.detach().to(device)
+    n = x.shape[0]
+    with wrapped.ledger.track() as tracker:
+        resolved = wrapped.target(x, target)
+        shifts = input_perturbations(x, n_samples, scale, seed, uniform=uniform)
+        noisy = (x[:, None] + shifts).flatten(0, 1)
+        classes = resolved.classes
+        repeated = None if classes is None else classes.repeat_interleave(n_samples)
+        step = max(1, _CHUNK_ELEMENTS // max(1, x[0].numel()))
+        parts = []
+        for start in range(0, noisy.shape[0], step):
+            part = slice(start, start + step)
+            chosen = resolved.score_fn if repeated is None else repeated[part]
+            parts.append(explainer.explain(wrapped, noisy[part], chosen).attributions)
+        again = torch.cat(parts).to(device)
+    if tuple(again.shape[1:]) != tuple(original.shape[1:]):
+        raise ShapeError(
+            f"The re-run {explainer.name!r} gives attributions of shape {tuple(again.shape[1:])} "
+            f"per sample, but the explanation has {tuple(original.shape[1:])}. Pass the method "
+            "that made the explanation with method=."
+        )
+    return _Reexplained(
+        original=original.to(device=device, dtype=again.dtype),
+        noisy=again.view(n, n_samples, *again.shape[1:]),
+        shifts=shifts,
+        target=resolved.classes,
+        rule=rule,
+        cost=tracker.cost,
+        method=explainer.name,
+    )
+
+
+def _sensitivity(
+    metric: str,
+    model: Any,
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    target: TargetLike,
+    method: MethodLike,
+    n_samples: int,
+    radius: float,
+    seed: int,
+) -> MetricResult:
+    check_float(radius, "radius", metric, low=0.0, low_open=True)
+    run = _reexplain(
+        metric, model, inputs, explanation, target, method, n_samples, radius, seed, True
+    )
+    difference = (run.noisy - run.original[:, None]).flatten(2).double().norm(dim=2)
+    scale = run.original.flatten(1).double().norm(dim=1, keepdim=True)
+    ratios = difference / torch.where(scale == 0, 1.0, scale)
+    values = ratios.amax(1) if metric == "max_sensitivity" else ratios.mean(1)
+    home = inputs.device
+    return MetricResult(
+        metric=metric,
+        values=values.to(home),
+        higher_is_better=False,
+        target=None if run.target is None else run.target.to(home),
+        choices={
+            "method": run.method,
+            "radius": radius,
+            "n_samples": n_samples,
+            "norm": "fro",
+            "target": run.rule,
+            "seed": seed,
+        },
+        cost=run.cost,
+    )
+
+
+@register_metric("max_sensitivity")
+def max_sensitivity(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    target: TargetLike = None,
+    method: MethodLike = None,
+    n_samples: int = 10,
+    radius: float = 0.02,
+    seed: int = 0,
+) -> MetricResult:
+    """Largest relative change of the explanation under uniform noise of radius ``radius``.
+
+    ``max_j ||phi(x + d_j) - phi(x)||_F / ||phi(x)||_F`` with ``d_j ~ U[-radius, radius]``
+    per element. Lower is better; 0 for an explanation that does not move (for example
+    saliency of a model that ignores its input).
+
+    Parameters
+    ----------
+    model, inputs
+        The model and a batch ``(N, ...)``.
+    explanation : Explanation or Tensor
+        ``phi(x)``; an Explanation also names the method to re-run.
+    target : None, int, tensor or callable
+        ``None``: the explanation's target if it has one, else the predicted class at ``x``.
+    method : Method, str or None, default=None
+        The method to re-run; ``None``: the explanation's own, with its config.
+    n_samples : int, default=10
+        Noisy copies per sample (Captum: 10; Yeh et al.: 50; Quantus: 200).
+    radius : float, default=0.02
+        L-inf radius in the model's input units (Captum: 0.02; Yeh et al., Quantus: 0.2).
+    seed : int, default=0
+
+    Returns
+    -------
+    MetricResult
+        Cost: ``n_samples`` explanations per sample.
+
+    References
+    ----------
+    Yeh, Hsieh, Suggala, Inouye, Ravikumar, "On the (In)fidelity and Sensitivity of
+    Explanations", NeurIPS 2019.
+    """
+    return _sensitivity(
+        "max_sensitivity", model, inputs, explanation, target, method, n_samples, radius, seed
+    )
+
+
+@register_metric("avg_sensitivity")
+def avg_sensitivity(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    target: TargetLike = None,
+    method: MethodLike = None,
+    n_samples: int = 10,
+    radius: float = 0.02,
+    seed: int = 0,
+) -> MetricResult:
+    """Mean relative change of the explanation under uniform noise of radius ``radius``.
+
+    The mean over the draws of the ratio :func:`max_sensitivity` maximises; same parameters.
+    Lower is better.
+
+    References
+    ----------
+    Yeh, Hsieh, Suggala, Inouye, Ravikumar, "On the (In)fidelity and Sensitivity of
+    Explanations", NeurIPS 2019.
+    """
+    return _sensitivity(
+        "avg_sensitivity", model, inputs, explanation, target, method, n_samples, radius, seed
+    )
+
+
+@register_metric("local_lipschitz")
+def local_lipschitz(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    target: TargetLike = None,
+    method: MethodLike = None,
+    n_samples: int = 200,
+    noise: float = 0.1,
+    normalize: bool = False,
+    seed: int = 0,
+) -> MetricResult:
+    """Local Lipschitz estimate: ``max_j ||phi(x + d_j) - phi(x)||_2 / (||d_j||_2 + 1e-10)``.
+
+    ``d_j`` is Gaussian with standard deviation ``noise``. Lower is better; 0 for an
+    explanation that does not move. Raw maps reward methods with small values; ``normalize``
+    divides every map by its largest absolute value first (Quantus' default).
+
+    Parameters
+    ----------
+    model, inputs, explanation, target, method, seed
+        As in :func:`max_sensitivity`.
+    n_samples : int, default=200
+        Noisy copies per sample (Quantus: 200).
+    noise : float, default=0.1
+        Standard deviation of the Gaussian noise, in input units (Quantus: 0.1).
+    normalize : bool, default=False
+
+    Returns
+    -------
+    MetricResult
+        Cost: ``n_samples`` explanations per sample.
+
+    References
+    ----------
+    Alvarez-Melis, Jaakkola, "On the Robustness of Interpretability Methods", ICML Workshop on
+    Human Interpretability in Machine Learning 2018.
+    """
+    owner = "local_lipschitz"
+    check_float(noise, "noise", owner, low=0.0, low_open=True)
+    run = _reexplain(
+        owner, model, inputs, explanation, target, method, n_samples, noise, seed, False
+    )
+    original, noisy = run.original.double(), run.noisy.double()
+    if normalize:
+        original = original / original.flatten(1).abs().amax(1).clamp_min(1e-30).view(
+            -1, *[1] * (original.dim() - 1)
+        )
+        noisy = noisy / noisy.flatten(2).abs().amax(2).clamp_min(1e-30).view(
+            *noisy.shape[:2], *[1] * (noisy.dim() - 2)
+        )
+    difference = (noisy - original[:, None]).flatten(2).norm(dim=2)
+    distance = run.shifts.flatten(2).double().norm(dim=2)
+    values = (difference / (distance + 1e-10)).amax(1)
+    home = inputs.device
+    return MetricResult(
+        metric=owner,
+        values=values.to(home),
+        higher_is_better=False,
+        target=None if run.target is None else run.target.to(home),
+        choices={
+            "method": run.method,
+            "noise": noise,
+            "n_samples": n_samples,
+            "normalize": normalize,
+            "norm": "l2",
+            "target": run.rule,
+            "seed": seed,
+        },
+        cost=run.cost,
+    )

@@ -1,0 +1,344 @@
+"""Sanity checks: does the explanation change when the model or the explained class does?
+
+Both tests re-explain with the explanation's own method (``Explanation.method`` and
+``Explanation.config``, or ``method=``) and compare the new maps with the given ones, per
+sample, by Spearman rank correlation (average ranks for ties) or SSIM. A high similarity means
+the explanation ignores what it should depend on, so lower is better. An explanation that
+ignores the model (the input itself, an edge detector) keeps similarity 1.
+
+References
+----------
+Adebayo, Gilmer, Muelly, Goodfellow, Hardt, Kim, "Sanity Checks for Saliency Maps",
+NeurIPS 2018 (model-parameter randomisation, cascading and independent).
+Sixt, Granz, Landgraf, "When Explanations Lie: Why Many Modified BP Attributions Fail",
+ICML 2020 (random-logit test).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from faithmap.errors import InvalidParameterError, ModelError, ShapeError
+from faithmap.explanation import Explanation, attribution_map
+from faithmap.methods.base import Method, as_model
+from faithmap.metrics.registry import register_metric
+from faithmap.metrics.result import MetricResult
+from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps
+from faithmap.model import Model
+from faithmap.targets import TargetLike
+from faithmap.validation import check_choice, check_inputs, check_int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RandomisationResult(MetricResult):
+    """Similarity of each sample's explanation before and after randomising each layer.
+
+    Attributes
+    ----------
+    similarities : Tensor
+        ``(N, L)`` similarity after each randomisation stage, top layer first.
+    layers : tuple of str
+        The ``L`` layers randomised, top first (module names in the model).
+
+    The other attributes are those of :class:`MetricResult`; ``values`` summarise each row of
+    ``similarities`` (their mean, or the last stage, as ``choices["summary"]`` says).
+    """
+
+    similarities: Tensor
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RandomLogitResult(MetricResult):
+    """Similarity between the explanation of the target and of a random other class.
+
+    Attributes
+    ----------
+    other : Tensor
+        ``(N,)`` the random other class explained for each sample.
+    """
+
+    other: Tensor
+
+
+def _method(explanation: object, method: Method | str | None, owner: str) -> Method:
+    """The method to re-explain with: ``method``, else the explanation's own."""
+    from faithmap.api import get_method
+
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, str):
+        return get_method(method)
+    if isinstance(explanation, Explanation):
+        return get_method(explanation.method, **dict(explanation.config))
+    raise InvalidParameterError(
+        f"{owner} re-explains with the explanation's method, but a raw tensor carries none. "
+        "Pass a faithmap.Explanation, or method='saliency' (a name or a Method)."
+    )
+
+
+def _setup(
+    owner: str,
+    wrapped: Model,
+    inputs: Tensor,
+    explanation: object,
+    target: TargetLike,
+    similarity: str,
+    seed: int,
+) -> tuple[Tensor, Tensor, Tensor, str]:
+    """Checked inputs, original maps, fixed target classes and the target rule."""
+    check_choice(similarity, "similarity", owner, SIMILARITIES)
+    check_int(seed, "seed", owner)
+    checked = check_inputs(inputs, owner).detach()
+    original = attribution_map(explanation).detach()
+    if original.shape[0] != checked.shape[0]:
+        raise ShapeError(
+            f"The explanation of {owner} has {original.shape[0]} samples but the inputs have "
+            f"{checked.shape[0]}. Pass the explanation of these inputs."
+        )
+    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
+        target, rule = explanation.target, "explained"
+    else:
+        rule = "predicted" if target is None else "given"
+    resolved = wrapped.target(checked.to(wrapped.device or checked.device), target)
+    if resolved.classes is None:
+        raise InvalidParameterError(
+            f"{owner} compares explanations of class targets, so a callable target cannot be "
+            "used. Pass class indices, or None for the predicted class."
+        )
+    return checked, original, resolved.classes, rule
+
+
+def _layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Modules that own parameters and can re-initialise them, top layer first."""
+    found = [
+        (name, sub)
+        for name, sub in module.named_modules()
+        if callable(getattr(sub, "reset_parameters", None))
+        and any(True for _ in sub.parameters(recurse=False))
+    ]
+    return found[::-1]
+
+
+def _reset(layer: nn.Module, seed: int) -> None:
+    """Re-initialise ``layer`` with its own initialiser, drawing from ``seed`` only."""
+    devices = sorted({p.device.index or 0 for p in layer.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            layer.reset_parameters()  # type: ignore[operator]
+
+
+@register_metric("model_randomisation")
+def model_randomisation(
+    model: Model | nn.Module,
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    method: Method | str | None = None,
+    order: Literal["cascading", "independent"] = "cascading",
+    similarity: Similarity = "spearman",
+    absolute: bool = False,
+    summary: Literal["mean", "last"] = "mean",
+    target: TargetLike = None,
+    seed: int = 0,
+) -> RandomisationResult:
+    """Model-parameter randomisation test: similarity after re-initialising layers.
+
+    A deep copy of the model is randomised (the user's model is never touched), layer by layer
+    from the top (output) down. ``"cascading"`` keeps earlier layers randomised, so stage ``k``
+    has the top ``k + 1`` layers random; ``"independent"`` randomises one layer at a time. Each
+    stage re-explains the same target classes with the same method and compares the maps with
+    the original ones. A layer is a module with its own parameters and a ``reset_parameters``
+    method (linear, convolution, normalisation: batch norm's running statistics are reset too);
+    layer ``j`` (top first) is re-initialised from seed ``seed + j`` in both orders. Parameters of
+    modules without ``reset_parameters`` (attention's packed input projection) stay as trained.
+
+    Parameters
+    ----------
+    model : Model or nn.Module
+        The model explained (an ``nn.Module`` inside: its parameters are re-initialised).
+    inputs : Tensor
+        The inputs explained.
+    explanation : Explanation or Tensor
+        The original explanation; a raw tensor needs ``method``.
+    method : Method or str, optional
+        The method to re-explain with (default: the explanation's, with its config).
+    order : {"cascading", "independent"}, default="cascading"
+    similarity : {"spearman", "ssim"}, default="spearman"
+        Spearman rank correlation (average ranks for ties), or SSIM of the maps scaled by their
+        largest magnitude (scikit-image's Gaussian SSIM, maps of at least 11 x 11).
+    absolute : bool, default=False
+        Compare ``|a|`` instead of the signed maps (Adebayo et al. report both; absolute values
+        can hide a failure: IG keeps rank correlation 0.99 on MNIST).
+    summary : {"mean", "last"}, default="mean"
+        ``values``: the mean similarity over the stages, or the last stage (for cascading,
+        the fully random model).
+    target : None, int or tensor of ints
+        Default: the explanation's target, else the original model's predicted class.
+    seed : int, default=0
+
+    Returns
+    -------
+    RandomisationResult
+        ``values`` ``(N,)`` (lower is better), ``similarities`` ``(N, L)`` and ``layers``.
+
+    References
+    ----------
+    Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018.
+    """
+    owner = "model_randomisation"
+    check_choice(order, "order", owner, ("cascading", "independent"))
+    check_choice(summary, "summary", owner, ("mean", "last"))
+    explainer = _method(explanation, method, owner)
+    wrapped = as_model(model)
+    module = wrapped.module
+    if not isinstance(module, nn.Module):
+        raise ModelError(
+            "model_randomisation re-initialises the model's layers, so it needs a torch "
+            f"nn.Module. Got {type(module).__name__} instead."
+        )
+    with wrapped.ledger.track() as spent_original:
+        checked, original, classes, rule = _setup(
+            owner, wrapped, inputs, explanation, target, similarity, seed
+        )
+    clone = copy.deepcopy(module)
+    twin = Model(
+        clone,
+        batch_size=wrapped.batch_size,
+        outputs="probabilities" if wrapped.outputs_kind == "probabilities" else "logits",
+        eval_mode=wrapped.eval_mode,
+    )
+    layers = _layers(clone)
+    if not layers:
+        raise ModelError(
+            "model_randomisation found no layer to randomise: no module has parameters and a "
+            "reset_parameters() method."
+        )
+    stages = []
+    with twin.ledger.track() as spent:
+        for index, (_, layer) in enumerate(layers):
+            saved = {k: v.clone() for k, v in layer.state_dict().items()}
+            _reset(layer, seed + index)
+            maps = explainer.explain(twin, checked, classes).attributions.detach()
+            if maps.shape != original.shape:
+                raise ShapeError(
+                    f"The method {explainer.name!r} returned maps of shape {tuple(maps.shape)}, "
+                    f"not the original explanation's {tuple(original.shape)}. Pass the method "
+                    "that made the explanation."
+                )
+            stages.append(compare_maps(original, maps.to(original.device), similarity, absolute))
+            if order == "independent":
+                layer.load_state_dict(saved)
+    similarities = torch.stack(stages, 1).float()
+    values = similarities.mean(1) if summary == "mean" else similarities[:, -1]
+    return RandomisationResult(
+        metric=owner,
+        values=values,
+        higher_is_better=False,
+        choices={
+            "method": explainer.name,
+            "order": order,
+            "layer_order": "top_down",
+            "similarity": similarity,
+            "absolute": absolute,
+            "summary": summary,
+            "target": rule,
+            "seed": seed,
+            "reset": "reset_parameters",
+        },
+        cost=spent_original.cost + spent.cost,
+        target=classes.to(original.device),
+        similarities=similarities,
+        layers=tuple(name for name, _ in layers),
+    )
+
+
+@register_metric("random_logit")
+def random_logit(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    method: Method | str | None = None,
+    similarity: Similarity = "ssim",
+    absolute: bool = False,
+    target: TargetLike = None,
+    seed: int = 0,
+) -> RandomLogitResult:
+    """Random-logit test: similarity to the explanation of a random other class.
+
+    For each sample a class other than its target is drawn uniformly (from ``seed``) and
+    explained with the same method on the same model; a class-sensitive explanation differs.
+
+    Parameters
+    ----------
+    model, inputs
+        The model and the inputs explained.
+    explanation : Explanation or Tensor
+        The original explanation; a raw tensor needs ``method``.
+    method : Method or str, optional
+        The method to re-explain with (default: the explanation's, with its config).
+    similarity : {"ssim", "spearman"}, default="ssim"
+        As in :func:`model_randomisation`; SSIM is Quantus' default.
+    absolute : bool, default=False
+        Compare ``|a|`` instead of the signed maps.
+    target : None, int or tensor of ints
+        Default: the explanation's target, else the predicted class.
+    seed : int, default=0
+        Seed of the random classes.
+
+    Returns
+    -------
+    RandomLogitResult
+        ``values`` ``(N,)`` (lower is better) and the random classes ``other``.
+
+    References
+    ----------
+    Sixt, Granz, Landgraf, "When Explanations Lie: Why Many Modified BP Attributions Fail",
+    ICML 2020.
+    """
+    owner = "random_logit"
+    explainer = _method(explanation, method, owner)
+    wrapped = as_model(model)
+    with wrapped.ledger.track() as spent:
+        checked, original, classes, rule = _setup(
+            owner, wrapped, inputs, explanation, target, similarity, seed
+        )
+        num_classes = wrapped.num_outputs or 0
+        if num_classes < 2:
+            raise InvalidParameterError(
+                f"random_logit needs a model with at least 2 outputs. Got {num_classes}."
+            )
+        generator = torch.Generator().manual_seed(seed)
+        draw = torch.randint(0, num_classes - 1, (checked.shape[0],), generator=generator)
+        draw = draw.to(classes.device)
+        other = draw + (draw >= classes).long()
+        maps = explainer.explain(wrapped, checked, other).attributions.detach()
+    if maps.shape != original.shape:
+        raise ShapeError(
+            f"The method {explainer.name!r} returned maps of shape {tuple(maps.shape)}, not the "
+            f"original explanation's {tuple(original.shape)}. Pass the method that made it."
+        )
+    home = original.device
+    return RandomLogitResult(
+        metric=owner,
+        values=compare_maps(original, maps.to(home), similarity, absolute).float(),
+        higher_is_better=False,
+        choices={
+            "method": explainer.name,
+            "similarity": similarity,
+            "absolute": absolute,
+            "target": rule,
+            "seed": seed,
+        },
+        cost=spent.cost,
+        target=classes.to(home),
+        other=other.to(home),
+    )
