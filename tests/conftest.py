@@ -20,6 +20,12 @@ LIGHT_PARAMS: dict[str, dict[str, Any]] = {
     "hsic": {"regions": "patches:4", "n_design": 32},
     "smdl": {"regions": "patches:8", "search": "stochastic", "effectiveness": 1.0},
     "lima": {"regions": "patches:8", "pending": 2},
+    "lrp": {"composite": "epsilon_plus"},
+    "smoothgrad": {"n_samples": 4},
+    "gradient_shap": {
+        "n_samples": 4,
+        "background": torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2)),
+    },
 }
 """Settings that keep every method fast on 16x16 test images."""
 

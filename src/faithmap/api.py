@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ def get_method(name: str, **params: Any) -> Method:
     try:
         method = cls(**params)
     except TypeError as err:
-        fields = sorted(getattr(cls, "__dataclass_fields__", {}))
+        fields = sorted(field.name for field in dataclasses.fields(cls) if field.init)
         raise InvalidParameterError(
             f"Method {name!r} got an unexpected parameter ({err}). Its parameters are: "
             f"{', '.join(fields)}."

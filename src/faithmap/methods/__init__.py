@@ -1,31 +1,53 @@
 """Attribution methods; importing this package registers every built-in method."""
 
 from faithmap.methods.base import Attribution, Method
+from faithmap.methods.eigen_cam import EigenCam
 from faithmap.methods.extremal import ExtremalPerturbation
 from faithmap.methods.feature_ablation import FeatureAblation
+from faithmap.methods.grad_cam import GradCam
+from faithmap.methods.grad_cam_pp import GradCamPlusPlus
+from faithmap.methods.gradient_shap import GradientShap
+from faithmap.methods.guided_backprop import GuidedBackprop
 from faithmap.methods.hsic import Hsic
+from faithmap.methods.input_x_gradient import InputXGradient
 from faithmap.methods.integrated_gradients import IntegratedGradients
 from faithmap.methods.kernel_shap import KernelShap
+from faithmap.methods.layer_cam import LayerCam
+from faithmap.methods.layers import LayerMethod
 from faithmap.methods.lime import Lime
+from faithmap.methods.lrp import Lrp
+from faithmap.methods.noise_tunnel import NoiseTunnel
 from faithmap.methods.occlusion import Occlusion
 from faithmap.methods.rise import Rise
 from faithmap.methods.saliency import Saliency
+from faithmap.methods.score_cam import ScoreCam
 from faithmap.methods.sobol import Sobol
 from faithmap.methods.subset import Lima, Smdl
 
 __all__ = [
     "Attribution",
+    "EigenCam",
     "ExtremalPerturbation",
     "FeatureAblation",
+    "GradCam",
+    "GradCamPlusPlus",
+    "GradientShap",
+    "GuidedBackprop",
     "Hsic",
+    "InputXGradient",
     "IntegratedGradients",
     "KernelShap",
+    "LayerCam",
+    "LayerMethod",
     "Lima",
     "Lime",
+    "Lrp",
     "Method",
+    "NoiseTunnel",
     "Occlusion",
     "Rise",
     "Saliency",
+    "ScoreCam",
     "Smdl",
     "Sobol",
 ]

@@ -1,0 +1,135 @@
+"""Guided Backpropagation: the input gradient with every ReLU passing back positive signal only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+from faithmap.errors import ModelError
+from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
+from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
+from faithmap.model import Activation, Model, check_activation
+from faithmap.registry import register
+from faithmap.targets import Target
+
+_RELUS = {F.relu, torch.relu, Tensor.relu}
+_RELUS_IN_PLACE = {torch.relu_, Tensor.relu_}
+
+
+class _GuidedReLU(torch.autograd.Function):
+    """``relu(x)`` whose backward keeps gradients that are positive where ``x`` is positive."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        positive = x > 0
+        ctx.save_for_backward(positive)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        positive: Tensor = ctx.saved_tensors[0]
+        return grad.clamp(min=0) * positive
+
+
+class _GuidedMode(TorchFunctionMode):
+    """Replaces every ReLU call (``nn.ReLU``, ``F.relu``, ``torch.relu``, in place or not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replaced = 0
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        in_place = func in _RELUS_IN_PLACE or (
+            func is F.relu and bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+        )
+        if func in _RELUS or in_place:
+            self.replaced += 1
+            x = args[0] if args else kwargs["input"]
+            guided: Tensor = _GuidedReLU.apply(x)  # type: ignore[no-untyped-call]
+            return x.copy_(guided) if in_place else guided
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def guided_relus() -> Iterator[_GuidedMode]:
+    """Inside the block, ReLUs called through Python pass back positive gradients only.
+
+    Nothing is attached to the model: the calls are intercepted with a
+    :class:`torch.overrides.TorchFunctionMode`, which ends with the block even if it raises.
+    """
+    with _GuidedMode() as mode:
+        yield mode
+
+
+@register("guided_backprop")
+@dataclass(frozen=True, kw_only=True)
+class GuidedBackprop(Method):
+    """Guided Backpropagation (Springenberg et al. 2015).
+
+    The input gradient of the target score, computed with every ReLU's backward pass replaced
+    by ``grad_in = relu(grad_out) * (x > 0)``: only positive signal that went through active
+    units reaches the input. Every ReLU called through Python is replaced, whether an
+    ``nn.ReLU`` module or a functional ``F.relu`` / ``torch.relu`` / ``Tensor.relu`` call (in
+    place or not), without hooks on the model. Other activations (GELU, ReLU6, LeakyReLU, SiLU)
+    keep their ordinary gradient, as in Captum. A model whose forward calls no ReLU that Python
+    can see (TorchScript, ONNX, no ReLU at all) raises a :class:`~faithmap.errors.ModelError`.
+
+    Parameters
+    ----------
+    reduce : {"abs_sum", "sum", "mean", "max", "none"}, default="abs_sum"
+        How image channels are collapsed; the sum of magnitudes is the usual grayscale map.
+    activation : {"logits", "softmax"}, default="logits"
+
+    References
+    ----------
+    Springenberg, Dosovitskiy, Brox, Riedmiller, "Striving for Simplicity: The All
+    Convolutional Net", ICLR Workshop 2015.
+    """
+
+    reduce: str = "abs_sum"
+    activation: Activation = "logits"
+
+    def __post_init__(self) -> None:
+        self.check_choice("reduce", REDUCTIONS)
+        check_activation(self.activation, "GuidedBackprop")
+
+    def copy_attributions(
+        self, model: Model, inputs: Tensor, target: Target, copies: int, perturb: Perturb
+    ) -> Tensor:
+        """Guided gradients of each copy ``(N, copies, ...)``; see :mod:`.copies`."""
+        with guided_relus() as mode:
+            gradients = gradient_copies(
+                model,
+                inputs,
+                target,
+                copies,
+                perturb,
+                lambda grads, _: grads,
+                activation=self.activation,
+            )
+        if mode.replaced == 0:
+            raise ModelError(
+                "Guided Backprop found no ReLU in the model's forward pass: it replaces calls of "
+                "nn.ReLU, F.relu, torch.relu and Tensor.relu made from Python, and this model "
+                "made none (a TorchScript or exported model, or one without ReLUs). Use "
+                "'saliency' or 'integrated_gradients' instead."
+            )
+        return gradients
+
+    def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
+        attributions = self.copy_attributions(model, inputs, target, 1, unperturbed(inputs))
+        return reduce_channels(attributions[:, 0], self.reduce)

@@ -1,0 +1,321 @@
+"""Looking inside a model at one layer, the ground every class activation map stands on.
+
+A layer is named by its dotted path in ``model.named_modules()`` (``"features.3"``,
+``"blocks.2"``); without a name, the last ``nn.Conv2d`` is used. A forward hook captures the
+layer's output during faithmap's batched passes (:meth:`faithmap.Model.output_rows`) and, for
+gradient CAMs, makes it the one tensor the backward pass is taken to, so backward stops at the
+layer. The hook is removed when the pass ends, also when the model raises. Layer outputs are
+returned as maps ``(N, D, h, w)``: convolutional maps as they are, and transformer token
+sequences ``(N, T, D)`` with their class and register tokens dropped and the patch tokens laid
+out row by row on the ``h x w`` patch grid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from faithmap.errors import InvalidParameterError, ModelError, ShapeError
+from faithmap.methods.base import Method
+from faithmap.model import Activation, Model
+from faithmap.targets import Target
+from faithmap.validation import check_int
+
+MAX_PREFIX_TOKENS = 16
+"""The most leading (class, register, distillation) tokens dropped when guessing the grid."""
+_LISTED = 40
+
+
+def _named_modules(model: Model, owner: str) -> dict[str, nn.Module]:
+    module = model.module
+    if not isinstance(module, nn.Module):
+        raise ModelError(
+            f"{owner} reads a layer inside the model, so it needs an nn.Module. Got "
+            f"{type(module).__name__} instead (a plain callable or an ONNX session has no "
+            "layers to hook); use a perturbation method such as occlusion, rise or lima."
+        )
+    return {name: sub for name, sub in module.named_modules() if name}
+
+
+def _candidates(names: list[str]) -> str:
+    if len(names) <= _LISTED:
+        return ", ".join(map(repr, names))
+    shown = ", ".join(map(repr, names[-_LISTED:]))
+    return f"{shown} (and {len(names) - _LISTED} earlier ones; see model.named_modules())"
+
+
+def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Module]:
+    """The layer named ``layer`` (dotted path), or the model's last ``nn.Conv2d`` if ``None``.
+
+    Raises
+    ------
+    ModelError
+        If the model is not an ``nn.Module``.
+    InvalidParameterError
+        If no layer has that name (the message lists the valid names), or ``layer`` is
+        ``None`` and the model has no ``nn.Conv2d``.
+    """
+    modules = _named_modules(model, owner)
+    names = list(modules)
+    if layer is None:
+        convolutions = [name for name, sub in modules.items() if isinstance(sub, nn.Conv2d)]
+        if not convolutions:
+            raise InvalidParameterError(
+                f"The model has no nn.Conv2d, so {owner} cannot pick its default layer. Pass "
+                "layer='<name>' (for a vision transformer, a block before the last one, whose "
+                f"patch tokens still reach the class token). Valid names are: {_candidates(names)}."
+            )
+        return convolutions[-1], modules[convolutions[-1]]
+    if layer not in modules:
+        close = difflib.get_close_matches(layer, names, n=3)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise InvalidParameterError(
+            f"The 'layer' parameter of {owner} must name a submodule of the model. Got {layer!r} "
+            f"instead.{hint} Valid names are: {_candidates(names)}."
+        )
+    return layer, modules[layer]
+
+
+def fits_image(grid: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Whether an ``h x w`` token grid can cover an ``H x W`` image.
+
+    It can if it has the image's aspect ratio exactly (``h * W == w * H``), or if it is the
+    grid of some patch size ``p``: ``(H // p, W // p)`` (a ViT ignoring the leftover rows and
+    columns) or ``(ceil(H / p), ceil(W / p))`` (a padded patch embedding).
+    """
+    (h, w), (height, width) = grid, size
+    if h * width == w * height:
+        return True
+    # The patch sizes giving each floor (ceil) are an interval; the largest (smallest) patch
+    # size of their intersection fits both sides if any does.
+    largest = min(height // h, width // w)
+    if largest >= 1 and (height // largest, width // largest) == grid:
+        return True
+    smallest = max(-(-height // h), -(-width // w))
+    return (-(-height // smallest), -(-width // smallest)) == grid
+
+
+def token_grid(tokens: int, size: tuple[int, int], prefix: int | None) -> tuple[int, int, int]:
+    """``(prefix, h, w)``: leading tokens to drop and the patch grid of the rest.
+
+    The rest must factor as ``h * w`` for a grid that :func:`fits_image`. Without ``prefix``,
+    the fewest leading tokens (at most :data:`MAX_PREFIX_TOKENS`) for which that holds are
+    dropped: none for a plain token map, the class token of a ViT (``197 = 1 + 14 * 14`` at
+    224 x 224), the class and register tokens when there are some.
+    """
+    options = [prefix] if prefix is not None else range(min(MAX_PREFIX_TOKENS, tokens - 1) + 1)
+    for drop in options:
+        rest = tokens - drop
+        divisors = [d for d in range(1, math.isqrt(max(rest, 0)) + 1) if rest % d == 0]
+        grids = [grid for d in divisors for grid in ((d, rest // d), (rest // d, d))]
+        fitting = [grid for grid in grids if fits_image(grid, size)]
+        if fitting:
+            h, w = min(fitting, key=lambda grid: abs(grid[0] * size[1] - grid[1] * size[0]))
+            return drop, h, w
+    dropped = f"{prefix}" if prefix is not None else f"up to {MAX_PREFIX_TOKENS}"
+    raise ShapeError(
+        f"A layer output of {tokens} tokens does not form a patch grid for a {size[0]} x "
+        f"{size[1]} image after dropping {dropped} leading (class or register) tokens. Give "
+        "the number of class and register tokens with prefix_tokens=..., or choose a layer "
+        "whose output is a token sequence (N, T, D) or a map (N, C, h, w)."
+    )
+
+
+def as_maps(output: Tensor, rows: int, size: tuple[int, int], prefix: int | None) -> Tensor:
+    """A layer's output as maps ``(rows, D, h, w)``; token sequences go onto the patch grid."""
+    if output.shape[0] != rows:
+        raise ShapeError(
+            f"The layer's output has shape {tuple(output.shape)}, not batch first for a batch of "
+            f"{rows}. Layers must return (N, C, h, w) maps or (N, T, D) tokens; for "
+            "nn.TransformerEncoderLayer use batch_first=True."
+        )
+    if output.dim() == 4:
+        return output
+    if output.dim() == 3:
+        drop, h, w = token_grid(output.shape[1], size, prefix)
+        patches = output[:, drop:]
+        return patches.reshape(rows, h, w, output.shape[2]).permute(0, 3, 1, 2)
+    raise ShapeError(
+        f"The layer's output has shape {tuple(output.shape)}. CAM methods need a layer returning "
+        "(N, C, h, w) maps or (N, T, D) tokens; choose another layer."
+    )
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling of ``(N, K, h, w)`` maps to ``size`` (``align_corners=False``)."""
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+class LayerCapture:
+    """A context manager hooking one layer and keeping what it output in each forward pass.
+
+    With ``gradients``, outside inference mode, the captured output is made a tensor that
+    requires grad (cut from what came before, so backward stops there). The rest of the model
+    gets a copy, so in-place operations after the layer leave the capture intact. The hook is
+    removed on exit, whatever happened inside.
+    """
+
+    def __init__(self, name: str, module: nn.Module, *, gradients: bool) -> None:
+        self.name, self.module, self.gradients = name, module, gradients
+        self.outputs: list[Tensor] = []
+        self._handle: RemovableHandle | None = None
+
+    def __enter__(self) -> LayerCapture:
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+        self.outputs.clear()
+
+    def _hook(self, _: nn.Module, __: Any, output: Any) -> Any:
+        is_tuple = isinstance(output, tuple) and len(output) > 0
+        tensor = output[0] if is_tuple else output
+        if not isinstance(tensor, Tensor):
+            raise ShapeError(
+                f"The layer {self.name!r} returns {type(output).__name__}, not a tensor (or a "
+                "tuple starting with one). Choose a layer that outputs a tensor."
+            )
+        if self.gradients and torch.is_grad_enabled() and not tensor.requires_grad:
+            tensor = tensor.detach().requires_grad_(True)
+        self.outputs.append(tensor)
+        copy = tensor.clone()
+        return (copy, *output[1:]) if is_tuple else copy
+
+    def take(self) -> Tensor:
+        """The output of the one forward pass since the last call (an error if not one)."""
+        outputs, self.outputs = self.outputs, []
+        if len(outputs) != 1:
+            raise ModelError(
+                f"The layer {self.name!r} ran {len(outputs)} times in one forward pass. CAM "
+                "methods need a layer that runs exactly once (not a module reused in several "
+                "places, such as one shared ReLU); choose another layer."
+            )
+        return outputs[0]
+
+
+def _run(
+    model: Model,
+    inputs: Tensor,
+    capture: LayerCapture,
+    consume: Callable[[Tensor, Tensor], None],
+    *,
+    activation: Activation = "logits",
+) -> None:
+    """One pass over ``inputs`` with ``capture`` hooked; ``consume(samples, outputs)``."""
+
+    def rows(samples: Tensor, _: Tensor) -> Tensor:
+        capture.outputs.clear()  # forgets what batch-size measurement passes left behind
+        return inputs[samples]
+
+    with capture:
+        model.output_rows(
+            inputs.shape[0],
+            1,
+            rows,
+            lambda samples, _, outputs: consume(samples, outputs),
+            backward=capture.gradients,
+            activation=activation,
+            device=inputs.device,
+        )
+
+
+def layer_activations(
+    model: Model, inputs: Tensor, *, layer: str | None, prefix_tokens: int | None, owner: str
+) -> Tensor:
+    """The maps ``(N, D, h, w)`` the layer outputs for ``inputs``, one forward pass each."""
+    name, module = find_layer(model, layer, owner)
+    capture = LayerCapture(name, module, gradients=False)
+    size = (inputs.shape[-2], inputs.shape[-1])
+    chunks: list[Tensor] = []
+
+    def keep(samples: Tensor, _: Tensor) -> None:
+        chunks.append(as_maps(capture.take(), samples.shape[0], size, prefix_tokens).clone())
+
+    _run(model, inputs, capture, keep)
+    return torch.cat(chunks).clone()
+
+
+def layer_gradients(
+    model: Model,
+    inputs: Tensor,
+    target: Target,
+    *,
+    layer: str | None,
+    prefix_tokens: int | None,
+    activation: Activation,
+    owner: str,
+) -> tuple[Tensor, Tensor]:
+    """The layer's maps ``(N, D, h, w)`` and the target score's gradient with respect to them.
+
+    One forward and one backward pass per input; the backward pass stops at the layer.
+    """
+    name, module = find_layer(model, layer, owner)
+    capture = LayerCapture(name, module, gradients=True)
+    size = (inputs.shape[-2], inputs.shape[-1])
+    maps: list[Tensor] = []
+    gradients: list[Tensor] = []
+
+    def keep(samples: Tensor, outputs: Tensor) -> None:
+        output = capture.take()
+        scores = target.select(outputs, samples)
+        gradient = None
+        if scores.requires_grad:
+            (gradient,) = torch.autograd.grad(scores.sum(), output, allow_unused=True)
+        if gradient is None:
+            raise ModelError(
+                f"The target score does not depend on the layer {name!r} through autograd; "
+                "choose a layer the output is computed from."
+            )
+        rows = samples.shape[0]
+        maps.append(as_maps(output.detach(), rows, size, prefix_tokens))
+        gradients.append(as_maps(gradient, rows, size, prefix_tokens))
+
+    _run(model, inputs, capture, keep, activation=activation)
+    return torch.cat(maps), torch.cat(gradients)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerMethod(Method):
+    """A method reading one layer of the model; see the module docstring.
+
+    Parameters
+    ----------
+    layer : str or None, default=None
+        Dotted name of the layer in ``model.named_modules()``; ``None``: the last
+        ``nn.Conv2d``. For a vision transformer, name a block before the last one.
+    prefix_tokens : int or None, default=None
+        Leading class and register tokens of a token-sequence layer, dropped before the patch
+        tokens are laid out on the grid; ``None`` drops the fewest that leave a grid with the
+        image's aspect ratio (see :func:`token_grid`).
+    """
+
+    image_only: ClassVar[bool] = True
+
+    layer: str | None = None
+    prefix_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        if self.layer is not None and not isinstance(self.layer, str):
+            raise InvalidParameterError(
+                f"The 'layer' parameter of {owner} must be a layer name (str) or None. Got "
+                f"{self.layer!r} instead."
+            )
+        if self.prefix_tokens is not None:
+            check_int(self.prefix_tokens, "prefix_tokens", owner, low=0)
