@@ -1,7 +1,9 @@
 """Built-in models: small architectures trained by faithmap on its synthetic shapes.
 
 The weights ship inside the package, in ``faithmap/zoo/weights/<name>.safetensors``, and are
-made by ``python -m faithmap.zoo.train`` (see :mod:`faithmap.zoo.train`).
+made by ``python -m faithmap.zoo.train`` (see :mod:`faithmap.zoo.train`). The models people
+bring (TorchScript, state dicts, ONNX, torchvision, timm and Hugging Face models) are loaded by
+:func:`faithmap.zoo.loaders.load_model`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from torch import nn
 from faithmap.data.synthetic import CLASS_NAMES
 from faithmap.errors import FaithmapError, InvalidParameterError
 from faithmap.zoo.architectures import SmallCNN, SmallResNet
+from faithmap.zoo.vit import SmallViT
 
-__all__ = ["BUILTIN_MODELS", "SmallCNN", "SmallResNet", "architecture", "load_builtin"]
+__all__ = ["BUILTIN_MODELS", "SmallCNN", "SmallResNet", "SmallViT", "architecture", "load_builtin"]
 
 _ARCHITECTURES: Final[dict[str, Callable[[], nn.Module]]] = {
     "cnn": lambda: SmallCNN(num_classes=len(CLASS_NAMES)),
     "resnet": lambda: SmallResNet(num_classes=len(CLASS_NAMES)),
+    "vit": lambda: SmallViT(num_classes=len(CLASS_NAMES)),
 }
 
 BUILTIN_MODELS: Final[tuple[str, ...]] = tuple(_ARCHITECTURES)
@@ -34,7 +38,8 @@ def architecture(name: str) -> nn.Module:
     Parameters
     ----------
     name : str
-        ``"cnn"`` (:class:`SmallCNN`) or ``"resnet"`` (:class:`SmallResNet`).
+        ``"cnn"`` (:class:`SmallCNN`), ``"resnet"`` (:class:`SmallResNet`) or ``"vit"``
+        (:class:`SmallViT`).
 
     Returns
     -------
@@ -63,7 +68,7 @@ def load_builtin(name: str) -> nn.Module:
     Parameters
     ----------
     name : str
-        ``"cnn"`` or ``"resnet"``.
+        ``"cnn"``, ``"resnet"`` or ``"vit"``.
 
     Returns
     -------

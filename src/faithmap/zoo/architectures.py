@@ -1,8 +1,9 @@
 """Small image classifiers for faithmap's built-in models.
 
-Both take ``(N, 3, H, W)`` images in ``[0, 1]`` with ``H, W >= 32`` and normalise them
-internally. Both end with global average pooling and one linear layer, so class activation maps
-can be read from their last convolutional block, exposed as the attribute ``features``.
+All take ``(N, 3, H, W)`` images in ``[0, 1]`` and normalise them internally. The two
+convolutional networks (``H, W >= 32``) end with global average pooling and one linear layer, so
+class activation maps can be read from their last convolutional block, exposed as the attribute
+``features``. The vision transformer lives in :mod:`faithmap.zoo.vit`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BasicBlock", "SmallCNN", "SmallResNet"]
+__all__ = ["BasicBlock", "SmallCNN", "SmallResNet", "normalise"]
 
 # Inputs in [0, 1] are mapped to roughly [-2, 2]: (x - 0.5) / 0.25.
 _INPUT_MEAN = 0.5
 _INPUT_STD = 0.25
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """Map images in ``[0, 1]`` to roughly ``[-2, 2]``: ``(x - 0.5) / 0.25``."""
     return (x - _INPUT_MEAN) / _INPUT_STD
 
 
@@ -64,7 +66,7 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the ``(N, num_classes)`` logits of ``(N, 3, H, W)`` images in ``[0, 1]``."""
-        x = self.features(self.block2(self.block1(_normalise(x))))
+        x = self.features(self.block2(self.block1(normalise(x))))
         logits: torch.Tensor = self.head(x.mean(dim=(2, 3)))
         return logits
 
@@ -150,6 +152,6 @@ class SmallResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the ``(N, num_classes)`` logits of ``(N, 3, H, W)`` images in ``[0, 1]``."""
-        x = self.layer2(self.layer1(self.stem(_normalise(x))))
+        x = self.layer2(self.layer1(self.stem(normalise(x))))
         logits: torch.Tensor = self.head(self.features(x).mean(dim=(2, 3)))
         return logits
