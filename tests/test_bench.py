@@ -1,14 +1,19 @@
-"""The benchmark's configuration, plan and summary (the run itself is tested in test_cli)."""
+"""The benchmark's configuration (Python and TOML), its hash, plan and summary.
+
+Runs are tested in test_bench_store.py, test_bench_resume.py, test_bench_ray.py and test_cli.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
+from pathlib import Path
 
 import pytest
 
 import faithmap
-from faithmap.bench import BenchConfig, Row, plan, summarize
+from faithmap.bench import DEFAULT_METHOD_PARAMS, BenchConfig, Row, plan, summarize
+from faithmap.metrics import DEFAULT_METRICS
 from faithmap.zoo import BUILTIN_MODELS
 
 
@@ -16,19 +21,29 @@ def test_defaults_cover_every_model_and_method_with_light_rise() -> None:
     config = BenchConfig()
     assert config.models == BUILTIN_MODELS
     assert list(config.methods) == faithmap.available()
-    assert config.metrics == ("insertion", "deletion")
+    assert config.metrics == DEFAULT_METRICS
     assert config.params("rise") == {"n_masks": 1000, "seed": 0}
     assert config.record()["method_params"]["rise"] == {"n_masks": 1000}
+    assert config.metric_kwargs("insertion") == {"seed": 0}
 
 
-def test_plan_is_every_model_times_every_method() -> None:
-    config = BenchConfig(methods=["rise", "saliency"], seed=7, method_params={})
+def test_plan_is_every_model_method_and_chunk_with_stable_ids() -> None:
+    config = BenchConfig(
+        methods=["rise", "saliency"], seed=7, method_params={}, n_samples=5, chunk_size=2
+    )
     tasks = plan(config)
-    assert [(t.model, t.method) for t in tasks] == [
-        (m, method) for m in BUILTIN_MODELS for method in ("rise", "saliency")
+    chunks = [(0, 2), (2, 4), (4, 5)]
+    assert [(t.model, t.method, t.start, t.stop) for t in tasks] == [
+        (m, method, *chunk)
+        for m in BUILTIN_MODELS
+        for method in ("rise", "saliency")
+        for chunk in chunks
     ]
-    assert dict(tasks[0].params) == {"seed": 7}  # rise's own n_masks, the bench's seed
-    assert dict(tasks[1].params) == {}
+    assert tasks[0].id == "cnn/rise/0-2" and tasks[-1].id == f"{BUILTIN_MODELS[-1]}/saliency/4-5"
+    assert len({t.id for t in tasks}) == len(tasks)
+    assert tasks[0].params == {"seed": 7}  # rise's own n_masks, the bench's seed
+    assert tasks[3].params == {}
+    assert [t.id for t in plan(config)] == [t.id for t in tasks]
 
 
 def test_config_is_frozen_and_normalised() -> None:
@@ -41,18 +56,93 @@ def test_config_is_frozen_and_normalised() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"models": ["vgg"]}, "Unknown model 'vgg'.*Valid names are: cnn, resnet"),
+        ({"models": ["vgg"]}, "Unknown model 'vgg'.*Valid names are: cnn"),
         ({"methods": []}, "No method"),
-        ({"metrics": ["auc"]}, "Unknown metric 'auc'"),
+        ({"methods": ["saliency", "gradcam++"]}, "Unknown method 'gradcam\\+\\+'.*rise"),
+        ({"metrics": ["auc"]}, "Unknown metric 'auc'.*Valid names are: .*insertion"),
+        ({"data": "imagenet"}, "Unknown data set 'imagenet'.*Valid names are: shapes"),
+        ({"executor": "dask"}, "Unknown executor 'dask'.*Valid names are: local, ray"),
         ({"n_samples": 0}, "'n_samples' parameter of BenchConfig must be an int >= 1"),
+        ({"chunk_size": 0}, "'chunk_size' parameter of BenchConfig must be an int >= 1"),
+        ({"workers": 0}, "'workers' parameter of BenchConfig must be an int >= 1"),
         ({"method_params": {"shapley_sampling": {}}}, "unknown methods 'shapley_sampling'"),
         ({"method_params": {"rise": {"n_masks": 0}}}, "'n_masks' parameter of Rise"),
         ({"method_params": {"saliency": {"steps": 3}}}, "unexpected parameter"),
+        ({"metric_params": {"accuracy": {}}}, "unknown metrics 'accuracy'"),
+        ({"metric_params": {"insertion": {"stps": 3}}}, "unexpected parameters 'stps'.*steps"),
     ],
 )
 def test_bad_configuration_fails_before_any_work(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(faithmap.InvalidParameterError, match=message):
         BenchConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def _config(**changes: object) -> BenchConfig:
+    base: dict[str, object] = {"models": ["cnn"], "methods": ["saliency", "rise"], "n_samples": 4}
+    return BenchConfig(**(base | changes))  # type: ignore[arg-type]
+
+
+def test_hash_names_what_decides_the_numbers_and_nothing_else(tmp_path: Path) -> None:
+    reference = _config()
+    assert len(reference.hash) == 16 and int(reference.hash, 16) >= 0
+    same = [
+        _config(methods=["saliency", "rise"], method_params={"rise": {"n_masks": 1000}}),
+        _config(out=tmp_path, batch_size=8, executor="ray", workers=2, address="auto"),
+    ]
+    assert all(c.hash == reference.hash for c in same)
+    different = [
+        _config(n_samples=5),
+        _config(seed=1),
+        _config(data_seed=1),
+        _config(chunk_size=2),
+        _config(models=["resnet"]),
+        _config(methods=["saliency"]),
+        _config(method_params={"rise": {"n_masks": 999}}),
+        _config(metrics=["insertion"]),
+        _config(metric_params={"insertion": {"steps": 10}}),
+    ]
+    hashes = [c.hash for c in different]
+    assert reference.hash not in hashes and len(set(hashes)) == len(hashes)
+
+
+def test_toml_is_merged_over_defaults_and_flags_override_it(tmp_path: Path) -> None:
+    path = tmp_path / "bench.toml"
+    path.write_text(
+        'models = ["cnn"]\nmethods = ["rise", "lime"]\nmetrics = ["deletion"]\nn_samples = 6\n'
+        'chunk_size = 3\nexecutor = "ray"\nworkers = 2\n'
+        "[method_params.rise]\nn_masks = 64\n[metric_params.deletion]\nsteps = 7\n"
+    )
+    config = BenchConfig.from_toml(path, n_samples=4, seed=None)
+    assert (config.models, config.methods, config.metrics) == (
+        ("cnn",),
+        ("rise", "lime"),
+        ("deletion",),
+    )
+    assert (config.n_samples, config.chunk_size, config.executor, config.workers) == (
+        4,
+        3,
+        "ray",
+        2,
+    )
+    assert config.params("rise") == {"n_masks": 64, "seed": 0}
+    assert config.params("lime") == {**DEFAULT_METHOD_PARAMS["lime"], "seed": 0}
+    assert config.metric_kwargs("deletion") == {"steps": 7, "seed": 0}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("modles = ['cnn']\n", "Unknown key 'modles'.*Valid keys are: models, methods"),
+        ("models = [\n", "not valid TOML"),
+        ("method_params = 3\n", "must be tables like \\[method_params.<name>\\]"),
+        ("methods = ['nope']\n", "Unknown method 'nope'"),
+    ],
+)
+def test_bad_toml_fails_with_the_valid_keys(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bench.toml"
+    path.write_text(text)
+    with pytest.raises(faithmap.InvalidParameterError, match=message):
+        BenchConfig.from_toml(path)
 
 
 def _row(method: str, metric: str, sample: int, value: float) -> Row:
@@ -75,7 +165,7 @@ def _row(method: str, metric: str, sample: int, value: float) -> Row:
 
 def test_summary_is_mean_and_std_per_model_method_and_metric() -> None:
     values = {("a", "insertion"): [0.2, 0.4, 0.9], ("a", "deletion"): [0.1, 0.1, 0.4]}
-    values[("b", "insertion")] = [0.5, 0.5, 0.5]
+    values[("b", "insertion")] = [0.5, float("nan"), 0.5]
     rows = [
         _row(method, metric, i, v)
         for (method, metric), vs in values.items()
@@ -86,6 +176,6 @@ def test_summary_is_mean_and_std_per_model_method_and_metric() -> None:
     mean, std = first.metrics["insertion"]
     assert mean == pytest.approx(0.5) and std == pytest.approx(statistics.pstdev([0.2, 0.4, 0.9]))
     assert first.metrics["deletion"][0] == pytest.approx(0.2)
-    assert second.metrics == {"insertion": (0.5, 0.0)}
+    assert second.metrics == {"insertion": (0.5, 0.0)}  # the undefined sample left out
     assert (first.passes_per_image, second.passes_per_image) == (11.0, 3.0)
     assert first.seconds_per_image == 0.5 and first.metric_seconds_per_image == 0.25

@@ -1,24 +1,26 @@
-"""The benchmark: methods × models × data × metrics, written as CSV and JSON."""
+"""The benchmark: data × models × methods × metrics, resumable, in process or on Ray.
 
-from faithmap.bench.run import (
-    DEFAULT_METHOD_PARAMS,
-    BenchConfig,
-    Row,
-    Summary,
-    Task,
-    plan,
-    run_bench,
-    summarize,
-    write_results,
-)
+``run_bench(BenchConfig(...))`` plans tasks (model × method × chunk of samples), runs those
+not yet in the store (``<out>/bench.sqlite``), and exports the rows as CSV and JSON.
+"""
+
+from faithmap.bench.config import DEFAULT_METHOD_PARAMS, BenchConfig, read_toml
+from faithmap.bench.export import Summary, summarize, write_results
+from faithmap.bench.plan import Task, plan
+from faithmap.bench.run import run_bench
+from faithmap.bench.store import Run, Store
+from faithmap.bench.work import Row
 
 __all__ = [
     "DEFAULT_METHOD_PARAMS",
     "BenchConfig",
     "Row",
+    "Run",
+    "Store",
     "Summary",
     "Task",
     "plan",
+    "read_toml",
     "run_bench",
     "summarize",
     "write_results",

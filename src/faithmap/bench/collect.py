@@ -1,0 +1,107 @@
+"""A stored run as :class:`~faithmap.bench.report_data.ReportData`, what the report shows.
+
+Rows are taken as stored; attribution maps and curves are included for every (model, method)
+and (model, method, metric) whose samples are all stored (a run still in progress shows its
+finished pairs); the images and masks are remade from the run's configuration, which names
+the data set and its seed.
+
+References
+----------
+Petsiuk, Das, Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box Models",
+BMVC 2018 (the insertion and deletion curves passed on to the report).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from faithmap.bench.report_data import ReportData, ReportRow
+from faithmap.bench.store import Run, Store
+from faithmap.bench.work import load_data
+from faithmap.errors import InvalidParameterError
+
+
+def _complete(by_sample: dict[int, Tensor], samples: int) -> Tensor | None:
+    if sorted(by_sample) != list(range(samples)):
+        return None
+    return torch.stack([by_sample[i] for i in range(samples)])
+
+
+def report_data(store: Store, run: Run | None = None) -> ReportData:
+    """Everything the report shows about ``run`` (default: the store's latest run).
+
+    Raises
+    ------
+    InvalidParameterError
+        If the run has no stored rows yet.
+    """
+    run = run or store.run()
+    with store.reading():
+        rows, maps, curves = store.rows(run), store.maps(run), store.curves(run)
+    if not rows:
+        raise InvalidParameterError(
+            f"Run {run.id} ({run.config_hash}) in {str(store.path)!r} has no finished task yet; "
+            "there is nothing to report."
+        )
+    config = run.config
+    samples = int(config["n_samples"])
+    data = load_data(str(config["data"]), samples, int(config["data_seed"]))
+    attributions = {
+        key: stacked
+        for key, found in maps.items()
+        if (stacked := _complete(found, samples)) is not None
+    }
+    complete_curves: dict[tuple[str, str, str], tuple[Tensor, Tensor]] = {}
+    for key, found in curves.items():
+        stacked = _complete({i: curve for i, (_, curve) in found.items()}, samples)
+        if stacked is not None:
+            complete_curves[key] = (found[0][0], stacked)
+    return ReportData(
+        run_id=run.config_hash,
+        config=config,
+        rows=[
+            ReportRow(
+                sample=row.sample,
+                model=row.model,
+                method=row.method,
+                metric=row.metric,
+                value=row.value,
+                expl_passes=row.explain_forward + row.explain_backward,
+                expl_seconds=row.explain_seconds,
+                metric_passes=row.metric_forward + row.metric_backward,
+                metric_seconds=row.metric_seconds,
+            )
+            for row in rows
+        ],
+        higher_is_better={row.metric: row.higher_is_better for row in rows},
+        curves=complete_curves,
+        attributions=attributions,
+        images=data.images,
+        masks=data.masks,
+        versions=run.versions,
+    )
+
+
+REPORT_NAME = "report.html"
+"""The report's file name inside a benchmark's output folder."""
+
+
+def write_run_report(store: Store, run: Run | None, out: Path) -> Path | None:
+    """Write the HTML report of ``run`` as ``out / "report.html"`` (exports beside it).
+
+    Returns ``None`` when the report module is absent (a source tree without
+    :mod:`faithmap.bench.report`) or the run has no rows yet (no task finished, or only
+    skipped ones).
+    """
+    if importlib.util.find_spec("faithmap.bench.report") is None:
+        return None
+    run = run or store.run()
+    if len(store.done(run)) == len(store.skipped(run)):  # no task with rows yet
+        return None
+    module = importlib.import_module("faithmap.bench.report")
+    return Path(module.write_report(report_data(store, run), Path(out) / REPORT_NAME))

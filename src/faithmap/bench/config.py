@@ -1,0 +1,301 @@
+"""What a benchmark runs: :class:`BenchConfig`, from Python, a TOML file or command-line flags.
+
+Every name (data, model, method, metric) and every method or metric parameter is checked when
+the configuration is built, so a typo fails at once with the list of valid names, before any
+model is loaded. :meth:`BenchConfig.identity` is the part of the configuration that decides the
+numbers; its hash names the run in the store, so a changed configuration is a new run and
+never mixes with an old one, while how the run is executed (executor, workers, batch size,
+output folder) can change between a run and its resumption.
+
+References
+----------
+Petsiuk, Das, Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box Models",
+BMVC 2018 (insertion and deletion, the default metrics).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from faithmap.api import get_method
+from faithmap.data import ShapesBatch, make_shapes
+from faithmap.errors import InvalidParameterError
+from faithmap.metrics import DEFAULT_METRICS, METRICS, metric_spec
+from faithmap.registry import available, method_class
+from faithmap.validation import check_int
+from faithmap.zoo import BUILTIN_MODELS
+
+DATASETS: Mapping[str, Callable[..., ShapesBatch]] = MappingProxyType({"shapes": make_shapes})
+"""Built-in data sets a benchmark can run on, with ground-truth masks, by name."""
+
+EXECUTORS = ("local", "ray")
+"""Where tasks run: in this process, or on a Ray cluster."""
+
+DEFAULT_METHOD_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "rise": MappingProxyType({"n_masks": 1000}),
+        "kernel_shap": MappingProxyType({"n_samples": 200}),
+        "lime": MappingProxyType({"n_samples": 200}),
+        "sobol": MappingProxyType({"n_design": 4}),
+        "hsic": MappingProxyType({"n_design": 200}),
+        "smdl": MappingProxyType({"regions": "slic:25"}),
+        "lima": MappingProxyType({"regions": "slic:25"}),
+        "extremal": MappingProxyType({"iterations": 100}),
+    }
+)
+"""Parameters the benchmark gives methods by default, lighter than the methods' own defaults
+(RISE's 2000 masks, KernelSHAP's and LIME's 1000 samples, Sobol's 32 designs, SMDL's and LiMA's
+49 superpixels, whose searches cost about R^2 passes, extremal perturbation's 300 iterations)
+so the default run stays within minutes on two CPU cores. Every row records the full
+parameters used."""
+
+
+def _names(value: Sequence[str], what: str, valid: Sequence[str]) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    unknown = [name for name in names if name not in valid]
+    if not names or unknown:
+        problem = f"Unknown {what} {', '.join(map(repr, unknown))}" if unknown else f"No {what}"
+        raise InvalidParameterError(
+            f"{problem} in the benchmark configuration. Valid names are: {', '.join(valid)}."
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _frozen(params: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
+    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in params.items()})
+
+
+def _check_metric_params(name: str, params: Mapping[str, Any]) -> None:
+    signature = inspect.signature(metric_spec(name).function).parameters
+    accepted = [p.name for p in signature.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise InvalidParameterError(
+            f"Metric {name!r} got unexpected parameters {', '.join(map(repr, unknown))}. Its "
+            f"parameters are: {', '.join(accepted)}."
+        )
+
+
+def _json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as JSON-ready values (objects by their ``repr``)."""
+    plain: dict[str, Any] = json.loads(json.dumps(value, default=repr, sort_keys=True))
+    return plain
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to benchmark, and how to run it.
+
+    Parameters
+    ----------
+    data : {"shapes"}, default="shapes"
+        The built-in data set: :func:`faithmap.data.make_shapes` images with object masks.
+    models : sequence of str, default=all built-in models
+        Names from :data:`faithmap.zoo.BUILTIN_MODELS`.
+    methods : sequence of str, default=every registered method
+        Names from :func:`faithmap.available`.
+    metrics : sequence of str, default=:data:`faithmap.metrics.DEFAULT_METRICS`
+        Names from :data:`faithmap.metrics.METRICS`.
+    n_samples : int, default=16
+        Images explained by every (model, method).
+    seed : int, default=0
+        Seed of random methods (those with a ``seed`` parameter) and of metrics that take one.
+    data_seed : int, default=0
+        Seed of the images.
+    out : Path, default="faithmap-bench"
+        Folder of the store (``bench.sqlite``), the CSV/JSON exports and the report.
+    method_params : mapping, default=:data:`DEFAULT_METHOD_PARAMS`
+        Per-method parameters, ``{"rise": {"n_masks": 1000}}``; methods not named use their own
+        defaults. These replace the defaults as a whole.
+    metric_params : mapping, default={}
+        Per-metric parameters, ``{"insertion": {"steps": 16}}``.
+    chunk_size : int, default=8
+        Samples per task: a task explains one chunk with one method on one model, then scores
+        it with every metric. Smaller chunks lose less work when a run is killed.
+    batch_size : int, optional
+        Rows per model call; ``None`` lets each :class:`faithmap.Model` measure its fastest.
+    executor : {"local", "ray"}, default="local"
+        Run tasks in this process, or as Ray remote functions.
+    address : str, optional
+        Address of a running Ray cluster (``"auto"``, ``"ray://host:10001"``); ``None`` starts
+        a local one.
+    workers : int, optional
+        CPUs of the local Ray cluster (``None``: all of this machine's).
+
+    Raises
+    ------
+    InvalidParameterError
+        On unknown names or invalid parameters, listing the valid ones, before any work.
+    """
+
+    models: Sequence[str] = BUILTIN_MODELS
+    methods: Sequence[str] = field(default_factory=lambda: tuple(available()))
+    metrics: Sequence[str] = DEFAULT_METRICS
+    n_samples: int = 16
+    seed: int = 0
+    data_seed: int = 0
+    out: Path = Path("faithmap-bench")
+    method_params: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: DEFAULT_METHOD_PARAMS
+    )
+    batch_size: int | None = None
+    data: str = "shapes"
+    metric_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    chunk_size: int = 8
+    executor: str = "local"
+    address: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # normalising the fields of a frozen dataclass
+        set_(self, "data", _names([self.data], "data set", tuple(DATASETS))[0])
+        set_(self, "models", _names(self.models, "model", BUILTIN_MODELS))
+        set_(self, "methods", _names(self.methods, "method", available()))
+        set_(self, "metrics", _names(self.metrics, "metric", sorted(METRICS)))
+        set_(self, "executor", _names([self.executor], "executor", EXECUTORS)[0])
+        for name in ("n_samples", "chunk_size"):
+            check_int(getattr(self, name), name, "BenchConfig", low=1)
+        for name in ("seed", "data_seed"):
+            check_int(getattr(self, name), name, "BenchConfig", low=0)
+        for name in ("batch_size", "workers"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, "BenchConfig", low=1)
+        if self.address is not None and not isinstance(self.address, str):
+            raise InvalidParameterError(
+                f"The 'address' parameter of BenchConfig must be a str or None. Got "
+                f"{self.address!r} instead."
+            )
+        set_(self, "out", Path(self.out))
+        for what, given, valid in (
+            ("methods", self.method_params, available()),
+            ("metrics", self.metric_params, sorted(METRICS)),
+        ):
+            if unknown := sorted(set(given) - set(valid)):
+                raise InvalidParameterError(
+                    f"{what[:-1]}_params names unknown {what} {', '.join(map(repr, unknown))}. "
+                    f"Valid names are: {', '.join(valid)}."
+                )
+        set_(self, "method_params", _frozen(self.method_params))
+        set_(self, "metric_params", _frozen(self.metric_params))
+        for name in self.methods:
+            get_method(name, **self.params(name))  # validates the parameters now
+        for name in self.metrics:
+            _check_metric_params(name, self.metric_params.get(name, {}))
+
+    def params(self, method: str) -> dict[str, Any]:
+        """The parameters given to ``method``: ``method_params`` plus the seed if it has one."""
+        params = dict(self.method_params.get(method, {}))
+        if "seed" in getattr(method_class(method), "__dataclass_fields__", {}):
+            params.setdefault("seed", self.seed)
+        return params
+
+    def metric_kwargs(self, metric: str) -> dict[str, Any]:
+        """The parameters given to ``metric``: ``metric_params`` plus the seed if it takes one."""
+        params = dict(self.metric_params.get(metric, {}))
+        if "seed" in inspect.signature(metric_spec(metric).function).parameters:
+            params.setdefault("seed", self.seed)
+        return params
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the numbers: data, models, full method configurations, metrics, seeds.
+
+        Two configurations with the same identity give the same rows; the executor, batch size
+        and output folder are not part of it.
+        """
+        return _json(
+            {
+                "data": self.data,
+                "n_samples": self.n_samples,
+                "data_seed": self.data_seed,
+                "seed": self.seed,
+                "chunk_size": self.chunk_size,
+                "models": list(self.models),
+                "methods": {m: get_method(m, **self.params(m)).config() for m in self.methods},
+                "metrics": {m: self.metric_kwargs(m) for m in self.metrics},
+            }
+        )
+
+    @property
+    def hash(self) -> str:
+        """A stable 16-hex-digit hash of :meth:`identity`: the run's name in the store."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def record(self) -> dict[str, Any]:
+        """The whole configuration as plain JSON-ready values."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        record["out"] = str(self.out)
+        for name in ("method_params", "metric_params"):
+            record[name] = {k: dict(v) for k, v in record[name].items()}
+        return _json(record)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> BenchConfig:
+        """The configuration in a TOML file (see :func:`read_toml`), with ``overrides`` on top.
+
+        Overrides (e.g. command-line flags) replace the file's values, except ``None`` values,
+        which are ignored.
+        """
+        values = read_toml(path)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The keyword arguments of :class:`BenchConfig` written in a TOML file.
+
+    Top-level keys are the parameters of :class:`BenchConfig`; ``[method_params.<name>]``
+    tables are merged key by key over :data:`DEFAULT_METHOD_PARAMS`, ``[metric_params.<name>]``
+    tables set a metric's parameters.
+
+    Examples
+    --------
+    A file holding ``methods = ["rise"]`` and ``method_params.rise = {n_masks = 64}`` gives
+    ``{"methods": ["rise"], "method_params": {..., "rise": {"n_masks": 64}}}``.
+    """
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise InvalidParameterError(
+            f"Could not read the benchmark configuration {str(path)!r} ({err})."
+        ) from err
+    except tomllib.TOMLDecodeError as err:
+        raise InvalidParameterError(
+            f"The benchmark configuration {str(path)!r} is not valid TOML: {err}."
+        ) from err
+    valid = [f.name for f in fields(BenchConfig)]
+    if unknown := sorted(set(document) - set(valid)):
+        raise InvalidParameterError(
+            f"Unknown key {', '.join(map(repr, unknown))} in {str(path)!r}. Valid keys are: "
+            f"{', '.join(valid)}."
+        )
+    for name in ("method_params", "metric_params"):
+        tables = document.get(name, {})
+        if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+            raise InvalidParameterError(
+                f"{name} in {str(path)!r} must be tables like [{name}.<name>]. Got {tables!r} "
+                "instead."
+            )
+    document["method_params"] = merge_params(
+        DEFAULT_METHOD_PARAMS, document.get("method_params", {})
+    )
+    return document
+
+
+def merge_params(
+    base: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per-name parameters ``base`` with ``extra`` merged in key by key."""
+    merged = {name: dict(params) for name, params in base.items()}
+    for name, params in extra.items():
+        merged.setdefault(name, {}).update(params)
+    return merged

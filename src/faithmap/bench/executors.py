@@ -1,0 +1,99 @@
+"""Where tasks run: in this process, or as Ray remote functions; results come back as they finish.
+
+Both executors are generators of :class:`~faithmap.bench.work.TaskResult` in completion order;
+the driver (:func:`faithmap.bench.run_bench`) writes each one to the store as it arrives, so
+only the driver ever touches the database. Ray is an optional dependency
+(``pip install faithmap[ray]``); with no ``address`` a local cluster is started with
+``workers`` CPUs, one task per CPU at a time.
+
+References
+----------
+Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI 2018.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import Any
+
+from tqdm import tqdm
+
+from faithmap.bench.plan import Task
+from faithmap.bench.work import Job, TaskResult, run_task
+from faithmap.cost import Cost
+from faithmap.errors import InvalidParameterError
+
+
+def local_results(
+    job: Job, tasks: Sequence[Task], *, needed: Callable[[Task], bool] = lambda task: True
+) -> Generator[TaskResult, None, None]:
+    """Run the tasks one after the other in this process.
+
+    ``needed`` is asked again just before each task starts, so a concurrent run of the same
+    configuration on the same store does not repeat a task the other has finished.
+    """
+    for task in tasks:
+        if needed(task):
+            yield run_task(job, task)
+
+
+def check_ray() -> None:
+    """Raise a clear error when the optional dependency ``ray`` is missing."""
+    if importlib.util.find_spec("ray") is None:
+        raise InvalidParameterError(
+            "The 'ray' executor needs Ray. Install it with `pip install faithmap[ray]` (or "
+            "`pip install ray`), or use --executor local."
+        )
+
+
+def ray_results(
+    job: Job, tasks: Sequence[Task], *, address: str | None = None, workers: int | None = None
+) -> Generator[TaskResult, None, None]:
+    """Run the tasks as Ray remote functions (one CPU each) and yield them as they finish.
+
+    Parameters
+    ----------
+    job, tasks
+        What to run.
+    address : str, optional
+        A running cluster's address (``"auto"``, ``"ray://host:10001"``); ``None`` starts a
+        local cluster with ``workers`` CPUs, shut down again when the generator closes.
+    workers : int, optional
+        CPUs of the local cluster (``None``: Ray's default, every CPU of this machine).
+    """
+    check_ray()
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address is None:
+            options["num_cpus"] = workers
+        ray.init(address=address, **options)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=2)(run_task)
+        pending = [remote.remote(job, task) for task in tasks]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def with_progress(
+    results: Iterable[TaskResult], *, total: int, done: int, enabled: bool
+) -> Iterator[TaskResult]:
+    """``results`` unchanged, with a progress bar (ETA, model passes per second) on stderr."""
+    started, spent = time.perf_counter(), Cost()
+    bar = tqdm(total=total, initial=done, disable=not enabled, unit="task", dynamic_ncols=True)
+    with bar:
+        for result in results:
+            spent += result.cost
+            elapsed = time.perf_counter() - started
+            bar.set_description(f"{result.task.model}/{result.task.method}")
+            bar.set_postfix(passes_s=f"{spent.passes / max(elapsed, 1e-9):.0f}")
+            bar.update(1)
+            yield result

@@ -1,0 +1,159 @@
+"""The benchmark report: one self-contained HTML page, with CSV and PNG exports beside it.
+
+:func:`write_report` turns a :class:`~faithmap.bench.report_data.ReportData` into
+
+- ``<name>.html``: the leaderboard (means with 95% Student t-intervals and ranks), the
+  insertion/deletion curves, the heatmap grids with the ground-truth masks, the cost and the
+  configuration; pictures are inline, so the page loads nothing from the network;
+- ``<name>_leaderboard.csv`` and ``<name>_rows.csv``: the leaderboard and every measurement;
+- ``<name>_curves.png``, ``<name>_heatmaps_<k>_<model>.png``, ``<name>_cost.png`` and
+  ``<name>_tradeoff.png`` (mean metric against passes per image): the figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from faithmap.bench.report_data import ReportData, ReportRow
+from faithmap.bench.report_figures import (
+    cost_figure,
+    curves_figure,
+    heatmap_figure,
+    method_colours,
+    png_bytes,
+    tradeoff_figure,
+)
+from faithmap.bench.report_html import render_page
+from faithmap.bench.report_stats import Score, cost_table, leaderboard
+from faithmap.errors import InvalidParameterError
+from faithmap.validation import check_int
+
+__all__ = ["LEADERBOARD_FIELDS", "write_report"]
+
+LEADERBOARD_FIELDS = (
+    "model",
+    "metric",
+    "method",
+    "higher_is_better",
+    "n",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "rank",
+)
+"""Columns of the leaderboard CSV; ``ci_low`` and ``ci_high`` bound the 95% t-interval."""
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40] or "model"
+
+
+def _cell(value: float | int | bool | None) -> str | float | int | bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
+
+
+def _write_leaderboard(path: Path, scores: list[Score]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(LEADERBOARD_FIELDS)
+        for s in scores:
+            values = (s.higher_is_better, s.n, s.mean, s.low, s.high, s.rank)
+            writer.writerow([s.model, s.metric, s.method, *map(_cell, values)])
+
+
+def _write_rows(path: Path, data: ReportData) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(ReportRow)])
+        writer.writeheader()
+        writer.writerows({k: _cell(v) for k, v in asdict(row).items()} for row in data.rows)
+
+
+def write_report(data: ReportData, out: str | Path, *, max_samples: int = 8) -> Path:
+    """Write the report of a benchmark run as one HTML page plus CSV and PNG exports.
+
+    Parameters
+    ----------
+    data : ReportData
+        The run, as the benchmark's store gives it.
+    out : str or Path
+        The page to write, ending in ``.html``; its folder is created if needed. The exports
+        are written into the same folder, named after the page.
+    max_samples : int, default=8
+        Samples shown in each heatmap grid (the first ones).
+
+    Returns
+    -------
+    Path
+        The page.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``out`` does not end in ``.html`` or ``max_samples`` is not an int >= 1.
+
+    References
+    ----------
+    .. [1] Petsiuk, V., Das, A., Saenko, K. "RISE: Randomized Input Sampling for Explanation
+       of Black-box Models." BMVC 2018 (insertion and deletion).
+    .. [2] Student. "The probable error of a mean." Biometrika 6(1), 1908.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from faithmap.bench.report_data import ReportRow
+    >>> rows = [ReportRow(i, "cnn", "saliency", "insertion", v, 2, 0.01, 20, 0.1)
+    ...         for i, v in enumerate([0.4, 0.6])]
+    >>> data = ReportData("demo", {"n_samples": 2}, rows, {"insertion": True})
+    >>> page = write_report(data, Path(tempfile.mkdtemp()) / "report.html")
+    >>> for name in sorted(p.name for p in page.parent.iterdir()):
+    ...     print(name)
+    report.html
+    report_cost.png
+    report_leaderboard.csv
+    report_rows.csv
+    report_tradeoff.png
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".html":
+        raise InvalidParameterError(
+            f"The 'out' parameter of write_report must be a path ending in '.html'. Got "
+            f"{str(out)!r} instead."
+        )
+    check_int(max_samples, "max_samples", "write_report", low=1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem, folder = out.stem, out.parent
+    scores, costs = leaderboard(data), cost_table(data)
+    colours = method_colours(data.methods)
+    exports = [f"{stem}_leaderboard.csv", f"{stem}_rows.csv"]
+    _write_leaderboard(folder / exports[0], scores)
+    _write_rows(folder / exports[1], data)
+
+    def save(name: str, png: bytes | None) -> bytes | None:
+        if png is not None:
+            (folder / name).write_bytes(png)
+            exports.append(name)
+        return png
+
+    curves = curves_figure(data)
+    heatmaps: dict[str, bytes | None] = {}
+    for k, model in enumerate(data.models):
+        figure = heatmap_figure(data, model, max_samples)
+        if figure is not None:
+            name = f"{stem}_heatmaps_{k + 1}_{_slug(model)}.png"
+            heatmaps[model] = save(name, png_bytes(figure, dpi=100))
+    cost = cost_figure(costs, data.methods)
+    tradeoff = tradeoff_figure(scores, costs, data.methods)
+    figures = {
+        "curves": save(f"{stem}_curves.png", None if curves is None else png_bytes(curves)),
+        "heatmaps": heatmaps,
+        "cost": save(f"{stem}_cost.png", None if cost is None else png_bytes(cost)),
+        "tradeoff": save(f"{stem}_tradeoff.png", None if tradeoff is None else png_bytes(tradeoff)),
+    }
+    out.write_text(render_page(data, scores, costs, colours, figures, exports), encoding="utf-8")
+    return out
