@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,10 @@ def test_methods_lists_every_registered_method_with_its_description() -> None:
 
 
 def _check_explain_output(result_output: str, out: Path, stem: str) -> None:
-    assert "insertion AUC: " in result_output and "deletion AUC: " in result_output
+    image = stem.split("-")[0]
+    line = next(x for x in result_output.splitlines() if x.startswith(f"{image}: predicted "))
     for metric in ("insertion", "deletion"):
-        line = next(x for x in result_output.splitlines() if x.startswith(f"{metric} AUC: "))
-        value = float(line.split()[2])
+        value = float(line.split(f"{metric} ")[1].split(",")[0].split(";")[0])
         assert 0.0 <= value <= 1.0
     png, raw = out / f"{stem}.png", out / f"{stem}.safetensors"
     assert png.stat().st_size > 0
@@ -56,7 +57,7 @@ def test_explain_builtin_sample_writes_overlay_and_attributions(tmp_path: Path) 
     ]
     result = runner.invoke(app, [*args, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "(true class: " in result.output
+    assert "sample3: true class " in result.output
     _check_explain_output(result.output, tmp_path, "sample3-cnn-rise")
     saved = Explanation.load(tmp_path / "sample3-cnn-rise.safetensors")
     assert saved.config["n_masks"] == 64
@@ -71,7 +72,7 @@ def test_explain_image_file_with_target(tmp_path: Path) -> None:
     args += ["--batch-size", "16"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert f"explained: {faithmap.data.CLASS_NAMES[2]}" in result.output
+    assert f"explained {faithmap.data.CLASS_NAMES[2]};" in result.output
     _check_explain_output(result.output, out, "photo-cnn-saliency")
     saved = Explanation.load(out / "photo-cnn-saliency.safetensors")
     assert saved.target is not None and int(saved.target[0]) == 2
@@ -123,7 +124,7 @@ def test_explain_unknown_method_exits_2_with_valid_names() -> None:
         (["explain", "--param", "steps"], "key=value"),
         (["explain", "--param", "bogus=1"], "unexpected parameter"),
         (["bench", "--models", "vgg"], "Unknown model 'vgg'"),
-        (["bench", "--metrics", "accuracy"], "Valid names are: deletion, insertion."),
+        (["bench", "--metrics", "accuracy"], "Unknown metric 'accuracy' in the benchmark"),
         (["bench", "--param", "n_masks=3"], "method.key=value"),
     ],
 )
@@ -164,3 +165,90 @@ def test_bench_writes_one_row_per_sample_model_method_metric(tmp_path: Path) -> 
     assert document["config"]["method_params"]["rise"] == {"n_masks": 32}
     assert len(document["rows"]) == len(rows)
     assert len(document["summary"]) == 2
+
+
+def test_explain_a_folder_skips_and_reports_a_corrupt_image(tmp_path: Path) -> None:
+    shapes = faithmap.data.make_shapes(2, seed=7)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        pixels = (shapes.images[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        imsave(folder / f"good{i}.png", pixels)
+    (folder / "broken.png").write_bytes(b"this is not a PNG")
+    (folder / "notes.txt").write_text("not an image either, and not tried")
+    out = tmp_path / "out"
+    args = ["explain", str(folder), "--method", "saliency", "--batch-size", "8"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "broken.png" in result.output
+    assert "notes.txt" not in result.output
+    for i in range(2):
+        assert f"good{i}: predicted {faithmap.data.CLASS_NAMES[int(shapes.labels[i])]}" in (
+            result.output
+        )
+        assert (out / f"good{i}-cnn-saliency.png").stat().st_size > 0
+    saved = Explanation.load(out / "images-cnn-saliency.safetensors")
+    assert saved.attributions.shape == (2, 1, 64, 64)
+
+
+def _fitted_estimator(tmp_path: Path) -> tuple[Path, Path]:
+    """A logistic regression whose class 1 means income > debt, pickled; and five rows."""
+    import pickle
+
+    import pandas
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    frame = pandas.DataFrame(rng.normal(size=(200, 3)), columns=["income", "debt", "noise"])
+    estimator = LogisticRegression().fit(frame, (frame.income > frame.debt).astype(int))
+    model = tmp_path / "model.pkl"
+    model.write_bytes(pickle.dumps(estimator))
+    rows = tmp_path / "rows.csv"
+    frame.head(5).to_csv(rows, index=False)
+    return model, rows
+
+
+def test_explain_csv_rows_refuses_a_pickle_without_the_flag(tmp_path: Path) -> None:
+    model, rows = _fitted_estimator(tmp_path)
+    result = runner.invoke(app, ["explain", str(rows), "--model", str(model)])
+    assert result.exit_code == 2
+    assert "--trust-pickle" in result.output and "Traceback" not in result.output
+
+
+def test_explain_csv_rows_names_the_columns(tmp_path: Path) -> None:
+    import pandas
+
+    model, rows = _fitted_estimator(tmp_path)
+    out = tmp_path / "out"
+    args = ["explain", str(rows), "--model", str(model), "--trust-pickle", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pandas.read_csv(out / "rows-kernel_shap.csv")
+    assert set(table.feature) == {"income", "debt", "noise"} and len(table) == 15
+    # The decision depends on income and debt only: noise is never a row's top column.
+    top = table.loc[table.groupby("row").attribution.apply(lambda a: a.abs().idxmax())]
+    assert set(top.feature) <= {"income", "debt"}
+
+
+def test_explain_text_with_the_builtin_classifier(tmp_path: Path) -> None:
+    from faithmap.text import make_sentences
+
+    sentence = make_sentences(1, seed=3)  # explained for its predicted class
+    out = tmp_path / "out"
+    args = ["explain", "--text", sentence.texts[0], "--method", "occlusion", "--out", str(out)]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    page = (out / "text-feature_ablation.html").read_text()
+    assert "<html" in page.lower()
+    # The printed text is "word[score]" per word; the top word is one of the deciding words.
+    scored = re.findall(r"(\S+?)\[([-+][0-9.e+-]+)\]", result.output)
+    assert [word for word, _ in scored] == sentence.texts[0].split()
+    top = max(range(len(scored)), key=lambda i: float(scored[i][1]))
+    assert top in sentence.deciding[0]
+
+
+def test_metrics_lists_every_registered_metric() -> None:
+    result = runner.invoke(app, ["metrics"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for name, spec in faithmap.metrics.METRICS.items():
+        assert (f"{name} *" if spec.needs_masks else name) in result.output

@@ -1,6 +1,6 @@
 """faithmap: explain what drove a model's prediction, and measure how faithful it is."""
 
-from faithmap import metrics
+from faithmap import metrics, tabular
 from faithmap.api import explain, get_method
 from faithmap.cost import Cost
 from faithmap.errors import (
@@ -10,6 +10,7 @@ from faithmap.errors import (
     ShapeError,
     TargetError,
 )
+from faithmap.evaluate import evaluate
 from faithmap.explanation import Explanation
 from faithmap.model import Model
 from faithmap.regions import Regions, make_regions
@@ -32,9 +33,11 @@ __all__ = [
     "__version__",
     "available",
     "describe",
+    "evaluate",
     "explain",
     "get_method",
     "make_regions",
     "metrics",
     "register",
+    "tabular",
 ]

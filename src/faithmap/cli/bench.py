@@ -1,0 +1,177 @@
+"""``faithmap bench`` and ``faithmap report``: the benchmark and its HTML report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from faithmap.bench import (
+    DEFAULT_METHOD_PARAMS,
+    BenchConfig,
+    Row,
+    Store,
+    read_toml,
+    run_bench,
+    summarize,
+)
+from faithmap.bench.collect import REPORT_NAME, write_run_report
+from faithmap.bench.config import merge_params
+from faithmap.bench.store import STORE_NAME
+from faithmap.cli.common import app, clean_errors, console, dotted_params, split_names
+from faithmap.errors import InvalidParameterError
+from faithmap.validation import check_int
+
+
+@app.command()
+def bench(
+    config: Annotated[
+        Path | None, typer.Option(help="A TOML file of BenchConfig keys; flags override it.")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Built-in data set (shapes).")] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models; default: all built-in.")
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option(help="Comma-separated methods; default: all registered.")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated metrics; default: insertion,deletion.")
+    ] = None,
+    samples: Annotated[int | None, typer.Option(help="Images per (model, method).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of random methods and metrics.")] = None,
+    data_seed: Annotated[int | None, typer.Option(help="Seed of the built-in images.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="A method parameter method.key=value (repeatable), e.g. rise.n_masks=500.",
+        ),
+    ] = None,
+    metric_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric-param",
+            "-m",
+            help="A metric parameter metric.key=value (repeatable), e.g. insertion.steps=16.",
+        ),
+    ] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Samples per task.")] = None,
+    executor: Annotated[str | None, typer.Option(help="local or ray.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder of the store, the CSV/JSON and the report.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Rows per model call; default: the fastest, measured.")
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch CPU threads (torch.set_num_threads); default: torch's own."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
+) -> None:
+    """Benchmark methods × models × metrics; resumes a stored run of the same configuration."""
+    with clean_errors():
+        if threads is not None:
+            torch.set_num_threads(check_int(threads, "threads", "faithmap bench", low=1))
+        values: dict[str, Any] = (
+            read_toml(config) if config is not None else {"method_params": DEFAULT_METHOD_PARAMS}
+        )
+        method_params = dotted_params(param, "--param", "method", "rise.n_masks=500")
+        metric_params = dotted_params(
+            metric_param, "--metric-param", "metric", "insertion.steps=16"
+        )
+        values["method_params"] = merge_params(values["method_params"], method_params)
+        values["metric_params"] = merge_params(values.get("metric_params", {}), metric_params)
+        flags = {
+            "data": data,
+            "models": split_names(models, "models"),
+            "methods": split_names(methods, "methods"),
+            "metrics": split_names(metrics, "metrics"),
+            "n_samples": samples,
+            "seed": seed,
+            "data_seed": data_seed,
+            "chunk_size": chunk_size,
+            "executor": executor,
+            "address": address,
+            "workers": workers,
+            "out": out,
+            "batch_size": batch_size,
+        }
+        values.update({key: value for key, value in flags.items() if value is not None})
+        configured = BenchConfig(**values)
+        rows = run_bench(configured, progress=progress, report=report)
+        _print_summary(rows, configured.metrics, configured.n_samples)
+        folder = configured.out
+        with Store(folder) as store:
+            skipped = store.skipped(store.run(configured.hash))
+        reasons = {task.rsplit("/", 1)[0]: why for task, why in skipped.items()}
+        for pair, why in reasons.items():
+            console.print(f"skipped {pair}: {why}", highlight=False, soft_wrap=True)
+        written = [folder / STORE_NAME, folder / "results.csv", folder / "results.json"]
+        if report and (folder / REPORT_NAME).is_file():
+            written.append(folder / REPORT_NAME)
+        console.print("wrote " + ", ".join(map(str, written)), highlight=False, soft_wrap=True)
+
+
+def _print_summary(rows: list[Row], metrics: Sequence[str], samples: int) -> None:
+    higher = {row.metric: row.higher_is_better for row in rows}
+    table = Table(title=f"faithmap bench: {samples} images, mean ± std")
+    for column in ("model", "method"):
+        table.add_column(column)
+    for metric in metrics:
+        table.add_column(f"{metric} {'↑' if higher.get(metric, True) else '↓'}", justify="right")
+    for column in ("passes/img", "s/img", "metric s/img"):
+        table.add_column(column, justify="right")
+    for row in summarize(rows):
+        table.add_row(
+            row.model,
+            row.method,
+            *(f"{row.metrics[m][0]:.3f} ± {row.metrics[m][1]:.3f}" for m in metrics),
+            f"{row.passes_per_image:.0f}",
+            f"{row.seconds_per_image:.3f}",
+            f"{row.metric_seconds_per_image:.3f}",
+        )
+    (console if console.is_terminal else Console(width=120)).print(table)  # pipes: 120 wide
+
+
+@app.command()
+def report(
+    store: Annotated[
+        Path, typer.Argument(help="A benchmark's output folder or its bench.sqlite file.")
+    ],
+    run: Annotated[
+        str | None, typer.Option(help="Run number or config hash (prefix); default: the latest.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for report.html; default: the store's folder.")
+    ] = None,
+) -> None:
+    """Write (again) the HTML report of a stored benchmark run."""
+    with clean_errors():
+        path = store / STORE_NAME if store.is_dir() else store
+        if not path.is_file():
+            raise InvalidParameterError(
+                f"No benchmark store at {str(store)!r}. Give the output folder of `faithmap "
+                "bench` or its bench.sqlite file."
+            )
+        with Store(path) as opened:
+            chosen = opened.run(run)
+            page = write_run_report(opened, chosen, out or path.parent)
+        if page is None:
+            raise InvalidParameterError(
+                f"Nothing to report for run {chosen.id} ({chosen.config_hash}): it has no rows "
+                "yet, or the HTML report module (faithmap.bench.report) is not installed."
+            )
+        console.print(f"wrote {page}", highlight=False, soft_wrap=True)

@@ -1,0 +1,88 @@
+"""What every ``faithmap`` command shares: the app, the consoles, errors, parameter parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from faithmap.errors import FaithmapError, InvalidParameterError
+
+app = typer.Typer(
+    name="faithmap",
+    help="Explain what drove a model's prediction, and measure how faithful the explanation is.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+@contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turn a :class:`FaithmapError` into ``error: <message>`` on stderr and exit status 2."""
+    try:
+        yield
+    except FaithmapError as err:
+        errors.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+        raise typer.Exit(code=2) from err
+
+
+def say(message: str) -> None:
+    """Print a line as it is (no highlighting, no wrapping of long paths)."""
+    console.print(message, highlight=False, soft_wrap=True)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``"key=value"`` as ``(key, value)``, the value parsed as an int, float, bool or string.
+
+    Examples
+    --------
+    >>> parse_param("steps=16"), parse_param("fill=blur"), parse_param("absolute=false")
+    (('steps', 16), ('fill', 'blur'), ('absolute', False))
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InvalidParameterError(
+            f"A --param must look like key=value (for example steps=16). Got {text!r} instead."
+        )
+    value: Any = raw.strip()
+    if value.lower() in ("true", "false"):
+        return key.strip(), value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            continue
+    return key.strip(), value
+
+
+def split_names(text: str | None, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise InvalidParameterError(f"--{what} needs at least one name. Got {text!r}.")
+    return names
+
+
+def dotted_params(
+    texts: list[str] | None, option: str, what: str, example: str
+) -> dict[str, dict[str, Any]]:
+    """``["rise.n_masks=500"]`` as ``{"rise": {"n_masks": 500}}``."""
+    params: dict[str, dict[str, Any]] = {}
+    for text in texts or []:
+        key, value = parse_param(text)
+        name, dot, field = key.partition(".")
+        if not dot or not field:
+            raise InvalidParameterError(
+                f"A bench {option} must look like {what}.key=value (for example {example}). "
+                f"Got {text!r} instead."
+            )
+        params.setdefault(name, {})[field] = value
+    return params

@@ -1,0 +1,295 @@
+"""``faithmap explain``: an image, a folder of images, a CSV file of rows, or a text.
+
+The input decides the path: no input explains a built-in sample; a folder explains every image
+in it (unreadable files are reported and skipped); a ``.csv`` file explains every row; ``--text``
+explains a sentence. ``--model`` is any specification :func:`faithmap.zoo.loaders.load_model`
+reads (a built-in name, a TorchScript, state-dict or ONNX file, ``torchvision:``/``timm:``/
+``hf:`` names), or, for CSV rows, a pickled scikit-learn estimator with ``--trust-pickle``.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+
+from faithmap.api import get_method
+from faithmap.cli.common import app, clean_errors, errors, parse_param, say
+from faithmap.data import CLASS_NAMES, make_shapes, read_folder, read_image
+from faithmap.errors import InvalidParameterError
+from faithmap.explanation import Explanation
+from faithmap.methods.base import Method
+from faithmap.metrics import deletion, insertion
+from faithmap.model import Model
+from faithmap.viz import save_overlay
+from faithmap.zoo import BUILTIN_MODELS
+
+TEXT_MODEL = "word_cnn"
+"""The ``--model`` name of faithmap's own text classifier (the default for ``--text``)."""
+
+
+def _load(spec: str, architecture: str | None, trust_pickle: bool, batch_size: int | None) -> Model:
+    from faithmap.zoo.loaders import load_model
+
+    return load_model(
+        spec, architecture=architecture, trust_pickle=trust_pickle, batch_size=batch_size
+    )
+
+
+def _class_name(model: str, index: int) -> str:
+    return CLASS_NAMES[index] if model in BUILTIN_MODELS else str(index)
+
+
+def _explain_images(
+    x: torch.Tensor,
+    stems: list[str],
+    masks: torch.Tensor | None,
+    *,
+    configured: Method,
+    model_spec: str,
+    wrapped: Model,
+    target: int | None,
+    out: Path,
+) -> None:
+    """Explain a batch of images in one call; one overlay and one line of AUCs per image."""
+    explanation = configured.explain(wrapped, x, target)
+    method = configured.name
+    predicted = wrapped.predict(x)
+    scores = insertion(wrapped, x, explanation), deletion(wrapped, x, explanation)
+    out.mkdir(parents=True, exist_ok=True)
+    name = Path(model_spec).stem if Path(model_spec).suffix else model_spec.replace(":", "-")
+    for i, stem in enumerate(stems):
+        target_of = explanation.target
+        label = "-" if target_of is None else _class_name(model_spec, int(target_of[i]))
+        png = save_overlay(
+            out / f"{stem}-{name}-{method}.png",
+            x[i],
+            explanation.attributions[i],
+            mask=None if masks is None else masks[i],
+            title=f"{method} · {name} · {label}",
+        )
+        aucs = ", ".join(f"{r.metric} {float(r.values[i]):.4f}" for r in scores)
+        predicted_name = _class_name(model_spec, int(predicted[i]))
+        say(f"{stem}: predicted {predicted_name}, explained {label}; {aucs}; wrote {png}")
+    first = stems[0] if len(stems) == 1 else "images"
+    raw = explanation.save(out / f"{first}-{name}-{method}.safetensors")
+    _print_cost(explanation, wrapped)
+    say(f"wrote {raw} (raw attributions of {len(stems)} image(s), in this order)")
+
+
+def _print_cost(explanation: Explanation, wrapped: Model | None = None) -> None:
+    cost = explanation.cost
+    line = f"cost: {cost.forward} forward + {cost.backward} backward passes, {cost.seconds:.2f} s"
+    if wrapped is not None:
+        line += f" (+ {wrapped.ledger.calibration_seconds:.2f} s choosing the batch size)"
+    say(line)
+
+
+def _explain_rows(
+    path: Path,
+    *,
+    method: str | None,
+    params: dict[str, Any],
+    model_spec: str | None,
+    architecture: str | None,
+    trust_pickle: bool,
+    background: Path | None,
+    target: int | None,
+    batch_size: int | None,
+    out: Path,
+) -> None:
+    """Explain every row of a CSV file with a tabular model; print the top columns."""
+    from faithmap.tabular import explain_csv, load_estimator
+
+    if model_spec is None:
+        raise InvalidParameterError(
+            "Explaining a CSV file needs --model: a torch model file (with --architecture for a "
+            "state dict), an ONNX file, or a pickled scikit-learn estimator (.pkl, .joblib) "
+            "with --trust-pickle."
+        )
+    if Path(model_spec).suffix.lower() in (".pkl", ".pickle", ".joblib"):
+        model: Any = load_estimator(Path(model_spec), trust_pickle=trust_pickle)
+    else:
+        model = _load(model_spec, architecture, trust_pickle, batch_size)
+    result = explain_csv(
+        model,
+        path,
+        method=method or "kernel_shap",
+        target=target,
+        background=background,
+        batch_size=batch_size,
+        **params,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / f"{path.stem}-{result.explanation.method}.csv"
+    result.to_frame().to_csv(table, index=False)
+    raw = result.explanation.save(out / f"{path.stem}-{result.explanation.method}.safetensors")
+    say(result.summary())
+    _print_cost(result.explanation)
+    say(f"wrote {table}\nwrote {raw}")
+
+
+def _explain_text(
+    text: str,
+    *,
+    method: str | None,
+    params: dict[str, Any],
+    model_spec: str | None,
+    target: int | None,
+    batch_size: int | None,
+    out: Path,
+) -> None:
+    """Explain a text classifier's decision on one text; print it highlighted, save HTML."""
+    from faithmap.text import (
+        explain_text,
+        load_word_cnn,
+        make_tokenizer,
+        render_html,
+        render_terminal,
+    )
+
+    if model_spec in (None, TEXT_MODEL):
+        model: Any = load_word_cnn()
+        tokenizer = make_tokenizer()
+    else:
+        from faithmap.text import load_text_classifier
+
+        model, tokenizer = load_text_classifier(model_spec)
+    explained = explain_text(
+        model,
+        tokenizer,
+        text,
+        method=method or "integrated_gradients",
+        target=target,
+        batch_size=batch_size,
+        **params,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    name = explained.explanation.method
+    page = out / f"text-{name}.html"
+    document = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>faithmap: '
+        f"{html.escape(name)}</title></head><body>{render_html(explained, title=text[:60])}"
+        "</body></html>\n"
+    )
+    page.write_text(document, encoding="utf-8")
+    raw = explained.explanation.save(out / f"text-{name}.safetensors")
+    say(render_terminal(explained, colour=sys.stdout.isatty()))
+    say(f"wrote {page}\nwrote {raw}")
+
+
+@app.command(name="explain")
+def explain_command(
+    source: Annotated[
+        Path | None,
+        typer.Argument(
+            help="An image, a folder of images or a CSV file of rows; a built-in sample when "
+            "left out."
+        ),
+    ] = None,
+    text: Annotated[
+        str | None, typer.Option(help="Explain this text with a text classifier instead.")
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="A name from `faithmap methods`; default: integrated_gradients for images and "
+            "text, kernel_shap for rows."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help=f"A built-in name ({', '.join(BUILTIN_MODELS)}; {TEXT_MODEL} for text), a "
+            "TorchScript, state-dict or ONNX file, a Hugging Face directory, or "
+            "torchvision:NAME, timm:NAME, hf:NAME. Default: cnn (images), word_cnn (text)."
+        ),
+    ] = None,
+    architecture: Annotated[
+        str | None,
+        typer.Option(help="For a state-dict file: the model class, package.module:ClassName."),
+    ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(help="Allow pickled checkpoints (they can run code: trusted files only)."),
+    ] = False,
+    target: Annotated[
+        int | None, typer.Option("--target", "-t", help="Class to explain; default: predicted.")
+    ] = None,
+    sample: Annotated[
+        int, typer.Option(help="Which built-in sample (its seed) when no input is given.")
+    ] = 0,
+    size: Annotated[int, typer.Option(help="Side images are resized to.")] = 64,
+    background: Annotated[
+        Path | None, typer.Option(help="For CSV rows: a CSV of background rows (baselines).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A method parameter key=value (repeatable)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for what is written.")] = Path("faithmap-out"),
+    batch_size: Annotated[
+        int | None, typer.Option(help="Rows per model call; default: the fastest, measured.")
+    ] = None,
+) -> None:
+    """Explain an image, a folder of images, a CSV file of rows or a text; save the results."""
+    with clean_errors():
+        params = dict(parse_param(p) for p in param or [])
+        if text is not None:
+            if source is not None:
+                raise InvalidParameterError(
+                    "Give either an input file or folder, or --text, not both."
+                )
+            _explain_text(
+                text,
+                method=method,
+                params=params,
+                model_spec=model,
+                target=target,
+                batch_size=batch_size,
+                out=out,
+            )
+            return
+        if source is not None and source.suffix.lower() == ".csv":
+            _explain_rows(
+                source,
+                method=method,
+                params=params,
+                model_spec=model,
+                architecture=architecture,
+                trust_pickle=trust_pickle,
+                background=background,
+                target=target,
+                batch_size=batch_size,
+                out=out,
+            )
+            return
+        configured = get_method(method or "integrated_gradients", **params)
+        spec = model or "cnn"
+        wrapped = _load(spec, architecture, trust_pickle, batch_size)
+        masks = None
+        if source is None:
+            shapes = make_shapes(1, seed=sample, size=size)
+            x, masks, stems = shapes.images, shapes.masks, [f"sample{sample}"]
+            say(f"sample{sample}: true class {CLASS_NAMES[int(shapes.labels[0])]}")
+        elif source.is_dir():
+            folder = read_folder(source, size)
+            for bad, why in folder.failures.items():
+                errors.print(f"skipped {bad}: {why}", highlight=False, soft_wrap=True)
+            x, stems = folder.images, [path.stem for path in folder.paths]
+        else:
+            x, stems = read_image(source, size), [source.stem]
+        _explain_images(
+            x,
+            stems,
+            masks,
+            configured=configured,
+            model_spec=spec,
+            wrapped=wrapped,
+            target=target,
+            out=out,
+        )
