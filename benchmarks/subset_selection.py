@@ -12,7 +12,9 @@ same pixel protocol for every method),
 the Insertion AUC of the curve the search recorded on whole regions (x = area; subset methods
 only), and the highest confidence within 25 % of the area (pixel path, 50 steps, fill 0, for
 every method). The SMDL rows share one objective (consistency, collaboration, confidence = 1)
-and differ only in the search; LiMA runs at its own defaults. Prints a table and saves JSON.
+and differ only in the search; LiMA runs at its own defaults (black fill, as the paper) and
+with the fills of faithmap's default metrics (``lima blur/0``: subsets on a blur, complements on
+black); Occlusion at its default (black) and with a blur fill. Prints a table and saves JSON.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ def explainers(regions: str) -> dict[str, tuple[str, dict[str, Any]]]:
         "smdl stochastic": ("smdl", {"regions": regions, "search": "stochastic"}),
         "smdl bidirectional": ("smdl", {"regions": regions, "search": "bidirectional"}),
         "lima": ("lima", {"regions": regions}),
+        "lima blur/0": ("lima", {"regions": regions, "fill": "blur", "complement_fill": 0.0}),
         "rise": ("rise", {}),
         "occlusion": ("occlusion", {}),
+        "occlusion blur": ("occlusion", {"fill": "blur"}),
     }
 
 
