@@ -526,3 +526,14 @@ def test_cams_of_the_builtin_cnn_find_the_object(name: str) -> None:
     assert float(concentration(result.attributions).min()) > 2.0
     noise = torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     assert float(concentration(noise).max()) < 1.2
+
+
+def test_a_model_naming_its_cam_layer_gets_it_by_default() -> None:
+    """The shipped vit names blocks.2: its last convolution is the patch embedding."""
+    vit = faithmap.zoo.load_builtin("vit")
+    x = faithmap.data.make_shapes(2, seed=1).images
+    default = faithmap.explain(vit, x, method="grad_cam", target=0)
+    named = faithmap.explain(vit, x, method="grad_cam", target=0, layer="blocks.2")
+    torch.testing.assert_close(default.attributions, named.attributions)
+    embedding = faithmap.explain(vit, x, method="grad_cam", target=0, layer="patch_embed")
+    assert not torch.allclose(default.attributions, embedding.attributions)

@@ -54,7 +54,11 @@ def _candidates(names: list[str]) -> str:
 
 
 def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Module]:
-    """The layer named ``layer`` (dotted path), or the model's last ``nn.Conv2d`` if ``None``.
+    """The layer named ``layer`` (dotted path); if ``None``, the model's own choice or last conv.
+
+    With ``layer=None``, a model that names its explanation layer in a string attribute
+    ``cam_layer`` (faithmap's built-in models do: a ViT's last convolution is its patch
+    embedding, a poor CAM layer) gets that layer; any other gets its last ``nn.Conv2d``.
 
     Raises
     ------
@@ -66,6 +70,9 @@ def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Mod
     """
     modules = _named_modules(model, owner)
     names = list(modules)
+    preferred = getattr(model.module, "cam_layer", None)
+    if layer is None and isinstance(preferred, str) and preferred in modules:
+        return preferred, modules[preferred]
     if layer is None:
         convolutions = [name for name, sub in modules.items() if isinstance(sub, nn.Conv2d)]
         if not convolutions:
@@ -297,8 +304,9 @@ class LayerMethod(Method):
     Parameters
     ----------
     layer : str or None, default=None
-        Dotted name of the layer in ``model.named_modules()``; ``None``: the last
-        ``nn.Conv2d``. For a vision transformer, name a block before the last one.
+        Dotted name of the layer in ``model.named_modules()``; ``None``: the layer the model
+        names in its ``cam_layer`` attribute, else the last ``nn.Conv2d``. For a vision
+        transformer without ``cam_layer``, name a block before the last one.
     prefix_tokens : int or None, default=None
         Leading class and register tokens of a token-sequence layer, dropped before the patch
         tokens are laid out on the grid; ``None`` drops the fewest that leave a grid with the

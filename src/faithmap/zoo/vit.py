@@ -148,6 +148,9 @@ class SmallViT(nn.Module):
 
     patch_size = 8
     grid = 8
+    cam_layer = "blocks.2"
+    """The layer CAM methods read by default: the last block's patch tokens get no gradient
+    (the head reads only its class token), so the block before it."""
 
     def __init__(self, num_classes: int = 6) -> None:
         super().__init__()
