@@ -13,13 +13,13 @@ BMVC 2018 (the insertion and deletion curves passed on to the report).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from faithmap.bench.report import write_report
 from faithmap.bench.report_data import ReportData, ReportRow
 from faithmap.bench.store import Run, Store
 from faithmap.bench.work import load_data
@@ -32,8 +32,12 @@ def _complete(by_sample: dict[int, Tensor], samples: int) -> Tensor | None:
     return torch.stack([by_sample[i] for i in range(samples)])
 
 
-def report_data(store: Store, run: Run | None = None) -> ReportData:
+def report_data(
+    store: Store, run: Run | None = None, findings: Sequence[str] = ()
+) -> ReportData:
     """Everything the report shows about ``run`` (default: the store's latest run).
+
+    ``findings`` are a named suite's conclusions, shown first on the page.
 
     Raises
     ------
@@ -64,6 +68,7 @@ def report_data(store: Store, run: Run | None = None) -> ReportData:
     return ReportData(
         run_id=run.config_hash,
         config=config,
+        findings=tuple(findings),
         rows=[
             ReportRow(
                 sample=row.sample,
@@ -91,17 +96,14 @@ REPORT_NAME = "report.html"
 """The report's file name inside a benchmark's output folder."""
 
 
-def write_run_report(store: Store, run: Run | None, out: Path) -> Path | None:
+def write_run_report(
+    store: Store, run: Run | None, out: Path, findings: Sequence[str] = ()
+) -> Path | None:
     """Write the HTML report of ``run`` as ``out / "report.html"`` (exports beside it).
 
-    Returns ``None`` when the report module is absent (a source tree without
-    :mod:`faithmap.bench.report`) or the run has no rows yet (no task finished, or only
-    skipped ones).
+    Returns ``None`` when the run has no rows yet (no task finished, or only skipped ones).
     """
-    if importlib.util.find_spec("faithmap.bench.report") is None:
-        return None
     run = run or store.run()
     if len(store.done(run)) == len(store.skipped(run)):  # no task with rows yet
         return None
-    module = importlib.import_module("faithmap.bench.report")
-    return Path(module.write_report(report_data(store, run), Path(out) / REPORT_NAME))
+    return write_report(report_data(store, run, findings), Path(out) / REPORT_NAME)

@@ -31,7 +31,7 @@ from faithmap.errors import InvalidParameterError
 from faithmap.metrics import DEFAULT_METRICS, METRICS, metric_spec
 from faithmap.registry import available, method_class
 from faithmap.validation import check_int
-from faithmap.zoo import BUILTIN_MODELS
+from faithmap.zoo import BUILTIN_MODELS, ZOO_MODELS
 
 DATASETS: Mapping[str, Callable[..., ShapesBatch]] = MappingProxyType({"shapes": make_shapes})
 """Built-in data sets a benchmark can run on, with ground-truth masks, by name."""
@@ -98,8 +98,9 @@ class BenchConfig:
     ----------
     data : {"shapes"}, default="shapes"
         The built-in data set: :func:`faithmap.data.make_shapes` images with object masks.
-    models : sequence of str, default=all built-in models
-        Names from :data:`faithmap.zoo.BUILTIN_MODELS`.
+    models : sequence of str, default=:data:`faithmap.zoo.BUILTIN_MODELS`
+        Names from :data:`faithmap.zoo.ZOO_MODELS` (the built-in models and their
+        adversarially trained versions).
     methods : sequence of str, default=every registered method
         Names from :func:`faithmap.available`.
     metrics : sequence of str, default=:data:`faithmap.metrics.DEFAULT_METRICS`
@@ -157,7 +158,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising the fields of a frozen dataclass
         set_(self, "data", _names([self.data], "data set", tuple(DATASETS))[0])
-        set_(self, "models", _names(self.models, "model", BUILTIN_MODELS))
+        set_(self, "models", _names(self.models, "model", ZOO_MODELS))
         set_(self, "methods", _names(self.methods, "method", available()))
         set_(self, "metrics", _names(self.metrics, "metric", sorted(METRICS)))
         set_(self, "executor", _names([self.executor], "executor", EXECUTORS)[0])

@@ -78,6 +78,9 @@ class ReportData:
         needed when ``attributions`` is not empty.
     masks : Tensor, optional
         ``(S, 1, H, W)`` ground-truth masks (bool), outlined on the heatmaps.
+    findings : sequence of str, optional
+        Statements a named suite makes about this run's results (for example, which findings
+        of a paper hold), shown first on the page.
     versions : mapping from package name to version string, optional
 
     References
@@ -95,6 +98,7 @@ class ReportData:
     images: Tensor | None = None
     masks: Tensor | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
+    findings: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         squeezed = {

@@ -312,6 +312,18 @@ def render_page(
             _config(data, exports),
         ),
     ]
+    if data.findings:
+        items = "".join(f"<li>{_e(finding)}</li>" for finding in data.findings)
+        sections.insert(
+            0,
+            (
+                "findings",
+                "Findings",
+                "What the suite concludes from this run's numbers.",
+                f'<ul class="findings">{items}</ul>',
+            ),
+        )
+        links.insert(0, ("findings", "Findings"))
     body = "".join(
         f'<section id="{anchor}"><h2>{_e(title)}</h2><p class="note">{_e(note)}</p>'
         f"{content}</section>"

@@ -4,7 +4,7 @@
 opens the configuration's run in the store, skips the tasks it already holds, hands the rest
 to an executor (in process or Ray) and writes each task's results in one transaction as soon as
 it comes back. At the end it exports the run's rows (``results.csv``, ``results.json``) and,
-when the HTML report module is installed, writes the report.
+writes the HTML report.
 
 References
 ----------
@@ -50,7 +50,7 @@ def run_bench(
     progress : bool, default=True
         Show a progress bar (on stderr) over the tasks, with the ETA and passes per second.
     report : bool, default=True
-        Write the HTML report into ``config.out`` at the end (when the report module exists).
+        Write the HTML report into ``config.out`` at the end.
 
     Returns
     -------

@@ -23,6 +23,7 @@ from faithmap.bench import (
 from faithmap.bench.collect import REPORT_NAME, write_run_report
 from faithmap.bench.config import merge_params
 from faithmap.bench.store import STORE_NAME
+from faithmap.bench.suites import SUITES, Suite, bench_findings
 from faithmap.cli.common import app, clean_errors, console, dotted_params, split_names
 from faithmap.errors import InvalidParameterError
 from faithmap.validation import check_int
@@ -32,6 +33,13 @@ from faithmap.validation import check_int
 def bench(
     config: Annotated[
         Path | None, typer.Option(help="A TOML file of BenchConfig keys; flags override it.")
+    ] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            help="A named suite (robustness): its models, methods and metrics, and its "
+            "findings in the report. A --config and flags override it."
+        ),
     ] = None,
     data: Annotated[str | None, typer.Option(help="Built-in data set (shapes).")] = None,
     models: Annotated[
@@ -85,9 +93,14 @@ def bench(
     with clean_errors():
         if threads is not None:
             torch.set_num_threads(check_int(threads, "threads", "faithmap bench", low=1))
+        chosen = _suite(suite)
         values: dict[str, Any] = (
-            read_toml(config) if config is not None else {"method_params": DEFAULT_METHOD_PARAMS}
+            dict(chosen.bench_options())
+            if chosen is not None
+            else {"method_params": DEFAULT_METHOD_PARAMS}
         )
+        if config is not None:
+            values.update(read_toml(config))
         method_params = dotted_params(param, "--param", "method", "rise.n_masks=500")
         metric_params = dotted_params(
             metric_param, "--metric-param", "metric", "insertion.steps=16"
@@ -111,11 +124,20 @@ def bench(
         }
         values.update({key: value for key, value in flags.items() if value is not None})
         configured = BenchConfig(**values)
-        rows = run_bench(configured, progress=progress, report=report)
+        rows = run_bench(configured, progress=progress, report=report and chosen is None)
         _print_summary(rows, configured.metrics, configured.n_samples)
         folder = configured.out
+        stated: list[str] = []
+        if chosen is not None:
+            stated = bench_findings(chosen, rows, configured.n_samples)
+            console.print(f"\n{chosen.name} suite findings:", highlight=False)
+            for line in stated:
+                console.print(f"- {line}", highlight=False, soft_wrap=True)
         with Store(folder) as store:
-            skipped = store.skipped(store.run(configured.hash))
+            run = store.run(configured.hash)
+            skipped = store.skipped(run)
+            if chosen is not None and report:
+                write_run_report(store, run, folder, stated)
         reasons = {task.rsplit("/", 1)[0]: why for task, why in skipped.items()}
         for pair, why in reasons.items():
             console.print(f"skipped {pair}: {why}", highlight=False, soft_wrap=True)
@@ -123,6 +145,17 @@ def bench(
         if report and (folder / REPORT_NAME).is_file():
             written.append(folder / REPORT_NAME)
         console.print("wrote " + ", ".join(map(str, written)), highlight=False, soft_wrap=True)
+
+
+def _suite(name: str | None) -> Suite | None:
+    """The named suite, or a clear error listing the valid names."""
+    if name is None:
+        return None
+    if name not in SUITES:
+        raise InvalidParameterError(
+            f"Unknown suite {name!r}. Valid names are: {', '.join(sorted(SUITES))}."
+        )
+    return SUITES[name]
 
 
 def _print_summary(rows: list[Row], metrics: Sequence[str], samples: int) -> None:
@@ -171,7 +204,6 @@ def report(
             page = write_run_report(opened, chosen, out or path.parent)
         if page is None:
             raise InvalidParameterError(
-                f"Nothing to report for run {chosen.id} ({chosen.config_hash}): it has no rows "
-                "yet, or the HTML report module (faithmap.bench.report) is not installed."
+                f"Nothing to report for run {chosen.id} ({chosen.config_hash}): it has no rows yet."
             )
         console.print(f"wrote {page}", highlight=False, soft_wrap=True)

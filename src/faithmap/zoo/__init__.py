@@ -20,7 +20,16 @@ from faithmap.errors import FaithmapError, InvalidParameterError
 from faithmap.zoo.architectures import SmallCNN, SmallResNet
 from faithmap.zoo.vit import SmallViT
 
-__all__ = ["BUILTIN_MODELS", "SmallCNN", "SmallResNet", "SmallViT", "architecture", "load_builtin"]
+__all__ = [
+    "BUILTIN_MODELS",
+    "ROBUST_MODELS",
+    "ZOO_MODELS",
+    "SmallCNN",
+    "SmallResNet",
+    "SmallViT",
+    "architecture",
+    "load_builtin",
+]
 
 _ARCHITECTURES: Final[dict[str, Callable[[], nn.Module]]] = {
     "cnn": lambda: SmallCNN(num_classes=len(CLASS_NAMES)),
@@ -29,7 +38,13 @@ _ARCHITECTURES: Final[dict[str, Callable[[], nn.Module]]] = {
 }
 
 BUILTIN_MODELS: Final[tuple[str, ...]] = tuple(_ARCHITECTURES)
-"""Names accepted by :func:`load_builtin` and :func:`architecture`."""
+"""The built-in models: names accepted by :func:`architecture`, and the benchmark's default."""
+
+ROBUST_MODELS: Final[tuple[str, ...]] = ("cnn_robust", "resnet_robust")
+"""Adversarially trained versions of built-in models (:mod:`faithmap.zoo.adversarial`)."""
+
+ZOO_MODELS: Final[tuple[str, ...]] = BUILTIN_MODELS + ROBUST_MODELS
+"""Every name :func:`load_builtin` accepts."""
 
 
 def architecture(name: str) -> nn.Module:
@@ -68,7 +83,9 @@ def load_builtin(name: str) -> nn.Module:
     Parameters
     ----------
     name : str
-        ``"cnn"``, ``"resnet"`` or ``"vit"``.
+        ``"cnn"``, ``"resnet"`` or ``"vit"``, or ``"cnn_robust"``, ``"resnet_robust"`` for the
+        adversarially trained versions (same architecture, weights from
+        ``python -m faithmap.zoo.adversarial``).
 
     Returns
     -------
@@ -78,7 +95,7 @@ def load_builtin(name: str) -> nn.Module:
     Raises
     ------
     InvalidParameterError
-        If `name` is not in :data:`BUILTIN_MODELS`.
+        If `name` is not in :data:`ZOO_MODELS`.
     FaithmapError
         If the weights file is missing from the installation.
 
@@ -89,12 +106,19 @@ def load_builtin(name: str) -> nn.Module:
     >>> model(make_shapes(4, seed=1).images).shape
     torch.Size([4, 6])
     """
-    model = architecture(name)
+    if not isinstance(name, str) or name not in ZOO_MODELS:
+        raise InvalidParameterError(
+            f"The 'name' parameter must be one of {', '.join(map(repr, ZOO_MODELS))}. "
+            f"Got {name!r} instead."
+        )
+    base = name.removesuffix("_robust")
+    model = architecture(base)
     weights = files("faithmap.zoo").joinpath("weights", f"{name}.safetensors")
     if not weights.is_file():
+        script = "adversarial" if name in ROBUST_MODELS else "train"
         raise FaithmapError(
             f"The weights of the built-in model {name!r} are missing ({weights}). Make them with "
-            f"`python -m faithmap.zoo.train --arch {name} "
+            f"`python -m faithmap.zoo.{script} --arch {base} "
             f"--out src/faithmap/zoo/weights/{name}.safetensors`."
         )
     model.load_state_dict(load_safetensors(weights.read_bytes()))

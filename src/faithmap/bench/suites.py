@@ -1,0 +1,355 @@
+"""Named benchmark suites: a published study's design, as data, run on faithmap's own data.
+
+:data:`ROBUSTNESS` reproduces the design of "How explainable are adversarially-robust CNNs?"
+(Nourelahi et al. 2022) on :func:`faithmap.data.make_shapes`: vanilla and PGD-trained versions
+of the built-in CNN and ResNet (:mod:`faithmap.zoo.adversarial`), 9 methods from the gradient,
+CAM and perturbation families, Insertion/Deletion and three localisation metrics against the
+object masks. :func:`run_suite` runs it in this process; besides the metric rows it measures
+each model's clean confidence (softmax of the predicted class), accuracy and accuracy on
+corrupted images, and states with :func:`~faithmap.bench.findings.findings` which of the
+paper's findings hold.
+
+References
+----------
+Nourelahi, Kotthoff, Chen and Nguyen, "How explainable are adversarially-robust CNNs?",
+arXiv:2205.13042, 2022.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from faithmap.api import explain
+from faithmap.bench.findings import findings
+from faithmap.data import make_shapes
+from faithmap.evaluate import evaluate
+from faithmap.model import Model
+from faithmap.validation import check_int
+from faithmap.zoo import load_builtin
+
+__all__ = [
+    "ROBUSTNESS",
+    "SUITES",
+    "Suite",
+    "SuiteResult",
+    "bench_findings",
+    "findings",
+    "measure_models",
+    "run_suite",
+]
+
+
+def _frozen(params: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
+    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in params.items()})
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named benchmark design: which models, methods and metrics, with which parameters.
+
+    Attributes
+    ----------
+    name : str
+        The suite's name (``faithmap bench --suite <name>``).
+    reference : str
+        The study whose design it reproduces.
+    models : tuple of str
+        Model names; ``<arch>_robust`` is the adversarially trained ``<arch>``.
+    families : mapping of str to str
+        Each method (in order) → ``"gradient"``, ``"cam"`` or ``"perturbation"``.
+    metrics : tuple of str
+        Registered metric names.
+    method_params, metric_params : mapping
+        Parameters per method and per metric; those not named use their defaults.
+    n_samples : int
+        Images explained per model.
+    data_seed : int
+        Seed of the explained images.
+    n_accuracy : int
+        Fresh images on which accuracy and corrupted accuracy are measured.
+    accuracy_seed : int
+        Seed of those images (odd: never a training set of the zoo's scripts).
+    batch_size : int or None
+        Rows per model call (:class:`faithmap.Model`); ``None`` measures the fastest.
+    image_size : int
+        Side of the :func:`~faithmap.data.make_shapes` images.
+    """
+
+    name: str
+    reference: str
+    models: tuple[str, ...]
+    families: Mapping[str, str]
+    metrics: tuple[str, ...]
+    method_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    metric_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    n_samples: int = 16
+    data_seed: int = 0
+    n_accuracy: int = 500
+    accuracy_seed: int = 7919
+    batch_size: int | None = 32
+    image_size: int = 64
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods, in order."""
+        return tuple(self.families)
+
+    def bench_options(self) -> dict[str, Any]:
+        """The suite as keyword arguments of :class:`faithmap.bench.BenchConfig`."""
+        return {
+            "models": self.models,
+            "methods": self.methods,
+            "metrics": self.metrics,
+            "method_params": self.method_params,
+            "metric_params": self.metric_params,
+            "n_samples": self.n_samples,
+            "data_seed": self.data_seed,
+            "batch_size": self.batch_size,
+        }
+
+
+ROBUSTNESS = Suite(
+    name="robustness",
+    reference=(
+        'Nourelahi, Kotthoff, Chen and Nguyen, "How explainable are adversarially-robust '
+        'CNNs?", arXiv:2205.13042, 2022'
+    ),
+    models=("cnn", "cnn_robust", "resnet", "resnet_robust"),
+    families=MappingProxyType(
+        {
+            "saliency": "gradient",
+            "input_x_gradient": "gradient",
+            "integrated_gradients": "gradient",
+            "smoothgrad": "gradient",
+            "grad_cam": "cam",
+            "grad_cam_pp": "cam",
+            "rise": "perturbation",
+            "occlusion": "perturbation",
+            "lime": "perturbation",
+        }
+    ),
+    metrics=(
+        "insertion",
+        "deletion",
+        "pointing_game",
+        "energy_pointing_game",
+        "relevance_mass_accuracy",
+    ),
+    method_params=_frozen(
+        {
+            "smoothgrad": {"n_samples": 25},
+            # Both built-in CNNs end in a block named "features" (their last conv block; the
+            # ResNet's last nn.Conv2d would be the shortcut projection).
+            "grad_cam": {"layer": "features"},
+            "grad_cam_pp": {"layer": "features"},
+            "rise": {"n_masks": 1000},
+            "lime": {"n_samples": 200},
+        }
+    ),
+    # TorchRay's 15 px tolerance at 224 px is about 4 px at the shapes' 64 px.
+    metric_params=_frozen({"pointing_game": {"tolerance": 4}}),
+)
+"""The design of Nourelahi et al. (2022) on faithmap's shapes (:func:`run_suite` runs it)."""
+
+SUITES: Mapping[str, Suite] = MappingProxyType({ROBUSTNESS.name: ROBUSTNESS})
+"""Every named suite by name."""
+
+
+def _corrupted(images: Tensor, seed: int) -> list[Tensor]:
+    """Two shifted copies of ``images``: Gaussian noise (sigma 0.1) and a 5 x 5 box blur."""
+    gen = torch.Generator(device=images.device).manual_seed(seed)
+    noise = torch.randn(images.shape, generator=gen, device=images.device, dtype=images.dtype)
+    blurred = F.avg_pool2d(images, 5, stride=1, padding=2, count_include_pad=False)
+    return [(images + 0.1 * noise).clamp(0.0, 1.0), blurred]
+
+
+def _accuracy(model: Model, images: Tensor, labels: Tensor) -> float:
+    return float((model.predict(images) == labels).double().mean())
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """What :func:`run_suite` measured.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        The rows of :func:`faithmap.evaluate`, with a ``model`` column first.
+    confidences : pandas.DataFrame
+        ``model, sample, confidence, predicted``: the softmax probability of the
+        predicted class of each explained image.
+    accuracies : pandas.DataFrame
+        Indexed by model: ``accuracy`` on fresh images, ``ood_accuracy`` on their corrupted
+        copies (mean over noise and blur), ``confidence`` (mean clean confidence).
+    findings : list of str
+        One sentence per finding (i)-(v) of the paper.
+    seconds : float
+        Wall time of the run.
+    """
+
+    frame: Any
+    confidences: Any
+    accuracies: Any
+    findings: list[str]
+    seconds: float
+
+
+def measure_models(
+    suite: Suite, n_samples: int, *, load: Callable[[str], nn.Module] = load_builtin
+) -> tuple[Any, Any]:
+    """Each model's confidence on the explained images, and its accuracy, clean and shifted.
+
+    Returns
+    -------
+    confidences : pandas.DataFrame
+        ``model, sample, confidence, predicted`` on the suite's first ``n_samples`` images.
+    accuracies : pandas.DataFrame
+        Indexed by model: ``accuracy`` on :attr:`Suite.n_accuracy` fresh images,
+        ``ood_accuracy`` on their corrupted copies (mean over noise and blur), ``confidence``.
+    """
+    import pandas
+
+    data = make_shapes(n_samples, seed=suite.data_seed, size=suite.image_size)
+    fresh = make_shapes(suite.n_accuracy, seed=suite.accuracy_seed, size=suite.image_size)
+    shifted = _corrupted(fresh.images, suite.accuracy_seed)
+    confidence_rows, accuracy_rows = [], []
+    for name in suite.models:
+        model = Model(load(name), batch_size=suite.batch_size)
+        confidence, predicted = model.outputs(data.images, activation="softmax").max(dim=1)
+        confidence_rows += [
+            {"model": name, "sample": i, "confidence": float(c), "predicted": int(p)}
+            for i, (c, p) in enumerate(zip(confidence, predicted, strict=True))
+        ]
+        accuracy_rows.append(
+            {
+                "model": name,
+                "accuracy": _accuracy(model, fresh.images, fresh.labels),
+                "ood_accuracy": sum(_accuracy(model, x, fresh.labels) for x in shifted)
+                / len(shifted),
+                "confidence": float(confidence.mean()),
+            }
+        )
+    return pandas.DataFrame(confidence_rows), pandas.DataFrame(accuracy_rows).set_index("model")
+
+
+def bench_findings(suite: Suite, rows: Sequence[Any], n_samples: int) -> list[str]:
+    """The suite's findings from a benchmark run's rows (``faithmap bench --suite``).
+
+    ``rows`` are :class:`faithmap.bench.Row` of a run of ``suite.bench_options()`` on
+    ``n_samples`` images; the models' confidences and accuracies are measured here.
+    """
+    import pandas
+
+    frame = pandas.DataFrame(
+        {
+            "model": row.model,
+            "method": row.method,
+            "metric": row.metric,
+            "sample": row.sample,
+            "value": row.value,
+            "higher_is_better": row.higher_is_better,
+        }
+        for row in rows
+    )
+    confidences, accuracies = measure_models(suite, n_samples)
+    return findings(frame, confidences, families=suite.families, accuracies=accuracies)
+
+
+def run_suite(
+    suite: Suite = ROBUSTNESS,
+    *,
+    n_samples: int | None = None,
+    load: Callable[[str], nn.Module] = load_builtin,
+    log: Callable[[str], None] | None = None,
+) -> SuiteResult:
+    """Run a suite in this process: explain, evaluate, measure confidence and accuracy.
+
+    Parameters
+    ----------
+    suite : Suite, default=ROBUSTNESS
+        The design to run.
+    n_samples : int, optional
+        Images explained per model; ``None``: ``suite.n_samples``.
+    load : callable, default=faithmap.zoo.load_builtin
+        Model name → ``nn.Module`` (classifying ``make_shapes`` images).
+    log : callable, optional
+        Called with one line per model and method as the run progresses.
+
+    Returns
+    -------
+    SuiteResult
+        The metric rows, confidences, accuracies and the findings.
+
+    References
+    ----------
+    Nourelahi, Kotthoff, Chen and Nguyen, "How explainable are adversarially-robust CNNs?",
+    arXiv:2205.13042, 2022.
+    """
+    import pandas
+
+    n = check_int(
+        suite.n_samples if n_samples is None else n_samples, "n_samples", "run_suite", low=1
+    )
+    started = time.perf_counter()
+    data = make_shapes(n, seed=suite.data_seed, size=suite.image_size)
+    confidences, accuracies = measure_models(suite, n, load=load)
+    frames = []
+    for name in suite.models:
+        model = Model(load(name), batch_size=suite.batch_size)
+        explanations = {}
+        for method in suite.methods:
+            explanations[method] = explain(
+                model, data.images, method=method, **suite.method_params.get(method, {})
+            )
+            if log is not None:
+                log(f"{name}: {method} explained ({time.perf_counter() - started:.0f} s)")
+        frame = evaluate(
+            model,
+            data.images,
+            explanations,
+            metrics=list(suite.metrics),
+            masks=data.masks,
+            params=suite.metric_params,
+        )
+        frame.insert(0, "model", name)
+        frames.append(frame)
+        if log is not None:
+            log(f"{name}: evaluated ({time.perf_counter() - started:.0f} s)")
+    frame = pandas.concat(frames, ignore_index=True)
+    stated = findings(frame, confidences, families=suite.families, accuracies=accuracies)
+    return SuiteResult(frame, confidences, accuracies, stated, time.perf_counter() - started)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run :data:`ROBUSTNESS`; print its accuracies, findings and time, optionally save rows.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments; ``sys.argv[1:]`` when None.
+    """
+    parser = argparse.ArgumentParser(prog="python -m faithmap.bench.suites")
+    parser.add_argument("--n-samples", type=int, dest="n_samples", default=None)
+    parser.add_argument("--csv", type=Path, default=None, help="write the metric rows here")
+    options = parser.parse_args(argv)
+    result = run_suite(n_samples=options.n_samples, log=lambda line: print(line, flush=True))
+    if options.csv is not None:
+        result.frame.to_csv(options.csv, index=False)
+    print(result.accuracies.round(3).to_string())
+    print("\n".join(result.findings))
+    n = ROBUSTNESS.n_samples if options.n_samples is None else options.n_samples
+    print(f"{n} samples per model, {len(ROBUSTNESS.models)} models, in {result.seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
