@@ -57,12 +57,13 @@ def _uniform_bits(seed: int, samples: Tensor, indices: Tensor, count: int) -> Te
 
     A counter-based generator: every value hashes its own coordinates, so the draws of a row
     do not depend on which rows share its batch, and no Python loop or host sync is needed.
+    The row and element keys are hashed apart, so the full ``(B, count)`` table costs one hash.
     """
     device = samples.device
     base = _mix(torch.full_like(samples, seed & _MASK32, dtype=torch.int64))
     rows = _mix(_mix(base ^ samples.long()) ^ indices.long())
-    elements = torch.arange(count, device=device, dtype=torch.int64)
-    bits = _mix(_mix(rows[:, None] ^ _mix(elements)[None, :]) ^ 0x9E3779B9)
+    elements = _mix(_mix(torch.arange(count, device=device, dtype=torch.int64)) ^ 0x9E3779B9)
+    bits = _mix(rows[:, None] ^ elements[None, :])
     return (bits.double() + 0.5) / 2.0**32
 
 
@@ -79,7 +80,8 @@ def row_normal(
     """Standard normal (or U[-1, 1]) draws ``(B, *shape)`` for the rows (sample, draw index).
 
     Counter-based (:func:`_uniform_bits`): row ``b`` depends only on ``seed``, ``samples[b]``
-    and ``indices[b]``; normals by the Box-Muller transform.
+    and ``indices[b]``; normals by the Box-Muller transform, two (cosine and sine) per pair of
+    uniform draws.
     """
     count = 1
     for size in shape:
@@ -88,9 +90,11 @@ def row_normal(
     if uniform:
         draws = _uniform_bits(seed, samples, indices, count) * 2 - 1
     else:
-        pairs = _uniform_bits(seed, samples, indices, 2 * count).view(-1, count, 2)
+        half = (count + 1) // 2
+        pairs = _uniform_bits(seed, samples, indices, 2 * half).view(-1, half, 2)
         radius = (-2 * pairs[..., 0].log()).sqrt()
-        draws = radius * torch.cos(2 * torch.pi * pairs[..., 1])
+        angle = 2 * torch.pi * pairs[..., 1]
+        draws = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], 1)[:, :count]
     return draws.to(dtype).view(samples.shape[0], *shape)
 
 
