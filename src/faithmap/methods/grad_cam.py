@@ -6,15 +6,13 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from faithmap.methods.layers import LayerMethod, layer_gradients, upsample
-from faithmap.model import Activation, Model, check_activation
+from faithmap.methods.layers import GradientCam
 from faithmap.registry import register
-from faithmap.targets import Target
 
 
 @register("grad_cam")
 @dataclass(frozen=True, kw_only=True)
-class GradCam(LayerMethod):
+class GradCam(GradientCam):
     """Gradient-weighted class activation mapping (Selvaraju et al. 2017).
 
     Each map ``A_k`` of the layer is weighted by ``alpha_k``, the mean over positions of the
@@ -48,23 +46,6 @@ class GradCam(LayerMethod):
     torch.Size([2, 1, 8, 8])
     """
 
-    relu: bool = True
-    activation: Activation = "logits"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_activation(self.activation, "GradCam")
-
-    def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
-        maps, gradients = layer_gradients(
-            model,
-            inputs,
-            target,
-            layer=self.layer,
-            prefix_tokens=self.prefix_tokens,
-            activation=self.activation,
-            owner="GradCam",
-        )
+    def combine(self, maps: Tensor, gradients: Tensor) -> Tensor:
         weights = gradients.mean(dim=(2, 3), keepdim=True)
-        cam = (weights * maps).sum(dim=1, keepdim=True)
-        return upsample(cam.relu() if self.relu else cam, (inputs.shape[-2], inputs.shape[-1]))
+        return (weights * maps).sum(dim=1, keepdim=True)

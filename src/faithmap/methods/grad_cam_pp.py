@@ -7,15 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from faithmap.methods.layers import LayerMethod, layer_gradients, upsample
-from faithmap.model import Activation, Model, check_activation
+from faithmap.methods.layers import GradientCam
 from faithmap.registry import register
-from faithmap.targets import Target
 
 
 @register("grad_cam_pp")
 @dataclass(frozen=True, kw_only=True)
-class GradCamPlusPlus(LayerMethod):
+class GradCamPlusPlus(GradientCam):
     """Grad-CAM++ in its closed form (Chattopadhay et al. 2018).
 
     With ``g = dS/dA`` the gradient of the class score ``S`` and the paper's exponential score
@@ -45,27 +43,10 @@ class GradCamPlusPlus(LayerMethod):
     Visual Explanations for Deep Convolutional Networks", WACV 2018.
     """
 
-    relu: bool = True
-    activation: Activation = "logits"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_activation(self.activation, "GradCamPlusPlus")
-
-    def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
-        maps, gradients = layer_gradients(
-            model,
-            inputs,
-            target,
-            layer=self.layer,
-            prefix_tokens=self.prefix_tokens,
-            activation=self.activation,
-            owner="GradCamPlusPlus",
-        )
+    def combine(self, maps: Tensor, gradients: Tensor) -> Tensor:
         squared = gradients.square()
         denominator = 2 * squared + maps.sum(dim=(2, 3), keepdim=True) * squared * gradients
         safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
         alphas = torch.where(denominator != 0, squared / safe, torch.zeros_like(squared))
         weights = (alphas * gradients.relu()).sum(dim=(2, 3), keepdim=True)
-        cam = (weights * maps).sum(dim=1, keepdim=True)
-        return upsample(cam.relu() if self.relu else cam, (inputs.shape[-2], inputs.shape[-1]))
+        return (weights * maps).sum(dim=1, keepdim=True)

@@ -6,15 +6,13 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from faithmap.methods.layers import LayerMethod, layer_gradients, upsample
-from faithmap.model import Activation, Model, check_activation
+from faithmap.methods.layers import GradientCam
 from faithmap.registry import register
-from faithmap.targets import Target
 
 
 @register("layer_cam")
 @dataclass(frozen=True, kw_only=True)
-class LayerCam(LayerMethod):
+class LayerCam(GradientCam):
     """Layer-CAM: element-wise positive-gradient weighting (Jiang et al. 2021).
 
     The map is ``ReLU(sum_k ReLU(dS/dA_k) * A_k)``, upsampled bilinearly to the input size:
@@ -39,22 +37,5 @@ class LayerCam(LayerMethod):
     Localization", IEEE Transactions on Image Processing 30, 2021.
     """
 
-    relu: bool = True
-    activation: Activation = "logits"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_activation(self.activation, "LayerCam")
-
-    def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
-        maps, gradients = layer_gradients(
-            model,
-            inputs,
-            target,
-            layer=self.layer,
-            prefix_tokens=self.prefix_tokens,
-            activation=self.activation,
-            owner="LayerCam",
-        )
-        cam = (gradients.relu() * maps).sum(dim=1, keepdim=True)
-        return upsample(cam.relu() if self.relu else cam, (inputs.shape[-2], inputs.shape[-1]))
+    def combine(self, maps: Tensor, gradients: Tensor) -> Tensor:
+        return (gradients.relu() * maps).sum(dim=1, keepdim=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -26,7 +27,7 @@ from torch.utils.hooks import RemovableHandle
 
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
 from faithmap.methods.base import Method
-from faithmap.model import Activation, Model
+from faithmap.model import Activation, Model, check_activation
 from faithmap.targets import Target
 from faithmap.validation import check_int
 
@@ -327,3 +328,43 @@ class LayerMethod(Method):
             )
         if self.prefix_tokens is not None:
             check_int(self.prefix_tokens, "prefix_tokens", owner, low=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradientCam(LayerMethod):
+    """A CAM weighting a layer's maps by the gradient of the target score (Grad-CAM family).
+
+    Subclasses give :meth:`combine`, the coarse map from the layer's maps and gradients; the
+    final ReLU (``relu``) and the bilinear upsampling to the input size are shared.
+
+    Parameters
+    ----------
+    relu : bool, default=True
+        Apply the papers' final ReLU to the coarse map.
+    activation : {"logits", "softmax"}, default="logits"
+        The score differentiated: the class logit (the papers) or its softmax.
+    """
+
+    relu: bool = True
+    activation: Activation = "logits"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_activation(self.activation, type(self).__name__)
+
+    @abstractmethod
+    def combine(self, maps: Tensor, gradients: Tensor) -> Tensor:
+        """The coarse map ``(N, 1, h, w)`` from maps and gradients ``(N, K, h, w)``."""
+
+    def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
+        maps, gradients = layer_gradients(
+            model,
+            inputs,
+            target,
+            layer=self.layer,
+            prefix_tokens=self.prefix_tokens,
+            activation=self.activation,
+            owner=type(self).__name__,
+        )
+        cam = self.combine(maps, gradients)
+        return upsample(cam.relu() if self.relu else cam, (inputs.shape[-2], inputs.shape[-1]))
