@@ -61,3 +61,26 @@ def explain(
         The method's parameters (``steps``, ``seed``, ...).
     """
     return get_method(method, **params).explain(model, inputs, target)
+
+
+def method_of(explanation: object, method: Method | str | None, owner: str) -> Method:
+    """The method to explain again with: ``method`` if given, else the one ``explanation`` records.
+
+    Metrics that re-explain (sensitivity, Lipschitz, the sanity checks) rebuild the method
+    from the explanation's name and config.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``method`` is None and ``explanation`` is a bare tensor, which records no method.
+    """
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, str):
+        return get_method(method)
+    if isinstance(explanation, Explanation):
+        return get_method(explanation.method, **dict(explanation.config))
+    raise InvalidParameterError(
+        f"{owner} explains again with the explanation's method, but a bare tensor records none. "
+        "Pass a faithmap.Explanation, or the method: method='saliency' (a name or a Method)."
+    )

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithmap.api import get_method
+from faithmap.api import method_of
 from faithmap.cost import Cost
-from faithmap.errors import InvalidParameterError, ShapeError
+from faithmap.errors import ShapeError
 from faithmap.explanation import Explanation, attribution_map
 from faithmap.methods.base import Method, as_model
 from faithmap.metrics.fidelity import row_normal
@@ -76,19 +76,6 @@ class _Reexplained:
     method: str
 
 
-def _method_of(explanation: Explanation | Tensor, method: MethodLike, owner: str) -> Method:
-    if isinstance(method, Method):
-        return method
-    if isinstance(method, str):
-        return get_method(method)
-    if isinstance(explanation, Explanation):
-        return get_method(explanation.method, **dict(explanation.config))
-    raise InvalidParameterError(
-        f"{owner} re-runs the explaining method, but the explanation is a bare tensor. Pass "
-        "an Explanation (it records its method) or method=faithmap.get_method(name, ...)."
-    )
-
-
 def _reexplain(
     owner: str,
     model: Any,
@@ -103,7 +90,7 @@ def _reexplain(
 ) -> _Reexplained:
     check_int(n_samples, "n_samples", owner, low=1)
     check_int(seed, "seed", owner)
-    explainer = _method_of(explanation, method, owner)
+    explainer = method_of(explanation, method, owner)
     wrapped = as_model(model)
     checked = check_inputs(inputs, owner)
     original = attribution_map(explanation).detach()

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from faithmap.api import method_of
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
 from faithmap.explanation import Explanation, attribution_map
 from faithmap.methods.base import Method, as_model
@@ -65,22 +66,6 @@ class RandomLogitResult(MetricResult):
     """
 
     other: Tensor
-
-
-def _method(explanation: object, method: Method | str | None, owner: str) -> Method:
-    """The method to re-explain with: ``method``, else the explanation's own."""
-    from faithmap.api import get_method
-
-    if isinstance(method, Method):
-        return method
-    if isinstance(method, str):
-        return get_method(method)
-    if isinstance(explanation, Explanation):
-        return get_method(explanation.method, **dict(explanation.config))
-    raise InvalidParameterError(
-        f"{owner} re-explains with the explanation's method, but a raw tensor carries none. "
-        "Pass a faithmap.Explanation, or method='saliency' (a name or a Method)."
-    )
 
 
 def _setup(
@@ -196,7 +181,7 @@ def model_randomisation(
     owner = "model_randomisation"
     check_choice(order, "order", owner, ("cascading", "independent"))
     check_choice(summary, "summary", owner, ("mean", "last"))
-    explainer = _method(explanation, method, owner)
+    explainer = method_of(explanation, method, owner)
     wrapped = as_model(model)
     module = wrapped.module
     if not isinstance(module, nn.Module):
@@ -305,7 +290,7 @@ def random_logit(
     ICML 2020.
     """
     owner = "random_logit"
-    explainer = _method(explanation, method, owner)
+    explainer = method_of(explanation, method, owner)
     wrapped = as_model(model)
     with wrapped.ledger.track() as spent:
         checked, original, classes, rule = _setup(
