@@ -233,6 +233,11 @@ def test_bench_suite_runs_through_the_store_and_states_findings_in_the_report(
     page = (out / "report.html").read_text()
     assert 'id="findings"' in page
     assert "(iv) Insertion and Deletion" in page
+    # The findings are stored with the run: `faithmap report` writes them again.
+    (out / "report.html").unlink()
+    again = CliRunner().invoke(app, ["report", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "(iv) Insertion and Deletion" in (out / "report.html").read_text()
 
 
 def test_unknown_suite_lists_the_valid_ones() -> None:

@@ -13,7 +13,6 @@ BMVC 2018 (the insertion and deletion curves passed on to the report).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -32,12 +31,8 @@ def _complete(by_sample: dict[int, Tensor], samples: int) -> Tensor | None:
     return torch.stack([by_sample[i] for i in range(samples)])
 
 
-def report_data(
-    store: Store, run: Run | None = None, findings: Sequence[str] = ()
-) -> ReportData:
+def report_data(store: Store, run: Run | None = None) -> ReportData:
     """Everything the report shows about ``run`` (default: the store's latest run).
-
-    ``findings`` are a named suite's conclusions, shown first on the page.
 
     Raises
     ------
@@ -47,6 +42,7 @@ def report_data(
     run = run or store.run()
     with store.reading():
         rows, maps, curves = store.rows(run), store.maps(run), store.curves(run)
+        findings = store.findings(run)
     if not rows:
         raise InvalidParameterError(
             f"Run {run.id} ({run.config_hash}) in {str(store.path)!r} has no finished task yet; "
@@ -96,9 +92,7 @@ REPORT_NAME = "report.html"
 """The report's file name inside a benchmark's output folder."""
 
 
-def write_run_report(
-    store: Store, run: Run | None, out: Path, findings: Sequence[str] = ()
-) -> Path | None:
+def write_run_report(store: Store, run: Run | None, out: Path) -> Path | None:
     """Write the HTML report of ``run`` as ``out / "report.html"`` (exports beside it).
 
     Returns ``None`` when the run has no rows yet (no task finished, or only skipped ones).
@@ -106,4 +100,4 @@ def write_run_report(
     run = run or store.run()
     if len(store.done(run)) == len(store.skipped(run)):  # no task with rows yet
         return None
-    return write_report(report_data(store, run, findings), Path(out) / REPORT_NAME)
+    return write_report(report_data(store, run), Path(out) / REPORT_NAME)

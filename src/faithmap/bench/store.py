@@ -22,7 +22,7 @@ import math
 import platform
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +98,12 @@ CREATE TABLE IF NOT EXISTS curves (
     sample INTEGER NOT NULL,
     data BLOB NOT NULL,
     UNIQUE (run, model, method, metric, sample)
+);
+CREATE TABLE IF NOT EXISTS findings (
+    run INTEGER NOT NULL REFERENCES runs(id),
+    position INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    UNIQUE (run, position)
 );
 """
 
@@ -361,6 +367,23 @@ class Store:
             key = (model, method, metric)
             found.setdefault(key, {})[int(sample)] = (tensors["fractions"], tensors["curve"])
         return found
+
+    def set_findings(self, run: Run, lines: Sequence[str]) -> None:
+        """Replace the run's findings (a named suite's conclusions) in one transaction."""
+
+        def replace(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM findings WHERE run = ?", (run.id,))
+            connection.executemany(
+                "INSERT INTO findings (run, position, text) VALUES (?, ?, ?)",
+                [(run.id, i, line) for i, line in enumerate(lines)],
+            )
+
+        self.transaction(replace)
+
+    def findings(self, run: Run) -> list[str]:
+        """The run's findings, in order (empty unless a suite stated some)."""
+        query = "SELECT text FROM findings WHERE run = ? ORDER BY position"
+        return [str(text) for (text,) in self._connection.execute(query, (run.id,))]
 
     @contextmanager
     def reading(self) -> Iterator[None]:

@@ -136,8 +136,10 @@ def bench(
         with Store(folder) as store:
             run = store.run(configured.hash)
             skipped = store.skipped(run)
-            if chosen is not None and report:
-                write_run_report(store, run, folder, stated)
+            if chosen is not None:
+                store.set_findings(run, stated)
+                if report:
+                    write_run_report(store, run, folder)
         reasons = {task.rsplit("/", 1)[0]: why for task, why in skipped.items()}
         for pair, why in reasons.items():
             console.print(f"skipped {pair}: {why}", highlight=False, soft_wrap=True)
