@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -47,8 +46,15 @@ from torch import Tensor, nn
 import faithmap
 from faithmap.data import make_shapes
 from faithmap.methods import GradientShap, IntegratedGradients, Method, NoiseTunnel
-from faithmap.zoo import architecture, load_builtin
-from overhead import BATCH_SIZES, FORMULA, cpu_model, model_curve, summary, timed, tune
+from overhead import (
+    BATCH_SIZES,
+    FORMULA,
+    model_curve,
+    shipped_cnn_and_environment,
+    summary,
+    timed,
+    tune,
+)
 
 SAMPLES = 16
 IG_STEPS = 32
@@ -103,22 +109,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require")
-    try:
-        net, weights = load_builtin("cnn"), "shipped"
-    except faithmap.FaithmapError:
-        net, weights = architecture("cnn").eval(), "random init (shipped weights missing)"
-    env = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "weights": weights,
-        "images": args.images,
-        "size": args.size,
-        "repeats": args.repeats,
-        "load_avg_start": os.getloadavg(),
-    }
+    net, env = shipped_cnn_and_environment(images=args.images, size=args.size, repeats=args.repeats)
     print(" | ".join(f"{k}={v}" for k, v in env.items()))
 
     images = make_shapes(args.images, seed=args.seed, size=args.size).images

@@ -60,6 +60,28 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def shipped_cnn_and_environment(**extra: object) -> tuple[nn.Module, dict[str, Any]]:
+    """The built-in CNN (random init if its weights are missing) and the run's environment.
+
+    Call after ``torch.set_num_threads``; ``extra`` (images, repeats, ...) joins the record.
+    """
+    try:
+        net, weights = load_builtin("cnn"), "shipped"
+    except faithmap.FaithmapError:
+        net, weights = architecture("cnn").eval(), "random init (shipped weights missing)"
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "weights": weights,
+        **extra,
+        "load_avg_start": os.getloadavg(),
+    }
+    return net, env
+
+
 def timed(run: Callable[[], object], repeats: int) -> list[float]:
     """Wall seconds of ``repeats`` calls of ``run``."""
     times = []
@@ -157,21 +179,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require")
-    try:
-        net, weights = load_builtin("cnn"), "shipped"
-    except faithmap.FaithmapError:
-        net, weights = architecture("cnn").eval(), "random init (shipped weights missing)"
-    env = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "weights": weights,
-        "images": args.images,
-        "repeats": args.repeats,
-        "load_avg_start": os.getloadavg(),
-    }
+    net, env = shipped_cnn_and_environment(images=args.images, repeats=args.repeats)
     print(" | ".join(f"{k}={v}" for k, v in env.items()))
 
     images = make_shapes(args.images, seed=args.seed).images

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray  # noqa: F401  (a test dependency: ray must be installed, never skipped)
 
 from faithmap.bench import BenchConfig, Store, run_bench
-
-pytest.importorskip("ray", reason="the optional dependency ray (pip install faithmap[ray])")
 
 TINY: dict[str, Any] = {
     "models": ["cnn"],

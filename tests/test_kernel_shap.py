@@ -125,7 +125,8 @@ def test_agrees_with_captum_given_the_same_coalitions() -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_agrees_with_shap_kernel_explainer_on_full_enumeration() -> None:
-    shap = pytest.importorskip("shap")
+    import shap
+
     net = nonlinear_net()
     x = torch.rand(1, 2, 6, 6, dtype=torch.float64)
     ours = faithmap.explain(net, x, method="kernel_shap", regions=LABELS, target=0, exact=True)

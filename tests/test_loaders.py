@@ -129,7 +129,8 @@ def test_onnx(x: torch.Tensor, tmp_path: Path) -> None:
 
 
 def _tiny_vit_classifier() -> nn.Module:
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     config = transformers.ViTConfig(
         image_size=16,
         patch_size=8,
@@ -160,7 +161,8 @@ def test_hugging_face_directory(tmp_path: Path) -> None:
 
 
 def test_hugging_face_without_a_head() -> None:
-    transformers = pytest.importorskip("transformers")
+    import transformers
+
     config = transformers.ViTConfig(
         image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2
     )
@@ -170,7 +172,6 @@ def test_hugging_face_without_a_head() -> None:
 
 
 def test_hugging_face_missing(tmp_path: Path) -> None:
-    pytest.importorskip("transformers")
     with pytest.raises(FaithmapError, match=r"No Hugging Face model .*save_pretrained"):
         load_model(f"hf:{tmp_path / 'absent'}")
 

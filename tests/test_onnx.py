@@ -6,14 +6,13 @@ import sys
 import warnings
 from pathlib import Path
 
+import onnxruntime  # noqa: F401  (a test dependency, never skipped)
 import pytest
 import torch
 
 import faithmap
 from faithmap.data import make_shapes
 from faithmap.zoo import load_builtin
-
-pytest.importorskip("onnxruntime")
 
 METHODS = {
     "occlusion": {"window": 16, "stride": 16},

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
+from captum import attr as captum_attr
 from torch import Tensor, nn
 
-transformers = pytest.importorskip("transformers")
-
-import faithmap  # noqa: E402
-from faithmap.errors import InvalidParameterError  # noqa: E402
-from faithmap.text import (  # noqa: E402
+import faithmap
+from faithmap.errors import InvalidParameterError
+from faithmap.text import (
     explain_text,
     make_tokenizer,
     render_html,
@@ -26,7 +26,7 @@ from faithmap.text import (  # noqa: E402
     text_regions,
     tokenize,
 )
-from faithmap.text.render import POSITIVE  # noqa: E402
+from faithmap.text.render import POSITIVE
 
 VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "un", "##believ",
@@ -110,7 +110,6 @@ def test_integrated_gradients_completeness(bert: nn.Module, tokenizer: object) -
 
 
 def test_integrated_gradients_match_captum(bert: nn.Module, tokenizer: object) -> None:
-    captum_attr = pytest.importorskip("captum.attr")
     explained = explain_text(bert, tokenizer, TEXT, target=2, steps=50, batch_size=64)
     ids = explained.tokens.input_ids[None]
     baseline = torch.where(explained.tokens.special[None], ids, torch.tensor(4))

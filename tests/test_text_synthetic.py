@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-pytest.importorskip("transformers")
+import transformers  # noqa: F401  (a test dependency, never skipped)
 
 from faithmap.text import (
     explain_text,
