@@ -1,15 +1,17 @@
 """Evaluation metrics: faithmap against its model-only limit and against Quantus, in one run.
 
-Usage: ``python benchmarks/metrics.py [--images 32] [--threads 1] [--repeats 3]``.
+Usage: ``python benchmarks/metrics.py [--images 32] [--threads 1] [--repeats 5]``.
 
 On the built-in CNN with ``make_shapes`` images and a saliency explanation (absolute gradient,
-max over channels), each faithmap metric is timed (best of ``--repeats`` after a warm-up) and
-divided by its *model-only limit*: its own forward and backward passes times the best
-per-sample time of a forward (forward + input gradient) pass at any batch size (see
-``overhead.py``). The same metric in Quantus runs once on the same inputs, targets and
-explanation, with settings as close as its definition allows; its passes are counted with a
-forward hook on the network. Values are printed side by side; the notes in the table say where
-the two definitions differ (so different values are expected).
+max over channels), each faithmap metric is divided by its *model-only limit*: the bare network
+running the metric's own forward and forward+input-gradient passes on one cached batch at its
+best batch size (the two fastest sizes of a per-size curve, see ``overhead.py``). This VM's
+timings swing by tens of percent from minute to minute, so after a warm-up the metric, its
+limit, the same metric in Quantus and Quantus' limit are timed in turns, ``--repeats`` times,
+and every ratio is the median of the ratios within a turn (times are the best of the turns).
+Quantus runs on the same inputs, targets and explanation, with settings as close as its
+definition allows; its passes are counted with a forward hook on the network. Values are printed side by side; the notes in the table say where the two definitions
+differ (so different values are expected).
 """
 
 from __future__ import annotations
@@ -236,19 +238,65 @@ def map_metrics(masks: Tensor) -> list[dict[str, Any]]:
     ]
 
 
+def paired_median(numerators: list[float], denominators: list[float]) -> float:
+    """The median ratio of runs timed in turns (robust to the machine's slow minutes)."""
+    return float(np.median(np.divide(numerators, denominators)))
+
+
+class Limit:
+    """Times the bare network on a number of forward and forward+backward rows.
+
+    Each kind of pass runs on one cached batch at the two batch sizes fastest per sample in
+    ``curve``; the faster of the two counts (timing noise can rank neighbours either way).
+    """
+
+    def __init__(self, net: nn.Module, images: Tensor, curve: dict[str, dict[int, float]]):
+        self.net = net
+        self.images = images
+        self.sizes = {
+            kind: sorted(per_size, key=per_size.__getitem__)[:2] for kind, per_size in curve.items()
+        }
+
+    def _batch(self, size: int) -> Tensor:
+        return self.images[torch.arange(size) % self.images.shape[0]].contiguous()
+
+    def _seconds(self, kind: str, rows: int) -> float:
+        best = float("inf")
+        for size in self.sizes[kind]:
+            batch = self._batch(size)
+            calls = max(1, round(rows / size))
+            start = time.perf_counter()
+            for _ in range(calls):
+                if kind == "forward":
+                    with torch.inference_mode():
+                        self.net(batch)
+                else:
+                    grads = batch.detach().requires_grad_(True)
+                    torch.autograd.grad(self.net(grads)[:, 0].sum(), grads)
+            best = min(best, (time.perf_counter() - start) * rows / (calls * size))
+        return best
+
+    def __call__(self, forward: int, backward: int) -> float:
+        """Seconds of ``forward`` passes, ``backward`` of them with an input gradient."""
+        seconds = 0.0
+        if forward > backward:
+            seconds += self._seconds("forward", forward - backward)
+        if backward:
+            seconds += self._seconds("forward_backward", backward)
+        return seconds
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     net = load_builtin("cnn").eval()
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
     shapes = make_shapes(args.images, seed=args.seed, size=args.size)
     x, masks = shapes.images, shapes.masks
     with torch.inference_mode():
         y = net(x).argmax(1)
     curve = model_curve(net, x, args.min_seconds)
-    best_forward = min(curve["forward"].values())
-    best_backward = min(curve["forward_backward"].values())
-
-    def limit(forward: int, backward: int) -> float:
-        return backward * best_backward + (forward - backward) * best_forward
+    limit = Limit(net, x, curve)
 
     counter = Counter(net)
     model = faithmap.Model(net)
@@ -274,30 +322,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         network = Grey(net).eval() if grey else net
         wrapped = faithmap.Model(network) if grey else model
         result = call(wrapped, inputs, y, explanation)  # warm-up (and batch-size measurement)
-        times = []
-        for _ in range(args.repeats):
+        passes = (result.cost.forward, result.cost.backward)
+        metric = entry["quantus"]() if entry["quantus"] is not None else None
+        # Quantus counts features on the attribution array: give the model metrics the map on
+        # every channel (as it broadcasts it), the map metrics the map itself.
+        maps = explanation.attributions
+        maps = maps.expand_as(inputs) if entry.get("channels", True) else maps
+        runs: dict[str, list[float]] = {"faithmap": [], "limit": [], "quantus": [], "q_limit": []}
+        quantus_passes, scores = (0, 0), None
+        for _ in range(args.repeats):  # in turns, so that each pair sees the same machine
             start = time.perf_counter()
             result = call(wrapped, inputs, y, explanation)
-            times.append(time.perf_counter() - start)
-        value_of = entry.get("faithmap_value", lambda r: r.mean)
-        row: dict[str, Any] = {
-            "metric": entry["metric"],
-            "faithmap_s": min(times),
-            "faithmap_forward": result.cost.forward,
-            "faithmap_backward": result.cost.backward,
-            "faithmap_value": float(value_of(result)),
-            "note": entry["note"],
-        }
-        row["faithmap_limit_s"] = limit(result.cost.forward, result.cost.backward)
-        if row["faithmap_limit_s"] > 0:
-            row["faithmap_over_limit"] = row["faithmap_s"] / row["faithmap_limit_s"]
-        if entry["quantus"] is not None:
+            runs["faithmap"].append(time.perf_counter() - start)
+            if passes[0]:
+                runs["limit"].append(limit(*passes))
+            if metric is None:
+                continue
             counter.reset()
-            metric = entry["quantus"]()
-            # Quantus counts features on the attribution array: give the model metrics the map
-            # on every channel (as it broadcasts it), the map metrics the map itself.
-            maps = explanation.attributions
-            maps = maps.expand_as(inputs) if entry.get("channels", True) else maps
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -311,14 +352,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     explain_func=quantus_explain,
                     explain_func_kwargs={},
                 )
-            row["quantus_s"] = time.perf_counter() - start
+            runs["quantus"].append(time.perf_counter() - start)
+            quantus_passes = (counter.forward, counter.backward)
+            if quantus_passes[0]:
+                runs["q_limit"].append(limit(*quantus_passes))
+        value_of = entry.get("faithmap_value", lambda r: r.mean)
+        row: dict[str, Any] = {
+            "metric": entry["metric"],
+            "faithmap_s": min(runs["faithmap"]),
+            "faithmap_forward": result.cost.forward,
+            "faithmap_backward": result.cost.backward,
+            "faithmap_value": float(value_of(result)),
+            "note": entry["note"],
+            "runs_s": runs,
+        }
+        if runs["limit"]:
+            row["faithmap_limit_s"] = min(runs["limit"])
+            row["faithmap_over_limit"] = paired_median(runs["faithmap"], runs["limit"])
+        if metric is not None:
+            row["quantus_s"] = min(runs["quantus"])
             values = entry.get("quantus_value", lambda s: s)(scores)
             row["quantus_value"] = float(np.nanmean(np.asarray(values, dtype=float)))
-            row["quantus_forward"], row["quantus_backward"] = counter.forward, counter.backward
-            row["quantus_limit_s"] = limit(counter.forward, counter.backward)
-            if row["quantus_limit_s"] > 0:
-                row["quantus_over_limit"] = row["quantus_s"] / row["quantus_limit_s"]
-            row["quantus_over_faithmap"] = row["quantus_s"] / row["faithmap_s"]
+            row["quantus_forward"], row["quantus_backward"] = quantus_passes
+            if runs["q_limit"]:
+                row["quantus_limit_s"] = min(runs["q_limit"])
+                row["quantus_over_limit"] = paired_median(runs["quantus"], runs["q_limit"])
+            row["quantus_over_faithmap"] = paired_median(runs["quantus"], runs["faithmap"])
         rows.append(row)
         print_row(row)
     return {
@@ -327,8 +386,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "images": args.images,
         "size": args.size,
         "explanation": "saliency (absolute gradient, max over channels)",
-        "best_forward_s_per_sample": best_forward,
-        "best_forward_backward_s_per_sample": best_backward,
+        "limit_batch_sizes": limit.sizes,
         "model_curve": curve,
         "load_avg": os.getloadavg(),
         "rows": rows,
@@ -356,7 +414,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=32, help="insertion/deletion steps")
     parser.add_argument("--noise-samples", type=int, default=10, help="robustness draws")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--min-seconds", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)

@@ -57,6 +57,25 @@ def test_whole_pixels_are_removed_with_a_one_channel_map() -> None:
         torch.testing.assert_close(result.values, torch.ones(4, dtype=torch.float64))
 
 
+def test_removing_pixels_in_place_equals_removing_one_pixel_regions() -> None:
+    # "pixel" writes the fill into the chosen pixels only; a label map with one region per
+    # pixel takes the general path (blend whole images). Same draws, so the same rows.
+    attributions = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    one_per_pixel = torch.arange(64).view(1, 8, 8).expand(4, 8, 8)
+    for fill in (0.25, "blur"):
+        kwargs = {"target": 0, "subset_size": 6, "n_samples": 9, "fill": fill}
+        pixels = faithfulness_correlation(linear_model(), IMAGES, attributions, **kwargs)
+        regions = faithfulness_correlation(
+            linear_model(), IMAGES, attributions, unit=one_per_pixel, **kwargs
+        )
+        torch.testing.assert_close(pixels.values, regions.values)
+        single = faithfulness_estimate(linear_model(), IMAGES, attributions, target=0, fill=fill)
+        labelled = faithfulness_estimate(
+            linear_model(), IMAGES, attributions, target=0, fill=fill, unit=one_per_pixel
+        )
+        torch.testing.assert_close(single.values, labelled.values)
+
+
 def test_correlation_is_nan_where_undefined() -> None:
     flat = faithfulness_correlation(
         Model(constant), IMAGES, EXACT, target=1, subset_size=6, n_samples=10

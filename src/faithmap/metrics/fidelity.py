@@ -6,8 +6,8 @@
 * :func:`faithfulness_estimate` (Alvarez-Melis & Jaakkola 2018): the correlation, over the
   features, between each feature's attribution and the drop when it alone is removed.
 
-Every random draw is a pure function of (seed, sample, draw, element) (:func:`row_normal`), so
-a value does not depend on the model's batch size. The unperturbed input is scored in the same
+Every random draw is a pure function of (seed, sample, draw, element) (:mod:`.draws`), so a
+value does not depend on the model's batch size. The unperturbed input is scored in the same
 batches as the perturbed ones. :func:`faithmap.metrics.infidelity` lives in its own module.
 
 References
@@ -29,6 +29,7 @@ from faithmap.errors import InvalidParameterError, ShapeError
 from faithmap.explanation import Explanation, attribution_map
 from faithmap.methods.base import as_model
 from faithmap.metrics.curves import UnitLike, check_attributions, describe_unit, unit_regions
+from faithmap.metrics.draws import key_table, row_subsets
 from faithmap.metrics.registry import register_metric
 from faithmap.metrics.result import MetricResult
 from faithmap.model import Activation, Model, check_activation
@@ -38,64 +39,6 @@ from faithmap.targets import TargetLike
 from faithmap.validation import check_choice, check_inputs, check_int
 
 Correlation = Literal["pearson", "spearman"]
-
-
-_MASK32 = 0xFFFFFFFF
-
-
-def _mix(values: Tensor) -> Tensor:
-    """The "lowbias32" integer hash (C. Wellons) of int64 tensors holding 32-bit values."""
-    values = values ^ (values >> 16)
-    values = (values * 0x7FEB352D) & _MASK32
-    values = values ^ (values >> 15)
-    values = (values * 0x846CA68B) & _MASK32
-    return values ^ (values >> 16)
-
-
-def _uniform_bits(seed: int, samples: Tensor, indices: Tensor, count: int) -> Tensor:
-    """``(B, count)`` uniform draws in (0, 1), float64, a pure function of (seed, row, element).
-
-    A counter-based generator: every value hashes its own coordinates, so the draws of a row
-    do not depend on which rows share its batch, and no Python loop or host sync is needed.
-    The row and element keys are hashed apart, so the full ``(B, count)`` table costs one hash.
-    """
-    device = samples.device
-    base = _mix(torch.full_like(samples, seed & _MASK32, dtype=torch.int64))
-    rows = _mix(_mix(base ^ samples.long()) ^ indices.long())
-    elements = _mix(_mix(torch.arange(count, device=device, dtype=torch.int64)) ^ 0x9E3779B9)
-    bits = _mix(rows[:, None] ^ elements[None, :])
-    return (bits.double() + 0.5) / 2.0**32
-
-
-def row_normal(
-    shape: tuple[int, ...] | torch.Size,
-    seed: int,
-    samples: Tensor,
-    indices: Tensor,
-    dtype: torch.dtype,
-    device: torch.device,
-    *,
-    uniform: bool = False,
-) -> Tensor:
-    """Standard normal (or U[-1, 1]) draws ``(B, *shape)`` for the rows (sample, draw index).
-
-    Counter-based (:func:`_uniform_bits`): row ``b`` depends only on ``seed``, ``samples[b]``
-    and ``indices[b]``; normals by the Box-Muller transform, two (cosine and sine) per pair of
-    uniform draws.
-    """
-    count = 1
-    for size in shape:
-        count *= int(size)
-    samples, indices = samples.to(device), indices.to(device)
-    if uniform:
-        draws = _uniform_bits(seed, samples, indices, count) * 2 - 1
-    else:
-        half = (count + 1) // 2
-        pairs = _uniform_bits(seed, samples, indices, 2 * half).view(-1, half, 2)
-        radius = (-2 * pairs[..., 0].log()).sqrt()
-        angle = 2 * torch.pi * pairs[..., 1]
-        draws = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], 1)[:, :count]
-    return draws.to(dtype).view(samples.shape[0], *shape)
 
 
 def average_ranks(values: Tensor) -> Tensor:
@@ -141,6 +84,24 @@ def resolve_explanation(
     return wrapped, checked, attribution_map(explanation), target, rule
 
 
+def _replace_pixels(
+    x: Tensor, substrate: Tensor, samples: Tensor, pixels: Tensor, clean: Tensor
+) -> Tensor:
+    """Rows ``x[samples]`` with the ``(B, K)`` flat ``pixels`` (all channels) from ``substrate``.
+
+    Rows marked ``clean`` ``(B, 1)`` stay as they are. Touches ``K`` pixels per row instead of
+    blending whole images, which matters when few pixels are removed.
+    """
+    rows = x.index_select(0, samples)
+    flat = rows.view(rows.shape[0], rows.shape[1], -1)
+    positions = pixels[:, None, :].expand(-1, rows.shape[1], -1)
+    planes = samples[:, None] * rows.shape[1] + torch.arange(rows.shape[1], device=x.device)
+    values = substrate.take(planes[:, :, None] * flat.shape[2] + positions)
+    values = torch.where(clean[:, :, None], flat.gather(2, positions), values)
+    flat.scatter_(2, positions, values)
+    return rows
+
+
 def _region_scores(
     owner: str,
     wrapped: Model,
@@ -155,9 +116,10 @@ def _region_scores(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, str]:
     """Scores of the clean input (index 0) and ``per_sample - 1`` inputs with units removed.
 
-    ``removed_units(samples, indices, present)`` gives ``(B, R)`` booleans for draws
-    ``indices - 1``. Returns the scores ``(N, per_sample)``, the attribution mass removed at each
-    point ``(N, per_sample)``, the units present ``(N, R)``, the target classes and the unit.
+    ``removed_units(samples, indices, present)`` gives the ``(B, K)`` positions of the units
+    removed in draws ``indices - 1`` (any values where ``indices`` is 0). Returns the scores
+    ``(N, per_sample)``, the attribution mass removed at each point ``(N, per_sample)``, the
+    units present ``(N, R)``, the target classes and the unit.
     """
     check_attributions(attributions, x, owner)
     mass = regions.pool(attributions.detach().to(x.device).float()) * regions.sizes()
@@ -167,11 +129,15 @@ def _region_scores(
     resolved = wrapped.target(x, target)
 
     def rows(samples: Tensor, indices: Tensor) -> Tensor:
-        removed = removed_units(samples, indices, present[samples])
-        removed = removed & (indices > 0)[:, None]
-        removed_mass[samples, indices] = (mass[samples] * removed).double().sum(1)
-        keep = regions.to_pixels((~removed).to(x.dtype), samples)
-        return blend(x[samples], substrate[samples], keep)
+        chosen = removed_units(samples, indices, present[samples])
+        clean = (indices == 0)[:, None]
+        taken = mass[samples].gather(1, chosen).masked_fill_(clean, 0)
+        removed_mass[samples, indices] = taken.double().sum(1)
+        if regions.kind == "pixels":
+            return _replace_pixels(x, substrate, samples, chosen, clean)
+        keep = torch.ones(chosen.shape[0], regions.count, dtype=x.dtype, device=x.device)
+        keep.scatter_(1, chosen, 0).masked_fill_(clean, 1)
+        return blend(x[samples], substrate[samples], regions.to_pixels(keep, samples))
 
     scores = wrapped.score_rows(
         x.shape[0], per_sample, rows, resolved, activation=activation, device=x.device
@@ -248,16 +214,16 @@ def faithfulness_correlation(
     if x.dim() != 4:
         raise ShapeError(f"The inputs of {owner} must be images (N, C, H, W).")
     with wrapped.ledger.track() as tracker:
+        regions = unit_regions(unit, x)
+        present_units = regions.sizes() > 0
+        fewest = int(present_units.sum(1).min())
+        everywhere = bool(present_units.all())
+        keys = key_table(seed, x.shape[0], n_samples + 1, device)
 
         def subsets(samples: Tensor, indices: Tensor, present: Tensor) -> Tensor:
-            shape = present.shape[1:]
-            keys = row_normal(shape, seed, samples, indices, torch.float32, device, uniform=True)
-            keys = keys.masked_fill(~present, torch.inf)
-            chosen = keys.topk(subset_size, dim=1, largest=False).indices
-            return torch.zeros_like(present).scatter_(1, chosen, True) & present
+            chosen = None if everywhere else present
+            return row_subsets(keys[samples, indices], chosen, subset_size, regions.count)
 
-        regions = unit_regions(unit, x)
-        fewest = int(regions.sizes().gt(0).sum(1).min())
         if subset_size >= fewest:
             raise InvalidParameterError(
                 f"The 'subset_size' parameter of {owner} must be smaller than the number of "
@@ -349,8 +315,7 @@ def faithfulness_estimate(
     with wrapped.ledger.track() as tracker:
 
         def single(samples: Tensor, indices: Tensor, present: Tensor) -> Tensor:
-            units = torch.arange(present.shape[1], device=device)
-            return units[None, :] == (indices - 1)[:, None]
+            return (indices - 1).clamp_min(0)[:, None]
 
         scores, removed_mass, present, classes, unit_name = _region_scores(
             owner,

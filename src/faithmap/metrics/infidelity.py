@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from faithmap.errors import ShapeError
 from faithmap.explanation import Explanation
-from faithmap.metrics.fidelity import resolve_explanation, row_normal
+from faithmap.metrics.draws import key_table, row_normal
+from faithmap.metrics.fidelity import resolve_explanation
 from faithmap.metrics.registry import register_metric
 from faithmap.metrics.result import MetricResult
 from faithmap.model import Activation, Model, check_activation
@@ -34,9 +35,8 @@ def gaussian_perturbations(inputs: Tensor, n_samples: int, noise: float, seed: i
     Exposed so that the same ``I`` can be handed to another implementation.
     """
     n = inputs.shape[0]
-    samples = torch.arange(n).repeat_interleave(n_samples)
-    indices = torch.arange(n_samples).repeat(n)
-    draws = row_normal(inputs.shape[1:], seed, samples, indices, inputs.dtype, inputs.device)
+    keys = key_table(seed, n, n_samples, inputs.device).flatten()
+    draws = row_normal(inputs.shape[1:], keys, inputs.dtype)
     return noise * draws.view(n, n_samples, *inputs.shape[1:])
 
 
@@ -120,13 +120,14 @@ def infidelity(
     products = torch.zeros(x.shape[0], n_samples + 1, dtype=torch.float64, device=device)
     with wrapped.ledger.track() as tracker:
         resolved = wrapped.target(x, target)
+        keys = key_table(seed, x.shape[0], n_samples, device)
 
         def rows(samples: Tensor, indices: Tensor) -> Tensor:
             draws = (indices - 1).clamp_min(0)
             if given is not None:
                 shift = given[samples, draws]
             else:
-                shift = noise * row_normal(x.shape[1:], seed, samples, draws, x.dtype, device)
+                shift = noise * row_normal(x.shape[1:], keys[samples, draws], x.dtype)
             shift = shift * (indices > 0).view(-1, *[1] * (x.dim() - 1)).to(x.dtype)
             products[samples, indices] = (shift * phi[samples]).flatten(1).double().sum(1)
             return x[samples] - shift

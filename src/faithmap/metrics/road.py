@@ -33,7 +33,7 @@ from faithmap.errors import InvalidParameterError
 from faithmap.explanation import Explanation, attribution_map
 from faithmap.methods.base import as_model
 from faithmap.metrics.curves import check_attributions, pixel_ranks
-from faithmap.metrics.fidelity import row_normal
+from faithmap.metrics.draws import key_table, row_normal
 from faithmap.metrics.registry import register_metric
 from faithmap.metrics.result import MetricResult
 from faithmap.model import Activation, Model, check_activation
@@ -243,6 +243,7 @@ def road(
         ranks = pixel_ranks(attributions.detach().to(device), seed)
         counts = torch.tensor([int(height * width * p) for p in chosen], device=device)
         per_sample = 2 * len(chosen)
+        keys = key_table(seed, x.shape[0], per_sample, device)
 
         def rows(samples: Tensor, indices: Tensor) -> Tensor:
             count = counts[indices % len(chosen)][:, None]
@@ -252,7 +253,7 @@ def road(
             removed = removed.view(-1, 1, height, width)
             filled = linear_imputation(x[samples], removed)
             if noise > 0:
-                draws = row_normal(x.shape[1:], seed, samples, indices, x.dtype, device)
+                draws = row_normal(x.shape[1:], keys[samples, indices], x.dtype)
                 filled = filled + noise * draws * removed
             return filled
 

@@ -34,7 +34,7 @@ from faithmap.cost import Cost
 from faithmap.errors import ShapeError
 from faithmap.explanation import Explanation, attribution_map
 from faithmap.methods.base import Method, as_model
-from faithmap.metrics.fidelity import row_normal
+from faithmap.metrics.draws import key_table, row_normal, row_uniform
 from faithmap.metrics.registry import register_metric
 from faithmap.metrics.result import MetricResult
 from faithmap.model import Model
@@ -57,11 +57,8 @@ def input_perturbations(
     another implementation.
     """
     n = inputs.shape[0]
-    samples = torch.arange(n, device=inputs.device).repeat_interleave(n_samples)
-    indices = torch.arange(n_samples, device=inputs.device).repeat(n)
-    draws = row_normal(
-        inputs.shape[1:], seed, samples, indices, inputs.dtype, inputs.device, uniform=uniform
-    )
+    keys = key_table(seed, n, n_samples, inputs.device).flatten()
+    draws = (row_uniform if uniform else row_normal)(inputs.shape[1:], keys, inputs.dtype)
     return scale * draws.view(n, n_samples, *inputs.shape[1:])
 
 
