@@ -50,6 +50,8 @@ def fastest_batch_size(
     slower: float = 1.15,
     tolerance: float = 1.05,
     budget_seconds: float = 0.25,
+    finalists: int = 3,
+    rounds: int = 2,
 ) -> tuple[int, dict[int, float]]:
     """The batch size with the lowest measured seconds per sample.
 
@@ -57,9 +59,11 @@ def fastest_batch_size(
     to warm up and then repeatedly (see :func:`_best_time`). The search stops after
     ``patience`` sizes in a row more than ``slower`` times the best per-sample time, at a size
     whose input exceeds ``MAX_BATCH_BYTES``, or once one call takes over ``budget_seconds`` (a
-    call that long already amortises per-call overhead). Of the sizes within ``tolerance`` of
-    the fastest (timing noise), the largest is chosen: fewer calls mean less Python overhead
-    around each. Returns it and the seconds per sample of each size timed.
+    call that long already amortises per-call overhead). The ``finalists`` fastest sizes are
+    then timed again in turns, ``rounds`` times, each keeping its best: a machine's slow moment
+    during one size's turn in the scan would otherwise decide the choice. Of the sizes within
+    ``tolerance`` of the fastest (timing noise), the largest is chosen: fewer calls mean less
+    Python overhead around each. Returns it and the seconds per sample of each size timed.
     """
     row_bytes = sample[:1].numel() * sample.element_size()
     per_sample: dict[int, float] = {}
@@ -80,6 +84,12 @@ def fastest_batch_size(
             worse_in_a_row = 0
         if worse_in_a_row >= patience or seconds > budget_seconds:
             break
-    fastest = per_sample[best]
+    ranked = sorted(per_sample, key=per_sample.__getitem__)[:finalists]
+    for _ in range(rounds if len(ranked) > 1 else 0):
+        for size in ranked:
+            batch = sample[:1].expand(size, *sample.shape[1:]).contiguous()
+            seconds = _best_time(run, batch, min_repeats=1, min_seconds=0.0, max_repeats=1)
+            per_sample[size] = min(per_sample[size], seconds / size)
+    fastest = min(per_sample.values())
     chosen = max(size for size, t in per_sample.items() if t <= tolerance * fastest)
     return chosen, per_sample
