@@ -2,16 +2,17 @@
 
 Usage: ``python benchmarks/metrics.py [--images 32] [--threads 1] [--repeats 5]``.
 
-On the built-in CNN with ``make_shapes`` images and a saliency explanation (absolute gradient,
-max over channels), each faithmap metric is divided by its *model-only limit*: the bare network
-running the metric's own forward and forward+input-gradient passes on one cached batch at its
-best batch size (the two fastest sizes of a per-size curve, see ``overhead.py``). This VM's
-timings swing by tens of percent from minute to minute, so after a warm-up the metric, its
-limit, the same metric in Quantus and Quantus' limit are timed in turns, ``--repeats`` times,
-and every ratio is the median of the ratios within a turn (times are the best of the turns).
-Quantus runs on the same inputs, targets and explanation, with settings as close as its
-definition allows; its passes are counted with a forward hook on the network. Values are printed side by side; the notes in the table say where the two definitions
-differ (so different values are expected).
+On a built-in model (``--model``, default the CNN) with ``make_shapes`` images and a saliency
+explanation (absolute gradient, max over channels), each faithmap metric is divided by its
+*model-only limit*: the bare network running the metric's own forward and forward+input-gradient
+passes on one cached batch at its best batch size (the two fastest sizes of a per-size curve,
+see ``overhead.py``). This VM's timings swing by tens of percent from minute to minute, so
+after a warm-up the metric, its limit, the same metric in Quantus and Quantus' limit are timed
+in turns, ``--repeats`` times, and every ratio is the median of the ratios within a turn (times
+are the best of the turns). Quantus runs on the same inputs, targets and explanation, with
+settings as close as its definition allows; its passes are counted with a forward hook on the
+network. Values are printed side by side; the notes in the table say where the two
+definitions differ (so different values are expected).
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ class Limit:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    net = load_builtin("cnn").eval()
+    net = load_builtin(args.model).eval()
     for parameter in net.parameters():
         parameter.requires_grad_(False)
     shapes = make_shapes(args.images, seed=args.seed, size=args.size)
@@ -385,6 +386,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "images": args.images,
         "size": args.size,
+        "model": args.model,
         "explanation": "saliency (absolute gradient, max over channels)",
         "limit_batch_sizes": limit.sizes,
         "model_curve": curve,
@@ -418,6 +420,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--min-seconds", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="cnn", help="a built-in model: cnn, resnet, vit")
     parser.add_argument("--only", default="", help="comma-separated metric names")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/metrics.json")
     args = parser.parse_args()

@@ -102,8 +102,10 @@ def row_normal(shape: tuple[int, ...] | torch.Size, keys: Tensor, dtype: torch.d
     uniforms = _unit_interval(row_bits(keys, 2 * half), torch.float32).view(-1, 2, half)
     radius = uniforms[:, 0].log().mul_(-2).sqrt_()
     angle = uniforms[:, 1].mul_(2 * math.pi)
-    draws = torch.cat([radius * angle.cos(), radius.mul_(angle.sin_())], 1)[:, :count]
-    return draws.to(dtype).view(keys.shape[0], *shape)
+    draws = torch.empty(keys.shape[0], 2 * half, device=keys.device)
+    torch.mul(radius, angle.cos(), out=draws[:, :half])
+    torch.mul(radius, angle.sin_(), out=draws[:, half:])
+    return draws[:, :count].to(dtype).reshape(keys.shape[0], *shape)
 
 
 def _first_distinct(positions: Tensor, size: int, units: int) -> tuple[Tensor, Tensor]:

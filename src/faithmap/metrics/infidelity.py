@@ -127,10 +127,11 @@ def infidelity(
             if given is not None:
                 shift = given[samples, draws]
             else:
-                shift = noise * row_normal(x.shape[1:], keys[samples, draws], x.dtype)
-            shift = shift * (indices > 0).view(-1, *[1] * (x.dim() - 1)).to(x.dtype)
-            products[samples, indices] = (shift * phi[samples]).flatten(1).double().sum(1)
-            return x[samples] - shift
+                shift = row_normal(x.shape[1:], keys[samples, draws], x.dtype).mul_(noise)
+            shift.masked_fill_((indices == 0).view(-1, *[1] * (x.dim() - 1)), 0)
+            dims = tuple(range(1, x.dim()))
+            products[samples, indices] = (shift * phi[samples]).sum(dims, dtype=torch.float64)
+            return x.index_select(0, samples).sub_(shift)
 
         scores = wrapped.score_rows(
             x.shape[0], n_samples + 1, rows, resolved, activation=activation, device=device
