@@ -324,7 +324,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wrapped = faithmap.Model(network) if grey else model
         result = call(wrapped, inputs, y, explanation)  # warm-up (and batch-size measurement)
         passes = (result.cost.forward, result.cost.backward)
-        metric = entry["quantus"]() if entry["quantus"] is not None else None
+        with_quantus = entry["quantus"] is not None and not args.without_quantus
+        metric = entry["quantus"]() if with_quantus else None
         # Quantus counts features on the attribution array: give the model metrics the map on
         # every channel (as it broadcasts it), the map metrics the map itself.
         maps = explanation.attributions
@@ -421,6 +422,7 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="cnn", help="a built-in model: cnn, resnet, vit")
+    parser.add_argument("--without-quantus", action="store_true", help="time faithmap only")
     parser.add_argument("--only", default="", help="comma-separated metric names")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/metrics.json")
     args = parser.parse_args()
