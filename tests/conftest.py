@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -52,16 +52,19 @@ class TinyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.features(x).mean(dim=(2, 3))
-        return self.head(self.dropout(pooled))
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits
 
 
 @pytest.fixture
 def tiny_net() -> TinyNet:
     torch.manual_seed(0)
     net = TinyNet()
+    norm = cast(nn.BatchNorm2d, net.features[1])
+    assert norm.running_mean is not None and norm.running_var is not None
     with torch.no_grad():
-        net.features[1].running_mean.uniform_(-0.1, 0.1)
-        net.features[1].running_var.uniform_(0.5, 1.5)
+        norm.running_mean.uniform_(-0.1, 0.1)
+        norm.running_var.uniform_(0.5, 1.5)
     return net.eval()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -111,7 +113,7 @@ def test_shipped_robust_models_are_accurate_and_more_robust(name: str) -> None:
     assert (robust(data.images).argmax(1) == data.labels).double().mean() > 0.8
     # Within the training radius (1.25 for the CNN, 2.5 for the ResNet) the robust model keeps
     # many more images than the vanilla one.
-    attack = {"norm": "l2", "epsilon": 0.75, "steps": 3}
+    attack: dict[str, Any] = {"norm": "l2", "epsilon": 0.75, "steps": 3}
     gain = robust_accuracy(robust, data.images, data.labels, **attack) - robust_accuracy(
         vanilla, data.images, data.labels, **attack
     )

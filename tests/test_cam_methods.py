@@ -64,7 +64,8 @@ class GapNet(nn.Module):
         self.fc = nn.Linear(5, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.last(self.pool(self.stem(x))).mean(dim=(2, 3)))
+        logits: torch.Tensor = self.fc(self.last(self.pool(self.stem(x))).mean(dim=(2, 3)))
+        return logits
 
 
 @pytest.fixture
@@ -153,7 +154,9 @@ class NoBackwardBelow(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(RaisesInBackward.apply(x))
+        guarded = RaisesInBackward.apply(x)  # type: ignore[no-untyped-call]
+        out: torch.Tensor = self.net(guarded)
+        return out
 
 
 @pytest.mark.parametrize("name", ["grad_cam", "grad_cam_pp", "layer_cam"])
@@ -174,6 +177,7 @@ class MaskedSum(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.maps = nn.Conv2d(1, 3, 1)
+        assert self.maps.bias is not None
         with torch.no_grad():
             self.maps.weight.copy_(torch.tensor([1.0, -1.0, 0.0]).view(3, 1, 1, 1))
             self.maps.bias.copy_(torch.tensor([0.0, 1.0, 0.5]))
@@ -226,7 +230,8 @@ class Loadings(nn.Module):
             self.maps.weight.copy_(loadings[:, :, None, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.maps(x).mean(dim=(2, 3))
+        maps: torch.Tensor = self.maps(x)
+        return maps.mean(dim=(2, 3))
 
 
 def test_eigen_cam_projects_on_the_known_first_component() -> None:
@@ -278,10 +283,13 @@ class TinyTransformer(nn.Module):
         tokens = torch.cat([self.prefix.expand(x.shape[0], -1, -1), tokens], 1)
         normed = self.norm(tokens)
         mixed = tokens + self.attention(normed, normed, normed, need_weights=False)[0]
-        return self.head(mixed[:, 0])
+        logits: torch.Tensor = self.head(mixed[:, 0])
+        return logits
 
 
-def _reference_grad_cam(net: nn.Module, layer: str, x: torch.Tensor, target: int, prefix: int):
+def _reference_grad_cam(
+    net: nn.Module, layer: str, x: torch.Tensor, target: int, prefix: int
+) -> torch.Tensor:
     """Grad-CAM on tokens by hand: ``out[:, prefix:]`` laid out row-major on the 4 x 4 grid."""
     seen: list[torch.Tensor] = []
     handle = net.get_submodule(layer).register_forward_hook(
@@ -387,7 +395,8 @@ def test_unknown_layer_lists_the_valid_names(tiny_net: TinyNet, images: torch.Te
 def test_plain_callable_is_refused(name: str, tiny_net: TinyNet, images: torch.Tensor) -> None:
     def callable_model(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return tiny_net(x)
+            logits: torch.Tensor = tiny_net(x)
+            return logits
 
     with pytest.raises(faithmap.ModelError, match=r"needs an nn\.Module"):
         faithmap.explain(callable_model, images, method=name, target=0)
@@ -434,7 +443,8 @@ def test_sequence_first_tokens_are_refused(images: torch.Tensor) -> None:
     class SequenceFirst(TinyTransformer):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             tokens = self.embed(x).flatten(2).permute(2, 0, 1)  # (T, N, D)
-            return self.head(self.norm(tokens).mean(0))
+            logits: torch.Tensor = self.head(self.norm(tokens).mean(0))
+            return logits
 
     with pytest.raises(faithmap.ShapeError, match="batch_first=True"):
         GradCam(layer="norm").explain(fixed(SequenceFirst().eval()), images, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,13 +107,13 @@ def test_agrees_with_quantus() -> None:
         warnings.simplefilter("ignore")
         import quantus
     values = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(4))
-    data = {
+    data: dict[str, Any] = {
         "model": None,
         "x_batch": torch.rand(4, 1, 8, 8).numpy(),
         "y_batch": np.zeros(4, dtype=int),
         "a_batch": values.numpy(),
     }
-    settings = {"normalise": False, "abs": True, "disable_warnings": True}
+    settings: dict[str, Any] = {"normalise": False, "abs": True, "disable_warnings": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gini = quantus.Sparseness(**settings)(**data)

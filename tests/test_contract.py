@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -13,7 +15,9 @@ from faithmap import Model
 METHODS = faithmap.available()
 
 
-def explain(net: nn.Module | Model, x: torch.Tensor, name: str, **extra: object):
+def explain(
+    net: nn.Module | Model, x: torch.Tensor, name: str, **extra: Any
+) -> faithmap.Explanation:
     return faithmap.explain(net, x, method=name, **light_params(name), **extra)
 
 
@@ -30,6 +34,7 @@ def test_shape_device_and_record(name: str, tiny_net: TinyNet, images: torch.Ten
     assert bool(torch.isfinite(result.attributions).all())
     assert result.method == name
     assert result.config == faithmap.get_method(name, **light_params(name)).config()
+    assert result.target is not None
     assert torch.equal(result.target, tiny_net(images).argmax(1))
     assert result.cost.forward > 0 and result.cost.seconds > 0
 
@@ -74,7 +79,11 @@ def test_inputs_not_mutated(name: str, tiny_net: TinyNet, images: torch.Tensor) 
     assert torch.equal(images, copy)
 
 
-def _state(net: nn.Module) -> tuple[list[bool], list[bool], int, dict[str, torch.Tensor]]:
+State = tuple[list[bool], list[bool], int, dict[str, torch.Tensor]]
+"""Training flags, ``requires_grad`` flags, hook count and a copy of the weights."""
+
+
+def _state(net: nn.Module) -> State:
     hooks = sum(
         len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
         for m in net.modules()
@@ -87,7 +96,7 @@ def _state(net: nn.Module) -> tuple[list[bool], list[bool], int, dict[str, torch
     )
 
 
-def _assert_same_state(net: nn.Module, before: tuple) -> None:
+def _assert_same_state(net: nn.Module, before: State) -> None:
     training, grads, hooks, weights = _state(net)
     assert training == before[0]
     assert grads == before[1]
@@ -116,7 +125,8 @@ class FailsAfter(nn.Module):
         self.calls += 1
         if self.calls >= self.n:
             raise RuntimeError("simulated failure")
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 @pytest.mark.parametrize("name", METHODS)

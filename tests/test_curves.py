@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
+from torch import nn
 
 import faithmap
 from faithmap import Model
@@ -81,21 +84,22 @@ def test_cost_counts_every_curve_point() -> None:
     }
 
 
-def test_target_defaults_to_the_explained_class(images: torch.Tensor, tiny_net) -> None:
+def test_target_defaults_to_the_explained_class(images: torch.Tensor, tiny_net: nn.Module) -> None:
     explanation = faithmap.explain(tiny_net, images, method="saliency", target=2)
     result = insertion(tiny_net, images, explanation, steps=4)
     assert result.choices["target"] == "explained"
+    assert result.target is not None
     assert torch.equal(result.target, torch.full((5,), 2))
 
 
-def test_batch_size_invariance(images: torch.Tensor, tiny_net) -> None:
+def test_batch_size_invariance(images: torch.Tensor, tiny_net: nn.Module) -> None:
     attributions = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(3))
     small = insertion(Model(tiny_net, batch_size=3), images, attributions, steps=7)
     large = insertion(Model(tiny_net, batch_size=64), images, attributions, steps=7)
     torch.testing.assert_close(small.curve, large.curve)
 
 
-def test_ties_are_broken_by_the_seed(images: torch.Tensor, tiny_net) -> None:
+def test_ties_are_broken_by_the_seed(images: torch.Tensor, tiny_net: nn.Module) -> None:
     uniform = torch.zeros(5, 1, 16, 16)
     first = deletion(tiny_net, images, uniform, steps=4, seed=1)
     again = deletion(tiny_net, images, uniform, steps=4, seed=1)
@@ -105,10 +109,11 @@ def test_ties_are_broken_by_the_seed(images: torch.Tensor, tiny_net) -> None:
     torch.testing.assert_close(first.curve[:, [0, -1]], other.curve[:, [0, -1]])
 
 
-def test_default_insertion_starts_from_a_blur(images: torch.Tensor, tiny_net) -> None:
+def test_default_insertion_starts_from_a_blur(images: torch.Tensor, tiny_net: nn.Module) -> None:
     from faithmap.removal import gaussian_blur
 
     result = insertion(tiny_net, images, torch.rand(5, 1, 16, 16), steps=2)
+    assert result.target is not None
     blurred = Model(tiny_net).outputs(gaussian_blur(images, 11, 5.0), activation="softmax")
     torch.testing.assert_close(result.curve[:, 0], blurred.gather(1, result.target[:, None])[:, 0])
     clean = Model(tiny_net).outputs(images, activation="softmax")
@@ -159,7 +164,7 @@ def test_random_order_ignores_the_explanation_and_follows_the_seed() -> None:
 
 def test_region_ties_are_broken_by_the_seed() -> None:
     uniform = torch.zeros(3, 1, 10, 10)
-    kwargs = {"target": 0, "steps": 5, "fill": 0.0, "unit": "patches:2"}
+    kwargs: dict[str, Any] = {"target": 0, "steps": 5, "fill": 0.0, "unit": "patches:2"}
     first = deletion(model(), IMAGES, uniform, seed=1, **kwargs)
     again = deletion(model(), IMAGES, uniform, seed=1, **kwargs)
     other = deletion(model(), IMAGES, uniform, seed=3, **kwargs)
@@ -167,7 +172,7 @@ def test_region_ties_are_broken_by_the_seed() -> None:
     assert not torch.equal(first.curve, other.curve)
 
 
-def test_superpixels_and_bad_order(images: torch.Tensor, tiny_net) -> None:
+def test_superpixels_and_bad_order(images: torch.Tensor, tiny_net: nn.Module) -> None:
     net = Model(tiny_net, batch_size=16)
     attributions = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     result = insertion(net, images, attributions, steps=4, unit="slic:8")
@@ -184,7 +189,13 @@ def test_lerf_reverses_morf_exactly_even_with_ties() -> None:
         return torch.stack([score, -score], dim=1)
 
     tied = (PERFECT > 0.5).float()  # 20 tied object pixels, 80 tied background pixels
-    kwargs = {"target": 0, "steps": 20, "fill": 0.0, "seed": 3, "activation": "logits"}
+    kwargs: dict[str, Any] = {
+        "target": 0,
+        "steps": 20,
+        "fill": 0.0,
+        "seed": 3,
+        "activation": "logits",
+    }
     deleted = deletion(Model(weighted), IMAGES, tied, **kwargs)
     inserted = insertion(Model(weighted), IMAGES, tied, order="lerf", **kwargs)
     torch.testing.assert_close(deleted.curve, inserted.curve.flip(1))

@@ -11,6 +11,7 @@ import faithmap
 from conftest import TinyNet
 from faithmap import InvalidParameterError, ModelError, ShapeError, TargetError
 from faithmap.metrics import deletion, insertion
+from faithmap.targets import TargetLike
 
 
 def test_errors_are_faithmap_errors_and_builtin_kinds() -> None:
@@ -47,7 +48,7 @@ def test_integer_inputs(tiny_net: TinyNet) -> None:
 
 
 @pytest.mark.parametrize("target", [4, -1, torch.tensor([0, 1, 2, 9, 0])])
-def test_target_out_of_range(tiny_net: TinyNet, images: torch.Tensor, target: object) -> None:
+def test_target_out_of_range(tiny_net: TinyNet, images: torch.Tensor, target: TargetLike) -> None:
     with pytest.raises(TargetError, match=r"out of range.*4 outputs.*\[0, 3\]"):
         faithmap.explain(tiny_net, images, method="saliency", target=target)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from typing import Any, cast
 
 import pytest
 import torch
@@ -28,11 +29,16 @@ class Counting(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        return self.linear(x.flatten(1))
+        logits: torch.Tensor = self.linear(x.flatten(1))
+        return logits
+
+
+Setup = tuple[Model, torch.Tensor, dict[str, faithmap.Explanation], torch.Tensor]
+"""The model, inputs, explanations by label and masks of the ``setup`` fixture."""
 
 
 @pytest.fixture
-def setup() -> tuple[Model, torch.Tensor, dict[str, faithmap.Explanation], torch.Tensor]:
+def setup() -> Setup:
     net = Counting()
     model = Model(net, batch_size=16)
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -46,9 +52,12 @@ def setup() -> tuple[Model, torch.Tensor, dict[str, faithmap.Explanation], torch
     return model, x, explanations, masks
 
 
-def test_rows_columns_and_values_match_the_metrics(setup: tuple) -> None:
+def test_rows_columns_and_values_match_the_metrics(setup: Setup) -> None:
     model, x, explanations, masks = setup
-    params = {"insertion": {"steps": 4}, "deletion": {"steps": 4, "fill": 0.5}}
+    params: dict[str, dict[str, Any]] = {
+        "insertion": {"steps": 4},
+        "deletion": {"steps": 4, "fill": 0.5},
+    }
     metrics = ["insertion", "deletion", "sparseness", "pointing_game"]
     table = faithmap.evaluate(model, x, explanations, metrics=metrics, masks=masks, params=params)
     assert tuple(table.columns) == COLUMNS
@@ -81,30 +90,30 @@ def test_rows_columns_and_values_match_the_metrics(setup: tuple) -> None:
     assert all(math.isnan(v) for v in pointing["value"])
 
 
-def test_a_single_explanation_is_labelled_by_its_method(setup: tuple) -> None:
+def test_a_single_explanation_is_labelled_by_its_method(setup: Setup) -> None:
     model, x, explanations, _ = setup
     table = faithmap.evaluate(model, x, explanations["ig"], metrics=["complexity"])
     assert table["method"].unique().tolist() == ["integrated_gradients"]
     assert len(table) == 3
 
 
-def test_default_metrics_are_insertion_and_deletion(setup: tuple) -> None:
+def test_default_metrics_are_insertion_and_deletion(setup: Setup) -> None:
     model, x, explanations, _ = setup
     params = {"insertion": {"steps": 2}, "deletion": {"steps": 2}}
     table = faithmap.evaluate(model, x, {"s": explanations["saliency"]}, params=params)
     assert table["metric"].unique().tolist() == ["insertion", "deletion"]
 
 
-def test_missing_masks_fail_before_any_model_call(setup: tuple) -> None:
+def test_missing_masks_fail_before_any_model_call(setup: Setup) -> None:
     model, x, explanations, _ = setup
-    net = model.module
+    net = cast(Counting, model.module)
     before = net.calls
     with pytest.raises(FaithmapError, match=r"\['pointing_game'\] score explanations against"):
         faithmap.evaluate(model, x, explanations, metrics=["insertion", "pointing_game"])
     assert net.calls == before
 
 
-def test_bad_arguments_raise_clear_errors(setup: tuple) -> None:
+def test_bad_arguments_raise_clear_errors(setup: Setup) -> None:
     model, x, explanations, _ = setup
     with pytest.raises(InvalidParameterError, match="Unknown metric 'nope'"):
         faithmap.evaluate(model, x, explanations, metrics=["nope"])
@@ -116,18 +125,30 @@ def test_bad_arguments_raise_clear_errors(setup: tuple) -> None:
         faithmap.evaluate(model, x, {}, metrics=["sparseness"])
     with pytest.raises(ShapeError, match="has 2 maps but the inputs have 3"):
         faithmap.evaluate(model, x, {"a": torch.rand(2, 1, 8, 8)}, metrics=["sparseness"])
+    with pytest.raises(InvalidParameterError, match=r"\['insertion'\] run the model"):
+        faithmap.evaluate(None, x, explanations, metrics=["sparseness", "insertion"])
 
 
-def test_missing_pandas_gives_a_clear_error(setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_map_only_metrics_need_no_model(setup: Setup) -> None:
+    _, x, explanations, _ = setup
+    table = faithmap.evaluate(None, x, explanations, metrics=["sparseness", "complexity"])
+    assert set(table["metric"]) == {"sparseness", "complexity"}
+    assert (table["passes"] == 0).all()
+
+
+def test_missing_pandas_gives_a_clear_error(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     model, x, explanations, _ = setup
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(FaithmapError, match="pip install pandas"):
         faithmap.evaluate(model, x, explanations, metrics=["sparseness"])
 
 
-def test_sanity_metrics_run_through_evaluate(setup: tuple) -> None:
+def test_sanity_metrics_run_through_evaluate(setup: Setup) -> None:
     model, x, explanations, _ = setup
-    params = {"random_logit": {"similarity": "spearman"}, "model_randomisation": {"seed": 1}}
+    params: dict[str, dict[str, Any]] = {
+        "random_logit": {"similarity": "spearman"},
+        "model_randomisation": {"seed": 1},
+    }
     table = faithmap.evaluate(
         model, x, {"s": explanations["saliency"]}, metrics=list(params), params=params
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from captum.metrics import infidelity as captum_infidelity
+from torch import nn
 
 import faithmap
 from faithmap import Model
@@ -37,7 +40,7 @@ def constant(x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["pearson", "spearman"])
 def test_correlation_of_exact_and_reversed_attributions(kind: str) -> None:
-    kwargs = {"target": 0, "subset_size": 6, "n_samples": 12, "correlation": kind}
+    kwargs: dict[str, Any] = {"target": 0, "subset_size": 6, "n_samples": 12, "correlation": kind}
     best = faithfulness_correlation(linear_model(), IMAGES, EXACT, **kwargs)
     worst = faithfulness_correlation(linear_model(), IMAGES, -EXACT, **kwargs)
     torch.testing.assert_close(best.values, torch.ones(4, dtype=torch.float64))
@@ -63,7 +66,7 @@ def test_removing_pixels_in_place_equals_removing_one_pixel_regions() -> None:
     attributions = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     one_per_pixel = torch.arange(64).view(1, 8, 8).expand(4, 8, 8)
     for fill in (0.25, "blur"):
-        kwargs = {"target": 0, "subset_size": 6, "n_samples": 9, "fill": fill}
+        kwargs: dict[str, Any] = {"target": 0, "subset_size": 6, "n_samples": 9, "fill": fill}
         pixels = faithfulness_correlation(linear_model(), IMAGES, attributions, **kwargs)
         regions = faithfulness_correlation(
             linear_model(), IMAGES, attributions, unit=one_per_pixel, **kwargs
@@ -89,7 +92,7 @@ def test_correlation_is_nan_where_undefined() -> None:
 
 def test_correlation_batch_size_seed_and_subset_size() -> None:
     attributions = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(5))
-    kwargs = {"target": 0, "subset_size": 6, "n_samples": 10}
+    kwargs: dict[str, Any] = {"target": 0, "subset_size": 6, "n_samples": 10}
     small = faithfulness_correlation(linear_model(3), IMAGES, attributions, **kwargs)
     large = faithfulness_correlation(linear_model(64), IMAGES, attributions, **kwargs)
     torch.testing.assert_close(small.values, large.values)
@@ -155,7 +158,9 @@ def test_infidelity_batch_size_and_seed() -> None:
 
 
 @pytest.mark.parametrize("normalize", [False, True])
-def test_infidelity_agrees_with_captum(images: torch.Tensor, tiny_net, normalize: bool) -> None:
+def test_infidelity_agrees_with_captum(
+    images: torch.Tensor, tiny_net: nn.Module, normalize: bool
+) -> None:
     attributions = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(7))
     targets = torch.tensor([0, 1, 2, 3, 1])
     shifts = gaussian_perturbations(images, 6, 0.1, seed=0)

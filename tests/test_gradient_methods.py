@@ -142,7 +142,8 @@ class FunctionalNet(nn.Module):
         features = self.net.features
         h = F.relu(features[1](features[0](x)), inplace=True)
         h = features[3](h).relu()
-        return self.net.head(h.mean(dim=(2, 3)))
+        logits: torch.Tensor = self.net.head(h.mean(dim=(2, 3)))
+        return logits
 
 
 def test_guided_backprop_replaces_functional_relus(tiny_net: TinyNet) -> None:

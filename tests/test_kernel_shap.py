@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterator
+from typing import cast
 
 import numpy as np
 import pytest
@@ -18,31 +20,36 @@ LABELS = torch.arange(36).view(6, 6) % 6 // 2 + 3 * (torch.arange(36).view(6, 6)
 """Six regions of a 6x6 image: three column bands in the top half, three in the bottom."""
 
 
-def nonlinear_net() -> nn.Module:
+def nonlinear_net() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Flatten(), nn.Linear(72, 16), nn.Tanh(), nn.Linear(16, 3), nn.Softplus()
     ).double()
 
 
-def region_game(net: nn.Module, x: torch.Tensor, target: int):
+def region_game(
+    net: nn.Module, x: torch.Tensor, target: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The value of a coalition ``(S, 6)`` for each input: the score with the rest set to 0."""
 
     def value(keep: torch.Tensor) -> torch.Tensor:
         masks = keep.double()[:, LABELS].unsqueeze(1)  # (S, 1, 6, 6)
         with torch.no_grad():
-            return net((x[:, None] * masks).flatten(0, 1))[:, target].view(x.shape[0], -1)
+            scores: torch.Tensor = net((x[:, None] * masks).flatten(0, 1))
+            return scores[:, target].view(x.shape[0], -1)
 
     return value
 
 
-def brute_force_shapley(value, players: int) -> torch.Tensor:
+def brute_force_shapley(
+    value: Callable[[torch.Tensor], torch.Tensor], players: int
+) -> torch.Tensor:
     """Shapley values from the definition: a weighted sum over every coalition."""
-    total = 0
+    total: torch.Tensor | int = 0
     for player in range(players):
         others = [p for p in range(players) if p != player]
         for size in range(players):
-            weight = math.factorial(size) * math.factorial(players - size - 1)
+            weight: float = math.factorial(size) * math.factorial(players - size - 1)
             weight /= math.factorial(players)
             for members in itertools.combinations(others, size):
                 without = torch.zeros(1, players)
@@ -53,6 +60,7 @@ def brute_force_shapley(value, players: int) -> torch.Tensor:
                 onehot = torch.zeros(players, dtype=torch.float64)
                 onehot[player] = 1
                 total = total + weight * gain * onehot
+    assert isinstance(total, torch.Tensor)
     return total
 
 
@@ -81,7 +89,7 @@ def test_on_a_linear_model_it_is_weight_times_difference() -> None:
             exact=exact,
             n_samples=n_samples,
         )
-        contribution = ((x - 0.5) * net[1].weight[0].view(2, 6, 6)).sum(1)
+        contribution = ((x - 0.5) * cast(nn.Linear, net[1]).weight[0].view(2, 6, 6)).sum(1)
         per_region = torch.zeros(2, 6, dtype=torch.float64)
         per_region.scatter_add_(1, LABELS.flatten().expand(2, 36), contribution.flatten(1))
         torch.testing.assert_close(result.attributions[:, 0], per_region[:, LABELS])
@@ -103,7 +111,9 @@ def test_agrees_with_captum_given_the_same_coalitions() -> None:
     coalitions, _ = method.coalitions(6)
 
     class SameCoalitions(CaptumKernelShap):  # type: ignore[misc]
-        def kernel_shap_perturb_generator(self, original_inp, **kwargs):
+        def kernel_shap_perturb_generator(
+            self, original_inp: object, **kwargs: object
+        ) -> Iterator[torch.Tensor]:
             yield torch.ones(1, 6, dtype=torch.long)
             yield torch.zeros(1, 6, dtype=torch.long)
             for row in coalitions.long():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from sklearn.linear_model import Ridge
 from torch import nn
@@ -27,7 +29,7 @@ def test_on_a_linear_model_it_recovers_the_region_weights() -> None:
         n_samples=64,
     )
     labels = make_regions("patches:4", x).labels
-    contribution = (x * net[1].weight[2].view(3, 8, 8)).sum(1).flatten(1)
+    contribution = (x * cast(nn.Linear, net[1]).weight[2].view(3, 8, 8)).sum(1).flatten(1)
     per_region = torch.zeros(4, 4, dtype=torch.float64).scatter_add_(
         1, labels.flatten(1), contribution
     )

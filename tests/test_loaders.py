@@ -29,6 +29,7 @@ def net() -> SmallCNN:
     with torch.no_grad():  # non-trivial batch-norm statistics, so that they must round-trip
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
+                assert module.running_mean is not None and module.running_var is not None
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
     return model
@@ -56,7 +57,7 @@ def test_torchscript(net: SmallCNN, x: torch.Tensor, tmp_path: Path) -> None:
     path = tmp_path / "net.pt"
     with warnings.catch_warnings():  # torch.jit is deprecated; files made with it remain
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.trace(net, x[:1]), str(path))
+        torch.jit.save(torch.jit.trace(net, x[:1]), str(path))  # type: ignore[no-untyped-call]
     model = load_model(path, batch_size=4)
     assert isinstance(model.module, torch.jit.ScriptModule)
     assert_same_outputs(model, net, x)
@@ -139,7 +140,7 @@ def _tiny_vit_classifier() -> nn.Module:
         num_hidden_layers=1,
         num_attention_heads=2,
         intermediate_size=32,
-        num_labels=3,
+        num_labels=3,  # type: ignore[call-arg]  # a PretrainedConfig keyword, not in ViTConfig's
     )
     torch.manual_seed(0)
     model: nn.Module = transformers.ViTForImageClassification(config)
@@ -166,7 +167,8 @@ def test_hugging_face_without_a_head() -> None:
     config = transformers.ViTConfig(
         image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2
     )
-    headless = HuggingFaceLogits(transformers.ViTModel(config).eval())
+    vit: nn.Module = transformers.ViTModel(config)
+    headless = HuggingFaceLogits(vit.eval())
     with pytest.raises(ModelError, match="returns no 'logits'"):
         headless(torch.rand(1, 3, 16, 16))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -314,14 +315,14 @@ def test_agrees_with_quantus_on_signed_unnormalised_maps() -> None:
     generator = torch.Generator().manual_seed(0)
     saliency = torch.randn(6, 1, 8, 8, generator=generator)
     masks = torch.rand(6, 1, 8, 8, generator=generator) > 0.7
-    data = {
+    data: dict[str, Any] = {
         "model": None,
         "x_batch": torch.rand(6, 1, 8, 8).numpy(),
         "y_batch": np.zeros(6, dtype=int),
         "a_batch": saliency.numpy(),
         "s_batch": masks.float().numpy(),
     }
-    settings = {"normalise": False, "abs": False, "disable_warnings": True}
+    settings: dict[str, Any] = {"normalise": False, "abs": False, "disable_warnings": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mass = quantus.RelevanceMassAccuracy(**settings)(**data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any, TypeVar, cast
 
 import pytest
 import torch
@@ -10,14 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import faithmap
+import faithmap.data
 from faithmap import Model
 from faithmap.errors import InvalidParameterError, ModelError
 from faithmap.methods.lrp import Lrp
 from faithmap.methods.lrp_rules import fold_batch_norm
+from faithmap.targets import TargetLike
 from faithmap.zoo import load_builtin
 
 
-def lrp(net: nn.Module | Model, x: torch.Tensor, target: object, **params: object) -> torch.Tensor:
+def lrp(net: nn.Module | Model, x: torch.Tensor, target: TargetLike, **params: Any) -> torch.Tensor:
     params.setdefault("reduce", "none")
     model = net if isinstance(net, Model) else Model(net, batch_size=8)
     return faithmap.explain(model, x, method="lrp", target=target, **params).attributions
@@ -25,7 +28,8 @@ def lrp(net: nn.Module | Model, x: torch.Tensor, target: object, **params: objec
 
 def logit(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return net(x).gather(1, target[:, None]).squeeze(1)
+        scores: torch.Tensor = net(x)
+        return scores.gather(1, target[:, None]).squeeze(1)
 
 
 class SmallNet(nn.Module):
@@ -50,13 +54,16 @@ class SmallNet(nn.Module):
             for parameter in self.parameters():  # logits of order 1, so epsilon matters
                 parameter.normal_(0.0, 0.6)
             if norm:
-                self.features[1].running_mean.uniform_(-0.2, 0.2)
-                self.features[1].running_var.uniform_(0.5, 1.5)
-                self.features[1].weight.uniform_(0.5, 1.5)
+                batch_norm = cast(nn.BatchNorm2d, self.features[1])
+                assert batch_norm.running_mean is not None and batch_norm.running_var is not None
+                batch_norm.running_mean.uniform_(-0.2, 0.2)
+                batch_norm.running_var.uniform_(0.5, 1.5)
+                batch_norm.weight.uniform_(0.5, 1.5)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
+        logits: torch.Tensor = self.head(self.features(x).flatten(1))
+        return logits
 
 
 @pytest.fixture
@@ -127,7 +134,8 @@ class ResidualNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.relu1(self.stem(x))
         h = self.relu3(self.conv2(self.relu2(self.conv1(h))) + h)
-        return self.head(self.pool(h).mean(dim=(2, 3)))
+        logits: torch.Tensor = self.head(self.pool(h).mean(dim=(2, 3)))
+        return logits
 
 
 @pytest.mark.parametrize("composite", ["epsilon", "z_plus"])
@@ -145,7 +153,8 @@ def test_epsilon_absorption_is_the_closed_form() -> None:
     net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
     x = torch.randn(4, 6)
     epsilon, target = 0.5, torch.tensor([0, 1, 2, 0])
-    w1, b1, w2, b2 = net[0].weight, net[0].bias, net[2].weight, net[2].bias
+    first, second = cast(nn.Linear, net[0]), cast(nn.Linear, net[2])
+    w1, b1, w2, b2 = first.weight, first.bias, second.weight, second.bias
 
     def stab(z: torch.Tensor) -> torch.Tensor:
         return z + epsilon * torch.where(z >= 0, 1.0, -1.0)
@@ -178,7 +187,8 @@ def test_gamma_is_the_closed_form() -> None:
     torch.manual_seed(5)
     net = nn.Sequential(nn.Linear(5, 3)).eval()
     x, gamma, target = torch.rand(4, 5), 0.7, torch.tensor([2, 0, 1, 1])
-    w, b = net[0].weight[target], net[0].bias[target]
+    layer = cast(nn.Linear, net[0])
+    w, b = layer.weight[target], layer.bias[target]
     with torch.no_grad():
         modified = w + gamma * w.clamp(min=0)
         contributions = x * modified
@@ -194,7 +204,7 @@ def test_alpha2beta1_is_the_closed_form_for_inputs_of_both_signs() -> None:
     net = nn.Sequential(nn.Linear(12, 3)).eval()
     x, target = torch.randn(4, 12), torch.tensor([0, 1, 2, 0])
     with torch.no_grad():
-        contributions = x * net[0].weight[target]
+        contributions = x * cast(nn.Linear, net[0]).weight[target]
         z = net(x).gather(1, target[:, None])
         positive, negative = contributions.clamp(min=0), contributions.clamp(max=0)
         expected = z * (
@@ -205,7 +215,11 @@ def test_alpha2beta1_is_the_closed_form_for_inputs_of_both_signs() -> None:
     torch.testing.assert_close(relevance, expected, atol=1e-5, rtol=1e-5)
 
 
-def _randomised(norm: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Module:
+_Norm = TypeVar("_Norm", nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _randomised(norm: _Norm) -> _Norm:
+    assert norm.running_mean is not None and norm.running_var is not None
     with torch.no_grad():
         norm.running_mean.uniform_(-1, 1)
         norm.running_var.uniform_(0.2, 2)
@@ -232,12 +246,16 @@ def test_folded_layers_give_the_same_outputs(affine: bool) -> None:
 def test_batch_norm_is_folded_into_the_convolution(x: torch.Tensor, composite: str) -> None:
     """LRP of conv + batch norm equals LRP of one convolution with the parameters folded by hand."""
     net = SmallNet(norm=True)
-    conv, norm = net.features[0], net.features[1]
+    conv, norm = cast(nn.Conv2d, net.features[0]), cast(nn.BatchNorm2d, net.features[1])
+    assert norm.running_mean is not None and norm.running_var is not None
+    assert conv.bias is not None
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
     folded = SmallNet()
     with torch.no_grad():
-        folded.features[0].weight.copy_(conv.weight * scale[:, None, None, None])
-        folded.features[0].bias.copy_((conv.bias - norm.running_mean) * scale + norm.bias)
+        folded_conv = cast(nn.Conv2d, folded.features[0])
+        assert folded_conv.bias is not None
+        folded_conv.weight.copy_(conv.weight * scale[:, None, None, None])
+        folded_conv.bias.copy_((conv.bias - norm.running_mean) * scale + norm.bias)
     folded.features[3].load_state_dict(net.features[4].state_dict())
     folded.head.load_state_dict(net.head.state_dict())
     torch.testing.assert_close(folded(x), net(x))
@@ -285,9 +303,9 @@ def test_built_in_models(name: str) -> None:
     rows = images.clone().requires_grad_(True)
     (gradient,) = torch.autograd.grad(net(rows).gather(1, target[:, None]).sum(), rows)
     calls: list[int] = []
-    handle = net.features.register_forward_hook(lambda *_: calls.append(1))
+    handle = cast(nn.Module, net.features).register_forward_hook(lambda *_: calls.append(1))
     net.train()
-    net.head.weight.requires_grad_(False)
+    cast(nn.Linear, net.head).weight.requires_grad_(False)
     before = _state(net)
     # Epsilon -> 0 with batch norm folded is input x gradient on the built-in models too.
     tiny = lrp(net, images, target, composite="epsilon", epsilon=1e-9)
@@ -311,7 +329,8 @@ class BadNorm(nn.Module):
         self.conv = nn.Conv2d(3, 2, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.norm(x)).mean(dim=(2, 3))
+        out: torch.Tensor = self.conv(self.norm(x))
+        return out.mean(dim=(2, 3))
 
 
 class OwnParameter(nn.Module):
@@ -321,7 +340,8 @@ class OwnParameter(nn.Module):
         self.head = nn.Linear(3 * 16 * 16, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x.flatten(1) * self.scale)
+        logits: torch.Tensor = self.head(x.flatten(1) * self.scale)
+        return logits
 
 
 def _flat(*layers: nn.Module) -> nn.Module:
@@ -355,7 +375,8 @@ def test_attention_is_unsupported(x: torch.Tensor) -> None:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             tokens = x.flatten(1, 2)
-            return self.head(self.attention(tokens, tokens, tokens)[0].mean(1))
+            logits: torch.Tensor = self.head(self.attention(tokens, tokens, tokens)[0].mean(1))
+            return logits
 
     with pytest.raises(ModelError, match="'attention' of type MultiheadAttention"):
         lrp(Attention(), x, 0)

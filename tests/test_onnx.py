@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import onnxruntime  # noqa: F401  (a test dependency, never skipped)
 import pytest
@@ -14,7 +15,7 @@ import faithmap
 from faithmap.data import make_shapes
 from faithmap.zoo import load_builtin
 
-METHODS = {
+METHODS: dict[str, dict[str, Any]] = {
     "occlusion": {"window": 16, "stride": 16},
     "feature_ablation": {"regions": "patches:16"},
     "kernel_shap": {"regions": "patches:16", "n_samples": 32},

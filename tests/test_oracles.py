@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def test_integrated_gradients_of_a_linear_model_is_difference_times_weight(rule:
         baseline_tensor=baseline,
         reduce="none",
     )
-    weights = net[1].weight[target].view(3, 3, 6, 6)
+    weights = cast(nn.Linear, net[1]).weight[target].view(3, 3, 6, 6)
     torch.testing.assert_close(result.attributions, (x - baseline) * weights)
 
 
@@ -71,7 +72,7 @@ def test_saliency_of_a_linear_model_is_the_absolute_weight() -> None:
     net = linear_model()
     x = torch.rand(2, 3, 6, 6, dtype=torch.float64)
     result = faithmap.explain(net, x, method="saliency", target=torch.tensor([1, 3]), reduce="none")
-    weights = net[1].weight[[1, 3]].view(2, 3, 6, 6).abs()
+    weights = cast(nn.Linear, net[1]).weight[[1, 3]].view(2, 3, 6, 6).abs()
     torch.testing.assert_close(result.attributions, weights)
     best = faithmap.explain(net, x, method="saliency", target=torch.tensor([1, 3]))
     torch.testing.assert_close(best.attributions, weights.amax(1, keepdim=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import faithmap
 from faithmap import Model
@@ -109,6 +110,7 @@ def test_the_given_class_is_scored_not_class_zero() -> None:
     result = road(object_model(), IMAGES, PERFECT, target=1, noise=0.0, activation="logits")
     torch.testing.assert_close(result.morf, torch.full((2, 9), 0.5))
     torch.testing.assert_close(result.values, torch.full((2,), -0.5))
+    assert result.target is not None
     assert torch.equal(result.target, torch.ones(2, dtype=torch.long))
 
 
@@ -135,7 +137,7 @@ def test_model_that_ignores_its_input_scores_zero() -> None:
     torch.testing.assert_close(result.values, torch.zeros(2))
 
 
-def test_cost_batch_size_and_seed(images: torch.Tensor, tiny_net) -> None:
+def test_cost_batch_size_and_seed(images: torch.Tensor, tiny_net: nn.Module) -> None:
     attributions = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(3))
     small = road(Model(tiny_net, batch_size=3), images, attributions, fractions=[0.2, 0.7])
     large = road(Model(tiny_net, batch_size=64), images, attributions, fractions=[0.2, 0.7])
@@ -146,11 +148,12 @@ def test_cost_batch_size_and_seed(images: torch.Tensor, tiny_net) -> None:
     assert not torch.equal(small.morf, other.morf)
 
 
-def test_explained_target_and_bad_fractions(images: torch.Tensor, tiny_net) -> None:
+def test_explained_target_and_bad_fractions(images: torch.Tensor, tiny_net: nn.Module) -> None:
     model = Model(tiny_net, batch_size=16)
     explanation = faithmap.explain(model, images, method="saliency", target=3)
     result = road(model, images, explanation, fractions=[0.5])
     assert result.choices["target"] == "explained"
+    assert result.target is not None
     assert torch.equal(result.target, torch.full((5,), 3))
     with pytest.raises(faithmap.InvalidParameterError, match="fractions"):
         road(model, images, explanation, fractions=[1.0])

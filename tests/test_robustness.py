@@ -85,7 +85,7 @@ def test_a_model_that_ignores_its_input_scores_zero() -> None:
     torch.testing.assert_close(result.values, torch.zeros(3, dtype=torch.float64))
 
 
-def test_batch_size_seed_and_method_keyword(images: torch.Tensor, tiny_net) -> None:
+def test_batch_size_seed_and_method_keyword(images: torch.Tensor, tiny_net: nn.Module) -> None:
     explanation = faithmap.explain(Model(tiny_net, batch_size=8), images, method="saliency")
     small = avg_sensitivity(Model(tiny_net, batch_size=3), images, explanation, n_samples=3)
     large = avg_sensitivity(Model(tiny_net, batch_size=64), images, explanation, n_samples=3)
@@ -106,7 +106,7 @@ def test_batch_size_seed_and_method_keyword(images: torch.Tensor, tiny_net) -> N
     torch.testing.assert_close(named.values, small.values)
 
 
-def test_max_sensitivity_agrees_with_captum(images: torch.Tensor, tiny_net) -> None:
+def test_max_sensitivity_agrees_with_captum(images: torch.Tensor, tiny_net: nn.Module) -> None:
     model = Model(tiny_net, batch_size=8)
     method = faithmap.get_method("saliency", reduce="none")
     targets = torch.tensor([0, 1, 2, 3, 1])
@@ -130,12 +130,15 @@ def test_max_sensitivity_agrees_with_captum(images: torch.Tensor, tiny_net) -> N
     torch.testing.assert_close(result.values.float(), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_the_explained_target_is_kept_under_noise(images: torch.Tensor, tiny_net) -> None:
+def test_the_explained_target_is_kept_under_noise(
+    images: torch.Tensor, tiny_net: nn.Module
+) -> None:
     # Regression (research pitfall): noise can flip the prediction; the explained class is kept.
     model = Model(tiny_net, batch_size=8)
     explanation = faithmap.explain(model, images, method="saliency", target=1)
     result = max_sensitivity(model, images, explanation, n_samples=2, radius=0.5)
     assert result.choices["target"] == "explained"
+    assert result.target is not None
     assert torch.equal(result.target, torch.ones(5, dtype=torch.long))
     shifts = input_perturbations(images, 2, 0.5, seed=0, uniform=True)
     again = faithmap.explain(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal, cast
 
 import numpy as np
 import pytest
@@ -32,7 +32,7 @@ class InputMap(Method):
         return inputs.sum(1, keepdim=True)
 
 
-def linear_net(side: int = 12, classes: int = 3, channels: int = 1) -> nn.Module:
+def linear_net(side: int = 12, classes: int = 3, channels: int = 1) -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, classes))
 
@@ -69,7 +69,7 @@ def test_ssim_matches_scikit_image() -> None:
     a = torch.rand(3, 2, 16, 13, generator=generator)
     b = (a + 0.3 * torch.rand(3, 2, 16, 13, generator=generator)).clamp(0, 1)
     expected = [
-        structural_similarity(
+        structural_similarity(  # type: ignore[no-untyped-call]
             x.numpy(), y.numpy(), gaussian_weights=True, data_range=1.0, channel_axis=0
         )
         for x, y in zip(a, b, strict=True)
@@ -84,14 +84,14 @@ def test_ssim_matches_scikit_image() -> None:
 @pytest.mark.parametrize("order", ["cascading", "independent"])
 @pytest.mark.parametrize("similarity", ["spearman", "ssim"])
 def test_an_explanation_that_ignores_the_model_keeps_similarity_one(
-    order: str, similarity: str
+    order: Literal["cascading", "independent"], similarity: Literal["spearman", "ssim"]
 ) -> None:
     x = inputs()
     net = nn.Sequential(nn.Flatten(), nn.Linear(144, 8), nn.ReLU(), nn.Linear(8, 3))
     explanation = InputMap().explain(net, x, torch.zeros(4, dtype=torch.long))
     result = model_randomisation(
         net, x, explanation, method=InputMap(), order=order, similarity=similarity
-    )  # type: ignore[arg-type]
+    )
     torch.testing.assert_close(result.similarities, torch.ones(4, 2))
     torch.testing.assert_close(result.values, torch.ones(4))
     assert result.layers == ("3", "1") and not result.higher_is_better
@@ -106,10 +106,11 @@ def test_linear_model_oracle(absolute: bool) -> None:
     target = torch.tensor([0, 1, 2, 1])
     explanation = signed_saliency(net, x, target)
     result = model_randomisation(net, x, explanation, absolute=absolute, seed=11)
-    fresh = copy.deepcopy(net[1])
+    layer = cast(nn.Linear, net[1])
+    fresh = copy.deepcopy(layer)
     torch.manual_seed(11)
     fresh.reset_parameters()
-    old, new = net[1].weight.detach(), fresh.weight.detach()
+    old, new = layer.weight.detach(), fresh.weight.detach()
     if absolute:
         old, new = old.abs(), new.abs()
     expected = [scipy.stats.spearmanr(old[c], new[c]).statistic for c in target.tolist()]
@@ -119,13 +120,13 @@ def test_linear_model_oracle(absolute: bool) -> None:
 
 
 def manual_stage(
-    net: nn.Module, layers: list[tuple[int, int]], x: Tensor, target: Tensor
+    net: nn.Sequential, layers: list[tuple[int, int]], x: Tensor, target: Tensor
 ) -> Tensor:
     """Saliency of a copy of ``net`` with the given (layer index, seed) re-initialised."""
     twin = copy.deepcopy(net)
     for index, seed in layers:
         torch.manual_seed(seed)
-        twin[index].reset_parameters()
+        cast(nn.Linear, twin[index]).reset_parameters()
     return signed_saliency(twin, x, target).attributions
 
 
@@ -188,7 +189,8 @@ def test_cost_counts_every_reexplanation_and_same_seed_same_value(
     assert not torch.equal(first.similarities, other.similarities)
     n, stages = images.shape[0], len(first.layers)
     assert (first.cost.forward, first.cost.backward) == (n * stages, n * stages)
-    assert first.target is not None and torch.equal(first.target, explanation.target)
+    assert first.target is not None and explanation.target is not None
+    assert torch.equal(first.target, explanation.target)
 
 
 def test_batch_size_invariance(tiny_net: nn.Module, images: Tensor) -> None:
@@ -207,7 +209,7 @@ def test_raw_tensors_need_a_method_and_callables_are_refused() -> None:
     result = model_randomisation(net, x, maps, method="saliency", target=torch.tensor([0, 1]))
     assert result.choices["target"] == "given" and result.values.shape == (2,)
     with pytest.raises(ModelError, match=r"nn\.Module"):
-        model_randomisation(lambda t: net(t), x, maps, method="saliency")
+        model_randomisation(lambda t: net(t), x, maps, method="saliency")  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="'order' parameter"):
         model_randomisation(net, x, maps, method="saliency", order="bottom_up")  # type: ignore[arg-type]
 
@@ -220,7 +222,7 @@ def test_random_logit_on_a_linear_model() -> None:
     explanation = signed_saliency(net, x, target)
     result = random_logit(net, x, explanation, similarity="spearman", seed=9)
     assert not torch.equal(result.other, target) and bool((result.other != target).all())
-    weights = net[1].weight.detach()
+    weights = cast(nn.Linear, net[1]).weight.detach()
     expected = [
         scipy.stats.spearmanr(weights[c], weights[o]).statistic
         for c, o in zip(target.tolist(), result.other.tolist(), strict=True)
@@ -254,7 +256,7 @@ def test_a_model_that_ignores_its_input_has_no_ranking_to_compare() -> None:
     x = inputs(2)
     net = nn.Sequential(nn.Flatten(), nn.Linear(144, 3))
     with torch.no_grad():
-        net[1].weight.zero_()
+        cast(nn.Linear, net[1]).weight.zero_()
     explanation = signed_saliency(net, x, torch.tensor([0, 1]))
     assert not explanation.attributions.any()
     result = model_randomisation(net, x, explanation)

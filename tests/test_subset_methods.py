@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -20,6 +22,8 @@ class RegionWeights(nn.Module):
     On an all-ones image with patches of 2 px and fill 0, keeping a set of patches gives
     ``p_0 = sum of their weights / total`` exactly, so region importance is known.
     """
+
+    pixel_weights: Tensor
 
     def __init__(self, weights: Tensor, side: int) -> None:
         super().__init__()
@@ -50,10 +54,13 @@ SEARCHES = [
 
 
 @pytest.mark.parametrize(("name", "params"), SEARCHES)
-def test_every_search_ranks_regions_by_their_known_importance(name: str, params: dict) -> None:
+def test_every_search_ranks_regions_by_their_known_importance(
+    name: str, params: dict[str, object]
+) -> None:
     model, image, weights = known()
     result = faithmap.explain(model, image, method=name, target=0, **ADDITIVE, **params)
     expected = weights.argsort(descending=True)
+    assert result.ranking is not None
     assert torch.equal(result.ranking[0], expected)
     # The rank map gives the first region 9 and the last 1.
     top, bottom = int(expected[0]), int(expected[-1])
@@ -74,6 +81,7 @@ def test_the_complement_is_scored_on_its_own_fill() -> None:
         model, image, method="lima", target=0, **ADDITIVE, pending=3, complement_fill=0.5
     )
     expected = weights.argsort(descending=True)
+    assert result.ranking is not None
     assert torch.equal(result.ranking[0], expected)
     kept = torch.cat([torch.zeros(1), weights[expected].cumsum(0)]) / weights.sum()
     torch.testing.assert_close(result.curves["insertion"][0], kept.double())
@@ -82,6 +90,7 @@ def test_the_complement_is_scored_on_its_own_fill() -> None:
     again = faithmap.explain(
         model, image, method="lima", target=0, **ADDITIVE, pending=3, complement_fill=0.0
     )
+    assert again.ranking is not None and same.ranking is not None
     assert torch.equal(again.ranking, same.ranking)
     assert again.cost.forward == same.cost.forward
     torch.testing.assert_close(again.curves["deletion"], same.curves["deletion"])
@@ -91,6 +100,7 @@ def test_a_chosen_class_is_explained_by_its_own_evidence() -> None:
     """Class 1 gains from removing weight: its order is the reverse of class 0's."""
     model, image, weights = known()
     result = faithmap.explain(model, image, method="lima", target=1, pending=3, **ADDITIVE)
+    assert result.ranking is not None
     assert torch.equal(result.ranking[0], weights.argsort())
 
 
@@ -104,7 +114,8 @@ class Grid(nn.Module):
         self.head = nn.Linear(16, 5)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x))
+        logits: Tensor = self.head(self.body(x))
+        return logits
 
 
 ALL_TERMS = {
@@ -160,13 +171,14 @@ class FailsAfter(nn.Module):
         self.calls += 1
         if self.calls >= self.limit:
             raise RuntimeError("simulated failure")
-        return self.dropout(self.net(x))
+        out: Tensor = self.dropout(self.net(x))
+        return out
 
 
 @pytest.mark.parametrize("name", ["smdl", "lima"])
 def test_an_exception_mid_search_leaves_the_model_as_it_was(name: str) -> None:
     failing = FailsAfter(Grid(), calls=40).train()
-    failing.net.head.weight.requires_grad_(False)
+    cast(nn.Linear, failing.net.head).weight.requires_grad_(False)
     x = torch.rand(2, 3, 7, 7, generator=torch.Generator().manual_seed(2))
     with pytest.raises(faithmap.ModelError, match="simulated failure"):
         faithmap.explain(Model(failing, batch_size=8), x, method=name, target=0, **ALL_TERMS)
@@ -182,7 +194,9 @@ def test_same_seed_same_ranking() -> None:
 
     def ranking(seed: int) -> Tensor:
         params = {**ALL_TERMS, "search": "stochastic", "seed": seed}
-        return faithmap.explain(net, x, method="smdl", target=0, **params).ranking
+        ranks = faithmap.explain(net, x, method="smdl", target=0, **params).ranking
+        assert ranks is not None
+        return ranks
 
     assert torch.equal(ranking(3), ranking(3))
     assert not torch.equal(ranking(3), ranking(4))
@@ -229,6 +243,8 @@ def test_bad_weights_are_refused_with_a_fix() -> None:
 
 class Constant(nn.Module):
     """Returns the same logits for every input."""
+
+    logits: Tensor
 
     def __init__(self, logits: list[float]) -> None:
         super().__init__()

@@ -99,8 +99,8 @@ def test_masks_have_the_class_topology(batch: ShapesBatch) -> None:
         "stripes": (3, 1),
     }
     for mask, y in zip(batch.masks[:, 0].numpy(), batch.labels.tolist(), strict=True):
-        objects = int(label(mask, connectivity=1).max())
-        background = int(label(~mask, connectivity=1).max())
+        objects = int(label(mask, connectivity=1).max())  # type: ignore[no-untyped-call]
+        background = int(label(~mask, connectivity=1).max())  # type: ignore[no-untyped-call]
         assert (objects, background) == expected[CLASS_NAMES[y]]
 
 

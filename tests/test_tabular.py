@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,15 @@ def rows(n: int, seed: int) -> torch.Tensor:
     return torch.randn(n, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-def shapley_by_definition(value, players: int) -> torch.Tensor:
+def shapley_by_definition(
+    value: Callable[[torch.Tensor], torch.Tensor], players: int
+) -> torch.Tensor:
     """Shapley values from their definition, for a value function of keep vectors ``(F,)``."""
     phi = torch.zeros(players, dtype=torch.float64)
     for player in range(players):
         others = [p for p in range(players) if p != player]
         for size in range(players):
-            weight = math.factorial(size) * math.factorial(players - size - 1)
+            weight: float = math.factorial(size) * math.factorial(players - size - 1)
             weight /= math.factorial(players)
             for members in itertools.combinations(others, size):
                 keep = torch.zeros(players, dtype=torch.float64)
@@ -67,7 +70,12 @@ def test_kernel_shap_on_rows_is_exact_shapley_values() -> None:
     assert result.attributions.shape == (3, 4)
     with torch.no_grad():
         for i in range(3):
-            expected = shapley_by_definition(lambda keep, i=i: net(x[i] * keep)[2], 4)
+
+            def value(keep: torch.Tensor, i: int = i) -> torch.Tensor:
+                scores: torch.Tensor = net(x[i] * keep)
+                return scores[2]
+
+            expected = shapley_by_definition(value, 4)
             torch.testing.assert_close(result.attributions[i], expected)
 
 
@@ -80,7 +88,8 @@ def test_background_expectation_is_the_shapley_value_of_the_expected_game() -> N
 
             def value(keep: torch.Tensor, i: int = i) -> torch.Tensor:
                 mixed = x[i] * keep + background * (1 - keep)  # every background row
-                return net(mixed)[:, 0].mean()
+                scores: torch.Tensor = net(mixed)
+                return scores[:, 0].mean()
 
             torch.testing.assert_close(result.attributions[i], shapley_by_definition(value, 4))
     # the mean mode is one baseline row: exact Shapley values of that single game

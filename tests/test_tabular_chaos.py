@@ -95,7 +95,11 @@ def test_top_k_is_a_registered_mask_metric() -> None:
     result = call_metric("top_k_features", None, data.inputs, data.ablation, masks=data.relevant)
     assert result.higher_is_better and result.mean == 1.0
     table = faithmap.evaluate(
-        None, data.inputs, {"truth": data.ablation}, metrics=["top_k_features"], masks=data.relevant
+        None,  # mask metrics need no model
+        data.inputs,
+        {"truth": data.ablation},
+        metrics=["top_k_features"],
+        masks=data.relevant,
     )
     assert table["value"].tolist() == [1.0] * 8
 

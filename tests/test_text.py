@@ -8,6 +8,8 @@ attributions and deletion curves are known in closed form.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 import torch
 import transformers
@@ -38,7 +40,10 @@ WORDS = ["The", "movie", "was", "unbelievable", ",", "very", "good", "!"]
 
 @pytest.fixture(scope="module")
 def tokenizer() -> object:
-    return transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)})
+    # transformers 5 defines BertTokenizerFast (an alias of BertTokenizer) at runtime only.
+    return transformers.BertTokenizerFast(  # type: ignore[attr-defined]
+        vocab={w: i for i, w in enumerate(VOCAB)}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +55,19 @@ def bert() -> nn.Module:
         num_attention_heads=2,
         intermediate_size=37,
         max_position_embeddings=32,
-        num_labels=3,
+        num_labels=3,  # type: ignore[call-arg]  # a PretrainedConfig keyword, not in BertConfig's
     )
     torch.manual_seed(0)
-    return transformers.BertForSequenceClassification(config).eval()
+    model: nn.Module = transformers.BertForSequenceClassification(config)
+    return model.eval()
 
 
 def logits_of_ids(model: nn.Module, ids: Tensor) -> Tensor:
     with torch.no_grad():
-        return model(input_ids=ids[None], attention_mask=torch.ones_like(ids)[None]).logits[0]
+        logits: Tensor = model(
+            input_ids=ids[None], attention_mask=torch.ones_like(ids)[None]
+        ).logits
+        return logits[0]
 
 
 class TokenWeights(nn.Module):
@@ -115,9 +124,11 @@ def test_integrated_gradients_match_captum(bert: nn.Module, tokenizer: object) -
     baseline = torch.where(explained.tokens.special[None], ids, torch.tensor(4))
 
     def forward(input_ids: Tensor) -> Tensor:
-        return bert(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
+        logits: Tensor = bert(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
+        return logits
 
-    reference = captum_attr.LayerIntegratedGradients(forward, bert.get_input_embeddings())
+    embeddings = cast(transformers.PreTrainedModel, bert).get_input_embeddings()
+    reference = captum_attr.LayerIntegratedGradients(forward, embeddings)
     expected = reference.attribute(ids, baselines=baseline, target=2, n_steps=50).sum(-1)[0]
     torch.testing.assert_close(explained.token_scores, expected, atol=1e-5, rtol=1e-4)
 
@@ -143,7 +154,7 @@ def test_word_occlusion_is_the_drop_from_masking_ids(bert: nn.Module, tokenizer:
         ("kernel_shap", {}),
     ],
 )
-def test_additive_model_closed_form(tokenizer: object, method: str, params: dict) -> None:
+def test_additive_model_closed_form(tokenizer: object, method: str, params: dict[str, Any]) -> None:
     model = TokenWeights(len(VOCAB))
     explained = explain_text(model, tokenizer, TEXT, method=method, target=1, **params)
     weights = model.embedding.weight[:, 0].detach()
@@ -182,7 +193,7 @@ def test_batch_size_does_not_change_the_result(bert: nn.Module, tokenizer: objec
 
 def test_model_left_as_found(bert: nn.Module, tokenizer: object) -> None:
     bert.train()
-    frozen = bert.classifier.weight
+    frozen = cast(nn.Linear, bert.classifier).weight
     frozen.requires_grad_(False)
     try:
         explain_text(bert, tokenizer, TEXT, steps=4, batch_size=8)
@@ -190,7 +201,7 @@ def test_model_left_as_found(bert: nn.Module, tokenizer: object) -> None:
         assert all(m.training for m in bert.modules())
         assert not frozen.requires_grad
         assert all(p.requires_grad for n, p in bert.named_parameters() if n != "classifier.weight")
-        assert not bert.get_input_embeddings()._forward_hooks
+        assert not cast(transformers.PreTrainedModel, bert).get_input_embeddings()._forward_hooks
     finally:
         frozen.requires_grad_(True)
         bert.eval()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
-import transformers  # noqa: F401  (a test dependency, never skipped)
+import transformers  # a test dependency, never skipped
 
 from faithmap.text import (
     explain_text,
@@ -20,8 +22,9 @@ HELD_OUT = make_sentences(30, seed=101)
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> object:
-    return make_tokenizer()
+def tokenizer() -> transformers.PreTrainedTokenizerFast:
+    made: transformers.PreTrainedTokenizerFast = make_tokenizer()
+    return made
 
 
 def accuracy(model: torch.nn.Module, seed: int) -> float:
@@ -40,7 +43,9 @@ def test_sentences_carry_their_deciding_words() -> None:
         assert all(words[i] in pool for i in places) and 1 <= len(places) <= 2
 
 
-def test_tokenizer_gives_one_token_per_word(tokenizer: object) -> None:
+def test_tokenizer_gives_one_token_per_word(
+    tokenizer: transformers.PreTrainedTokenizerFast,
+) -> None:
     data = make_sentences(3, seed=4)
     for text, ids in zip(data.texts, data.ids, strict=True):
         assert tokenizer(text.upper())["input_ids"] == ids.tolist()
@@ -67,7 +72,9 @@ def test_training_learns_the_task_deterministically() -> None:
         ("kernel_shap", {"n_samples": 64}),
     ],
 )
-def test_deciding_words_rank_first(tokenizer: object, method: str, params: dict) -> None:
+def test_deciding_words_rank_first(
+    tokenizer: transformers.PreTrainedTokenizerFast, method: str, params: dict[str, Any]
+) -> None:
     model = load_word_cnn()
     hits = []
     for text, places in zip(HELD_OUT.texts, HELD_OUT.deciding, strict=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import cast
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from faithmap.errors import FaithmapError, InvalidParameterError
 from faithmap.zoo import BUILTIN_MODELS, architecture, load_builtin
 from faithmap.zoo.architectures import normalise
 from faithmap.zoo.train import accuracy, main, train
-from faithmap.zoo.vit import SelfAttention
+from faithmap.zoo.vit import SelfAttention, SmallViT
 
 # Shipped weights were trained with seed 0: data seeds 0 (train) and 1 (held out).
 UNSEEN_SEED = 2_024
@@ -134,7 +135,7 @@ def test_vit_attention_matches_torch_multihead_attention() -> None:
 def test_vit_tokens_form_the_patch_grid() -> None:
     # What CAM methods rely on: blocks map (N, 1 + h * w, D) to the same shape, the class token
     # first and patch (r, c) at token 1 + w * r + c.
-    model = architecture("vit").eval()
+    model = cast(SmallViT, architecture("vit")).eval()
     x = make_shapes(2, seed=0).images
     captured: dict[str, torch.Tensor] = {}
     modules = dict(model.named_modules())
@@ -157,6 +158,7 @@ def test_vit_tokens_form_the_patch_grid() -> None:
     sequence, position = captured["sequence"], model.pos_embed[0]
     torch.testing.assert_close(sequence[:, 0], (model.cls_token[0, 0] + position[0]).expand(2, -1))
     conv = model.patch_embed
+    assert conv.bias is not None
     for r, c in [(0, 0), (1, 3), (7, 2)]:
         patch = normalise(x[:, :, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8])
         embedded = patch.flatten(1) @ conv.weight.flatten(1).T + conv.bias
@@ -168,7 +170,7 @@ def test_vit_tokens_form_the_patch_grid() -> None:
 
 def test_vit_gradient_reaches_patch_tokens_before_the_last_block() -> None:
     # The documented CAM layer is blocks.2: the logits read only the class token of blocks.3.
-    model = architecture("vit").eval()
+    model = cast(SmallViT, architecture("vit")).eval()
     outputs: dict[str, torch.Tensor] = {}
 
     def keep(name: str) -> Callable[..., None]:
@@ -211,7 +213,11 @@ def test_training_is_deterministic(arch: str) -> None:
 def test_flips_change_training() -> None:
     flipped = train("cnn", n_train=32, epochs=1, batch_size=16, flip=True, n_eval=6)
     plain = train("cnn", n_train=32, epochs=1, batch_size=16, flip=False, n_eval=6)
-    assert not torch.equal(flipped.model.head.weight, plain.model.head.weight)
+    flipped_head, plain_head = (
+        cast(nn.Linear, flipped.model.head),
+        cast(nn.Linear, plain.model.head),
+    )
+    assert not torch.equal(flipped_head.weight, plain_head.weight)
 
 
 @pytest.mark.parametrize(

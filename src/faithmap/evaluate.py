@@ -82,7 +82,7 @@ def _choices_json(choices: Mapping[str, Any]) -> str:
 
 
 def evaluate(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: Model | nn.Module | Callable[[Tensor], Any] | None,
     inputs: Tensor,
     explanations: Mapping[str, Explanation | Tensor] | Explanation | Tensor,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -93,8 +93,9 @@ def evaluate(
 
     Parameters
     ----------
-    model : Model, nn.Module or callable
-        The model explained (wrapped once, so all metrics share its batch size and ledger).
+    model : Model, nn.Module, callable or None
+        The model explained (wrapped once, so all metrics share its batch size and ledger);
+        ``None`` when every metric reads only the maps (localisation, complexity).
     inputs : Tensor
         The explained batch ``(N, ...)``.
     explanations : mapping of str to Explanation (or Tensor), or one Explanation
@@ -120,7 +121,8 @@ def evaluate(
     ------
     FaithmapError
         If pandas is missing, a metric is unknown, a metric needs ``masks`` and none were
-        given, or an explanation does not have one map per sample. All checks run before any
+        given, a metric runs the model and ``model`` is None, or an explanation does not have
+        one map per sample. All checks run before any
         metric does.
 
     Examples
@@ -157,7 +159,15 @@ def evaluate(
                 f"the inputs have {n} samples. Pass the explanations of these inputs."
             )
     settings = _checked_params(names, params)
-    wrapped = as_model(model) if any(spec.needs_model for spec in specs) else model
+    running = [spec.name for spec in specs if spec.needs_model]
+    wrapped = model
+    if running:
+        if model is None:
+            raise InvalidParameterError(
+                f"The metrics {running} run the model, but model is None. Pass the model that "
+                "was explained, or keep only metrics that read the maps alone."
+            )
+        wrapped = as_model(model)
     rows: list[dict[str, Any]] = []
     for label, explanation in labelled.items():
         for name in names:
