@@ -7,8 +7,8 @@ every value hashes its own coordinates instead: a row's key (:func:`row_keys`) h
 "lowbias32" integer hash (C. Wellons, "Prospecting for Hash Functions", 2018) mixes the two.
 A metric computes the keys of all its rows once (:func:`key_table`) and looks up each batch's.
 The work is plain int32 tensor arithmetic (products wrap modulo 2**32; right shifts are masked
-to be logical), so it runs on any device without a Python loop or host sync, about as fast as
-``torch.randn``.
+to be logical), so it runs on any device without a Python loop, about as fast as
+``torch.randn``; only :func:`row_subsets` reads one flag back per batch (its rare fallback).
 
 Normals come from the Box-Muller transform (Box & Muller, "A Note on the Generation of Random
 Normal Deviates", 1958), two per pair of 24-bit uniforms.
