@@ -307,9 +307,12 @@ def test_built_in_models(name: str) -> None:
     net.train()
     cast(nn.Linear, net.head).weight.requires_grad_(False)
     before = _state(net)
-    # Epsilon -> 0 with batch norm folded is input x gradient on the built-in models too.
+    # Epsilon -> 0 with batch norm folded is LRP-0 on the built-in models too: the normalised
+    # input (x - 0.5) / 0.25 times the gradient with respect to it, 0.25 * the input gradient.
     tiny = lrp(net, images, target, composite="epsilon", epsilon=1e-9)
-    torch.testing.assert_close(tiny, images * gradient, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        tiny, (images - 0.5) / 0.25 * (0.25 * gradient), atol=1e-5, rtol=1e-4
+    )
     plus = lrp(net, images, target, composite="epsilon_plus")
     assert plus.shape == images.shape and bool(torch.isfinite(plus).all())
     assert not torch.allclose(plus, tiny, atol=1e-3)
@@ -320,6 +323,34 @@ def test_built_in_models(name: str) -> None:
     net(images)
     assert len(calls) == count + 1  # the user's hook still works
     handle.remove()
+
+
+class Normalised(nn.Module):
+    """A network that normalises its input in ``forward`` before its first layer."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body((x - 0.5) / 0.25)
+        return out
+
+
+def test_an_input_normalisation_in_forward_keeps_the_relevance_of_the_normalised_input() -> None:
+    torch.manual_seed(0)
+    body = nn.Sequential(
+        nn.Conv2d(3, 4, 3, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2, bias=False)
+    )
+    images = torch.rand(3, 3, 8, 8)
+    for composite in ("epsilon", "epsilon_plus", "z_plus"):
+        wrapped = lrp(Normalised(body), images, 0, composite=composite, epsilon=1e-9)
+        direct = lrp(body, (images - 0.5) / 0.25, 0, composite=composite, epsilon=1e-9)
+        torch.testing.assert_close(wrapped, direct)
+    # bias-free: the relevance total is the score, through the normalisation too
+    relevance = lrp(Normalised(body), images, 0, composite="epsilon", epsilon=1e-9)
+    score = Normalised(body)(images)[:, 0]
+    torch.testing.assert_close(relevance.flatten(1).sum(1), score, atol=1e-5, rtol=1e-5)
 
 
 class BadNorm(nn.Module):

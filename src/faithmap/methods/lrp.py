@@ -140,13 +140,21 @@ class _Propagation:
             self.names[module] = name
         self.root = root
         self.produced: dict[int, _Produced] = {}
+        self.first_input: Tensor | None = None
+        self.first_signal: Tensor | None = None
+
+    def _start(self, *_: Any) -> None:
+        """A new forward pass: forget the layers and first input of the last one."""
+        self.produced.clear()
+        self.first_input = self.first_signal = None
 
     @contextmanager
     def hooks(self) -> Iterator[None]:
         """Install the hooks for the block; removed afterwards, also when the model raises."""
-        handles = [self.root.register_forward_pre_hook(lambda *_: self.produced.clear())]
+        handles = [self.root.register_forward_pre_hook(self._start)]
         try:
             for module in self.rules:
+                handles.append(module.register_forward_pre_hook(self._first_hook))
                 handles.append(module.register_forward_hook(self._affine_hook))
             for module in self.norms:
                 handles.append(module.register_forward_hook(self._norm_hook))
@@ -157,7 +165,33 @@ class _Propagation:
         finally:
             for handle in handles:
                 handle.remove()
-            self.produced.clear()
+            self._start()
+
+    def _first_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """Keep the input of the pass's first rule layer and, in the backward, its signal."""
+        inputs = args[0]
+        if self.first_input is not None or not torch.is_grad_enabled():
+            return
+        self.first_input = inputs
+        if isinstance(inputs, Tensor) and inputs.requires_grad:
+            inputs.register_hook(self._keep_first_signal)  # type: ignore[no-untyped-call]
+
+    def _keep_first_signal(self, signal: Tensor) -> None:
+        self.first_signal = signal
+
+    def relevance(self, signal: Tensor, rows: Tensor) -> Tensor:
+        """The relevance of the input rows, given their signal (modified gradient).
+
+        It is the relevance that reaches the first rule layer's input, ``input * signal``
+        there. When that input has the shape of the rows, what ``forward`` did before the
+        first layer (an input normalisation such as ``(x - m) / s``) is taken to act pixel by
+        pixel, and each pixel keeps the relevance of its normalised value; otherwise the
+        relevance is ``rows * signal`` at the model's input.
+        """
+        first, first_signal = self.first_input, self.first_signal
+        if first is None or first_signal is None or first.shape != rows.shape:
+            return signal * rows
+        return first.detach() * first_signal
 
     def _affine_hook(self, module: nn.Module, args: tuple[Any, ...], output: Tensor) -> Any:
         if not torch.is_grad_enabled():
@@ -225,10 +259,10 @@ class Lrp(Method):
     in ``forward`` keep their gradient, which splits relevance in proportion to the inputs
     (the LRP-0 rule): a residual sum shares it between the skip path and the block. Any other
     layer (attention, ``LayerNorm``, ``GELU``, a custom module) raises a :class:`ModelError`
-    naming it. Other functions in ``forward`` are differentiated as they are and break
-    conservation: with an input normalisation ``(x - m) / s`` there (as in the built-in
-    models) the map is ``R + m / s * g`` rather than ``R``, the relevance of the normalised
-    input (``g``: its signal), and its total is not the score.
+    naming it. The map is the relevance that reaches the first rule layer's input; when that
+    input has the shape of the model's input, whatever ``forward`` does before it (an input
+    normalisation ``(x - m) / s``, as in the built-in models) is taken as pixel-wise, and each
+    pixel gets the relevance of its normalised value, so the total is conserved through it.
 
     Parameters
     ----------
@@ -336,15 +370,10 @@ class Lrp(Method):
                 f"{type(module).__name__} instead; use a perturbation method (occlusion, rise)."
             )
         rules = {layer: self.rule(name) for layer, name in self.layer_rules().items()}
-        with _Propagation(module, rules).hooks():
+        propagation = _Propagation(module, rules)
+        with propagation.hooks():
             return gradient_copies(
-                model,
-                inputs,
-                target,
-                copies,
-                perturb,
-                lambda signal, rows: signal * rows,
-                activation="logits",
+                model, inputs, target, copies, perturb, propagation.relevance, activation="logits"
             )
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
