@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from faithmap.errors import InvalidParameterError, ShapeError
+from faithmap.errors import InvalidParameterError
 from faithmap.explanation import Explanation, attribution_map
 from faithmap.methods.base import as_model
 from faithmap.metrics.curves import UnitLike, check_attributions, describe_unit, unit_regions
@@ -73,15 +73,23 @@ def correlate(a: Tensor, b: Tensor, kind: str, valid: Tensor | None = None) -> T
 
 
 def resolve_explanation(
-    owner: str, model: Any, inputs: Tensor, explanation: Explanation | Tensor, target: TargetLike
-) -> tuple[Model, Tensor, Tensor, TargetLike, str]:
-    """The model, checked inputs, attributions, target and target rule of a metric call."""
+    owner: str,
+    model: Any,
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    target: TargetLike,
+    *,
+    image: bool = False,
+) -> tuple[Model, Tensor, Tensor, Tensor, TargetLike, str]:
+    """The model, checked inputs, those inputs on the model's device (detached), attributions,
+    target and target rule of a metric call (``image``: the inputs must be ``(N, C, H, W)``)."""
     wrapped = as_model(model)
-    checked = check_inputs(inputs, owner)
+    checked = check_inputs(inputs, owner, image=image)
+    x = checked.detach().to(wrapped.device or checked.device)
     if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
-        return wrapped, checked, attribution_map(explanation), explanation.target, "explained"
+        return wrapped, checked, x, attribution_map(explanation), explanation.target, "explained"
     rule = "predicted" if target is None else "given"
-    return wrapped, checked, attribution_map(explanation), target, rule
+    return wrapped, checked, x, attribution_map(explanation), target, rule
 
 
 def _replace_pixels(
@@ -206,19 +214,15 @@ def faithfulness_correlation(
     check_activation(activation, owner)
     check_int(seed, "seed", owner)
     removal = make_removal(fill)
-    wrapped, checked, attributions, target, rule = resolve_explanation(
-        owner, model, inputs, explanation, target
+    wrapped, checked, x, attributions, target, rule = resolve_explanation(
+        owner, model, inputs, explanation, target, image=True
     )
-    device = wrapped.device or checked.device
-    x = checked.detach().to(device)
-    if x.dim() != 4:
-        raise ShapeError(f"The inputs of {owner} must be images (N, C, H, W).")
     with wrapped.ledger.track() as tracker:
         regions = unit_regions(unit, x)
         present_units = regions.sizes() > 0
         fewest = int(present_units.sum(1).min())
         everywhere = bool(present_units.all())
-        keys = key_table(seed, x.shape[0], n_samples + 1, device)
+        keys = key_table(seed, x.shape[0], n_samples + 1, x.device)
 
         def subsets(samples: Tensor, indices: Tensor, present: Tensor) -> Tensor:
             chosen = None if everywhere else present
@@ -304,13 +308,9 @@ def faithfulness_estimate(
     owner = "faithfulness_estimate"
     check_activation(activation, owner)
     removal = make_removal(fill)
-    wrapped, checked, attributions, target, rule = resolve_explanation(
-        owner, model, inputs, explanation, target
+    wrapped, checked, x, attributions, target, rule = resolve_explanation(
+        owner, model, inputs, explanation, target, image=True
     )
-    device = wrapped.device or checked.device
-    x = checked.detach().to(device)
-    if x.dim() != 4:
-        raise ShapeError(f"The inputs of {owner} must be images (N, C, H, W).")
     regions = unit_regions(unit, x)
     with wrapped.ledger.track() as tracker:
 

@@ -96,11 +96,10 @@ def infidelity(
     check_float(noise, "noise", owner, low=0.0)
     check_activation(activation, owner)
     check_int(seed, "seed", owner)
-    wrapped, checked, attributions, target, rule = resolve_explanation(
+    wrapped, checked, x, attributions, target, rule = resolve_explanation(
         owner, model, inputs, explanation, target
     )
-    device = wrapped.device or checked.device
-    x = checked.detach().to(device)
+    device = x.device
     phi = attributions.detach().to(device=device, dtype=x.dtype)
     fits = phi.dim() == x.dim() and all(
         a in (1, b) for a, b in zip(phi.shape, x.shape, strict=True)
