@@ -124,7 +124,7 @@ def main() -> None:
         "smoothgrad": NoiseTunnel(n_samples=SAMPLES, stdev=STDEV),
         "gradient_shap": GradientShap(n_samples=SAMPLES, background=background),
     }
-    if "grad_cam" in faithmap.available():
+    if "grad_cam" in faithmap.METHODS.names():
         methods["grad_cam"] = faithmap.get_method("grad_cam")
 
     ig, tunnel, shap = (
@@ -271,7 +271,7 @@ def main() -> None:
         "best_fwd_s": fwd,
         "best_fwd_bwd_s": fwd_bwd,
         "curve_s_per_sample": curve,
-        "calibration": {str(k): v for k, v in model._measured.items()},
+        "calibration": {str(k): v for k, v in model.measured_batch_sizes.items()},
         "methods": rows,
     }
     args.out.write_text(json.dumps(record, indent=2, default=str))

@@ -251,7 +251,7 @@ def main() -> None:
         rows[name] = row
         print(f"{name}: " + ", ".join(f"{k} {row[k]['median_s']:.3f} s" for k in times))
     calibration = {
-        "batch_sizes": {str(k): v for k, v in model._measured.items()},
+        "batch_sizes": {str(k): v for k, v in model.measured_batch_sizes.items()},
         "seconds": model.ledger.calibration_seconds,
     }
     # the limit again at the end: the best of both measurements is the limit

@@ -33,9 +33,9 @@ from captum.attr import Lime as CaptumLime
 from torch import nn
 
 import faithmap
+from faithmap.core.regions import make_regions
 from faithmap.data import make_shapes
 from faithmap.methods import FeatureAblation, KernelShap, Lime
-from faithmap.regions import make_regions
 from faithmap.zoo import load_builtin
 from overhead import cpu_model, fresh_input_curve, timed, tune
 

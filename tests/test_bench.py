@@ -20,7 +20,7 @@ from faithmap.zoo import BUILTIN_MODELS
 def test_defaults_cover_every_model_and_method_with_light_rise() -> None:
     config = BenchConfig()
     assert config.models == BUILTIN_MODELS
-    assert list(config.methods) == faithmap.available()
+    assert list(config.methods) == faithmap.METHODS.names()
     assert config.metrics == DEFAULT_METRICS
     assert config.params("rise") == {"n_masks": 1000, "seed": 0}
     assert config.record()["method_params"]["rise"] == {"n_masks": 1000}

@@ -75,7 +75,7 @@ def test_unknown_names_in_a_toml_fail_before_any_work(tmp_path: Path) -> None:
     assert result.exit_code == 2
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: Unknown method 'grad-cam'")
-    assert all(name in line for name in faithmap.available())
+    assert all(name in line for name in faithmap.METHODS.names())
     assert not out.exists()  # no store, no model loaded
 
 

@@ -90,7 +90,7 @@ def test_integrated_gradients_in_float64_with_measured_batching(
 def test_integrated_gradients_with_a_blur_baseline(
     cnn: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
-    from faithmap.removal import gaussian_blur
+    from faithmap.core.removal import gaussian_blur
 
     x, labels = batch
     ours = faithmap.explain(

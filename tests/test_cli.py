@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import faithmap
 from faithmap.cli import app, parse_param, read_image
-from faithmap.explanation import Explanation
+from faithmap.core.explanation import Explanation
 
 runner = CliRunner()
 
@@ -24,10 +24,10 @@ runner = CliRunner()
 def test_methods_lists_every_registered_method_with_its_description() -> None:
     result = runner.invoke(app, ["methods"], terminal_width=200)
     assert result.exit_code == 0, result.output
-    for name in faithmap.available():
+    for name in faithmap.METHODS.names():
         assert name in result.output
-        assert faithmap.describe(name) in result.output
-    assert len(faithmap.available()) >= 4
+        assert faithmap.METHODS.describe(name) in result.output
+    assert len(faithmap.METHODS.names()) >= 4
 
 
 def _check_explain_output(result_output: str, out: Path, stem: str) -> None:
@@ -113,7 +113,7 @@ def test_explain_unknown_method_exits_2_with_valid_names() -> None:
     assert result.exit_code == 2
     assert "error: Unknown method 'nope'" in result.output
     assert "Traceback" not in result.output
-    for name in faithmap.available():
+    for name in faithmap.METHODS.names():
         assert name in result.output
 
 

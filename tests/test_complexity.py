@@ -11,10 +11,10 @@ import pytest
 import scipy.stats
 import torch
 
-from faithmap.cost import Cost
+from faithmap.core.cost import Cost
+from faithmap.core.explanation import Explanation
 from faithmap.errors import InvalidParameterError
-from faithmap.explanation import Explanation
-from faithmap.metrics import METRICS, call_metric, complexity, effective_complexity, sparseness
+from faithmap.metrics import METRICS, complexity, effective_complexity, sparseness
 
 COMPLEXITY = ("sparseness", "complexity", "effective_complexity")
 
@@ -90,10 +90,10 @@ def test_batch_size_invariance_explanations_and_no_model_pass(name: str) -> None
     explanation = Explanation(
         attributions=values, method="test", config={}, target=None, cost=Cost()
     )
-    whole = call_metric(name, None, torch.zeros(5, 3, 8, 8), explanation)
+    whole = METRICS[name].run(None, torch.zeros(5, 3, 8, 8), explanation)
     parts = torch.cat(
         [
-            call_metric(name, None, torch.zeros(1, 3, 8, 8), values[i : i + 1]).values
+            METRICS[name].run(None, torch.zeros(1, 3, 8, 8), values[i : i + 1]).values
             for i in range(5)
         ]
     )

@@ -12,7 +12,7 @@ import faithmap
 from conftest import TinyNet, light_params
 from faithmap import Model
 
-METHODS = faithmap.available()
+METHODS = faithmap.METHODS.names()
 
 
 def explain(

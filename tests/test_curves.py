@@ -110,7 +110,7 @@ def test_ties_are_broken_by_the_seed(images: torch.Tensor, tiny_net: nn.Module) 
 
 
 def test_default_insertion_starts_from_a_blur(images: torch.Tensor, tiny_net: nn.Module) -> None:
-    from faithmap.removal import gaussian_blur
+    from faithmap.core.removal import gaussian_blur
 
     result = insertion(tiny_net, images, torch.rand(5, 1, 16, 16), steps=2)
     assert result.target is not None

@@ -18,7 +18,7 @@ MODULES = sorted(
 
 
 def test_modules_are_found() -> None:
-    assert {"faithmap.model", "faithmap.metrics.curves", "faithmap.api"} <= set(MODULES)
+    assert {"faithmap.core.model", "faithmap.metrics.curves", "faithmap.api"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

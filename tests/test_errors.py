@@ -10,8 +10,8 @@ from torch import nn
 import faithmap
 from conftest import TinyNet
 from faithmap import InvalidParameterError, ModelError, ShapeError, TargetError
+from faithmap.core.targets import TargetLike
 from faithmap.metrics import deletion, insertion
-from faithmap.targets import TargetLike
 
 
 def test_errors_are_faithmap_errors_and_builtin_kinds() -> None:

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 import faithmap
+from faithmap.core.model import Model
 from faithmap.errors import FaithmapError, InvalidParameterError, ShapeError
-from faithmap.evaluate import COLUMNS
+from faithmap.evaluation import COLUMNS
 from faithmap.metrics import deletion, insertion, pointing_game, random_logit, sparseness
-from faithmap.model import Model
 
 
 class Counting(nn.Module):

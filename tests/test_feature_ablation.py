@@ -8,8 +8,8 @@ from captum.attr import FeatureAblation
 from torch import nn
 
 import faithmap
+from faithmap.core.regions import make_regions
 from faithmap.data import make_shapes
-from faithmap.regions import make_regions
 from faithmap.zoo import load_builtin
 
 

@@ -9,9 +9,9 @@ from sklearn.linear_model import Ridge
 from torch import nn
 
 import faithmap
+from faithmap.core.regions import make_regions
 from faithmap.methods.coalitions import weighted_least_squares
 from faithmap.methods.lime import cosine_kernel, lime_coalitions
-from faithmap.regions import make_regions
 
 
 def test_on_a_linear_model_it_recovers_the_region_weights() -> None:

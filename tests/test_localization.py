@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from faithmap.cost import Cost
+from faithmap.core.cost import Cost
+from faithmap.core.explanation import Explanation
 from faithmap.data.synthetic import make_shapes
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.explanation import Explanation
 from faithmap.metrics import (
     METRICS,
-    call_metric,
     centre_baseline,
     energy_pointing_game,
     pointing_game,
@@ -261,16 +260,17 @@ def test_batch_size_invariance_and_zero_cost(name: str) -> None:
     batch = make_shapes(6, seed=5, size=32)
     saliency = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     params = {"k": 50} if name == "top_k_intersection" else {}
-    whole = call_metric(name, None, batch.images, saliency, masks=batch.masks, **params)
+    whole = METRICS[name].run(None, batch.images, saliency, masks=batch.masks, **params)
     parts = [
-        call_metric(
-            name,
+        METRICS[name]
+        .run(
             None,
             batch.images[i : i + 1],
             saliency[i : i + 1],
             masks=batch.masks[i : i + 1],
             **params,
-        ).values
+        )
+        .values
         for i in range(6)
     ]
     torch.testing.assert_close(whole.values, torch.cat(parts))
@@ -305,7 +305,7 @@ def test_bad_parameters_raise_clear_errors() -> None:
     with pytest.raises(ShapeError, match="NaN"):
         pointing_game(torch.full((1, 1, 4, 4), math.nan), masks)
     with pytest.raises(InvalidParameterError, match="ground-truth masks"):
-        call_metric("pointing_game", None, torch.zeros(1, 1, 4, 4), masks.float())
+        METRICS["pointing_game"].run(None, torch.zeros(1, 1, 4, 4), masks.float())
 
 
 def test_agrees_with_quantus_on_signed_unnormalised_maps() -> None:

@@ -13,10 +13,10 @@ from torch import nn
 import faithmap
 import faithmap.data
 from faithmap import Model
+from faithmap.core.targets import TargetLike
 from faithmap.errors import InvalidParameterError, ModelError
 from faithmap.methods.lrp import Lrp
 from faithmap.methods.lrp_rules import fold_batch_norm
-from faithmap.targets import TargetLike
 from faithmap.zoo import load_builtin
 
 

@@ -11,8 +11,8 @@ import torch
 import faithmap
 from conftest import TinyNet
 from faithmap import Model
-from faithmap.batching import fastest_batch_size
-from faithmap.targets import Target
+from faithmap.core.batching import fastest_batch_size
+from faithmap.core.targets import Target
 
 
 def test_outputs_match_the_module_in_eval_mode(tiny_net: TinyNet, images: torch.Tensor) -> None:
@@ -96,15 +96,15 @@ def test_batch_size_is_measured_once_per_module_and_shape(
 ) -> None:
     first = Model(tiny_net)
     first.outputs(images)
-    measured = dict(first._measured)
+    measured = dict(first.measured_batch_sizes)
     ((size, largest_timed),) = measured.values()
     assert 1 <= size <= largest_timed == 8  # timed only up to the job's 5 rows
     second = Model(tiny_net)
     second.outputs(images)
-    assert second._measured == measured  # shared for the same module, not measured again
+    assert second.measured_batch_sizes == measured  # shared for the same module, not measured again
     assert first.ledger.calibration_seconds > 0 and second.ledger.calibration_seconds == 0
     second.outputs(images.repeat(20, 1, 1, 1))  # a larger job measures up to its own size
-    ((_, largest_timed),) = second._measured.values()
+    ((_, largest_timed),) = second.measured_batch_sizes.values()
     assert largest_timed == 128 and second.ledger.calibration_seconds > 0
 
 

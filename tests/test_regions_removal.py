@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from faithmap import InvalidParameterError, Removal, ShapeError, make_regions
-from faithmap.regions import patch_grid, pixels, slic
-from faithmap.removal import blend, gaussian_blur, make_removal
+from faithmap.core.regions import patch_grid, pixels, slic
+from faithmap.core.removal import blend, gaussian_blur, make_removal
 
 
 def test_pixels_and_patches() -> None:

@@ -14,12 +14,12 @@ from skimage.metrics import structural_similarity
 from torch import Tensor, nn
 
 import faithmap
+from faithmap.core.method import Method
+from faithmap.core.model import Model
+from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError, ModelError
-from faithmap.methods.base import Method
 from faithmap.metrics import model_randomisation, random_logit
 from faithmap.metrics.similarity import average_ranks, spearman, ssim
-from faithmap.model import Model
-from faithmap.targets import Target
 
 
 @dataclass(frozen=True, kw_only=True)

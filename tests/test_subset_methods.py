@@ -10,10 +10,10 @@ from torch import Tensor, nn
 
 import faithmap
 from faithmap import Model
+from faithmap.core.regions import patch_grid, prior_groups
+from faithmap.core.targets import Target
 from faithmap.methods.subset.evaluator import SubsetScores
 from faithmap.metrics import highest_confidence
-from faithmap.regions import patch_grid, prior_groups
-from faithmap.targets import Target
 
 
 class RegionWeights(nn.Module):

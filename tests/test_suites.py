@@ -59,7 +59,7 @@ def _sentence(stated: list[str], number: str) -> str:
 def test_suite_names_only_registered_methods_and_metrics() -> None:
     assert SUITES["robustness"] is ROBUSTNESS
     assert len(ROBUSTNESS.methods) == 9
-    assert set(ROBUSTNESS.methods) <= set(faithmap.available())
+    assert set(ROBUSTNESS.methods) <= set(faithmap.METHODS.names())
     assert set(ROBUSTNESS.metrics) <= set(METRICS)
     assert sorted(set(ROBUSTNESS.families.values())) == ["cam", "gradient", "perturbation"]
     assert {"grad_cam", "rise"} <= set(ROBUSTNESS.methods)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import faithmap
-from faithmap.metrics import METRICS, call_metric
+from faithmap.metrics import METRICS
 from faithmap.tabular import FORMULAS, chaos_regression, top_k_features, uniformity_score
 from faithmap.tabular.mlp import fit_regressor, mlp_regressor
 
@@ -92,7 +92,7 @@ def test_top_k_counts_relevant_columns_and_breaks_ties_at_random() -> None:
 def test_top_k_is_a_registered_mask_metric() -> None:
     assert METRICS["top_k_features"].arguments == ("explanation", "masks")
     data = chaos_regression(6, n_samples=8, n_noise=2)
-    result = call_metric("top_k_features", None, data.inputs, data.ablation, masks=data.relevant)
+    result = METRICS["top_k_features"].run(None, data.inputs, data.ablation, masks=data.relevant)
     assert result.higher_is_better and result.mean == 1.0
     table = faithmap.evaluate(
         None,  # mask metrics need no model

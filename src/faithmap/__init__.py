@@ -1,43 +1,102 @@
-"""faithmap: explain what drove a model's prediction, and measure how faithful it is."""
+"""faithmap: explain what drove a model's prediction, and measure how faithful it is.
 
-from faithmap import metrics, tabular
-from faithmap.api import explain, get_method
-from faithmap.cost import Cost
-from faithmap.errors import (
-    FaithmapError,
-    InvalidParameterError,
-    ModelError,
-    ShapeError,
-    TargetError,
-)
-from faithmap.evaluate import evaluate
-from faithmap.explanation import Explanation
-from faithmap.model import Model
-from faithmap.regions import Regions, make_regions
-from faithmap.registry import available, describe, register
-from faithmap.removal import Removal
+The names below are loaded on first use, so ``import faithmap.core`` (the engine) imports
+nothing else of faithmap; ``faithmap.explain``, ``faithmap.METHODS`` and the rest bring in what
+they need, and a registry loads the built-in methods or metrics the first time it is read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faithmap import methods, metrics, tabular
+    from faithmap.api import explain, get_method
+    from faithmap.core.cost import Cost
+    from faithmap.core.explanation import Explanation
+    from faithmap.core.model import Model
+    from faithmap.core.regions import Regions, make_regions
+    from faithmap.core.registry import METHODS, METRICS, register_method, register_metric
+    from faithmap.core.removal import Removal
+    from faithmap.errors import (
+        FaithmapError,
+        FileProblemError,
+        InvalidParameterError,
+        MissingDependencyError,
+        ModelError,
+        ShapeError,
+        TargetError,
+        UnknownNameError,
+    )
+    from faithmap.evaluation import evaluate
 
 __version__ = "0.1.0"
 
+_HOMES = {
+    "Cost": "faithmap.core.cost",
+    "Explanation": "faithmap.core.explanation",
+    "FaithmapError": "faithmap.errors",
+    "FileProblemError": "faithmap.errors",
+    "InvalidParameterError": "faithmap.errors",
+    "METHODS": "faithmap.core.registry",
+    "METRICS": "faithmap.core.registry",
+    "MissingDependencyError": "faithmap.errors",
+    "Model": "faithmap.core.model",
+    "ModelError": "faithmap.errors",
+    "Regions": "faithmap.core.regions",
+    "Removal": "faithmap.core.removal",
+    "ShapeError": "faithmap.errors",
+    "TargetError": "faithmap.errors",
+    "UnknownNameError": "faithmap.errors",
+    "evaluate": "faithmap.evaluation",
+    "explain": "faithmap.api",
+    "get_method": "faithmap.api",
+    "make_regions": "faithmap.core.regions",
+    "register_method": "faithmap.core.registry",
+    "register_metric": "faithmap.core.registry",
+}
+_SUBPACKAGES = ("methods", "metrics", "tabular")
+
 __all__ = [
+    "METHODS",
+    "METRICS",
     "Cost",
     "Explanation",
     "FaithmapError",
+    "FileProblemError",
     "InvalidParameterError",
+    "MissingDependencyError",
     "Model",
     "ModelError",
     "Regions",
     "Removal",
     "ShapeError",
     "TargetError",
+    "UnknownNameError",
     "__version__",
-    "available",
-    "describe",
     "evaluate",
     "explain",
     "get_method",
     "make_regions",
+    "methods",
     "metrics",
-    "register",
+    "register_method",
+    "register_metric",
     "tabular",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        value: Any = importlib.import_module(f"faithmap.{name}")
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+    else:
+        raise AttributeError(f"module 'faithmap' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

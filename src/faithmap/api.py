@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from faithmap.errors import InvalidParameterError
-from faithmap.explanation import Explanation
-from faithmap.methods.base import Method
-from faithmap.model import Model
-from faithmap.registry import method_class
-from faithmap.targets import TargetLike
+from faithmap.core.explanation import Explanation
+from faithmap.core.method import Method
+from faithmap.core.model import ModelLike
+from faithmap.core.registry import make_method
+from faithmap.core.targets import TargetLike
 
 
 def get_method(name: str, **params: Any) -> Method:
@@ -24,22 +21,11 @@ def get_method(name: str, **params: Any) -> Method:
     >>> get_method("integrated_gradients", steps=16).steps
     16
     """
-    cls = method_class(name)
-    try:
-        method = cls(**params)
-    except TypeError as err:
-        fields = sorted(field.name for field in dataclasses.fields(cls) if field.init)
-        raise InvalidParameterError(
-            f"Method {name!r} got an unexpected parameter ({err}). Its parameters are: "
-            f"{', '.join(fields)}."
-        ) from err
-    if not isinstance(method, Method):
-        raise InvalidParameterError(f"{name!r} is registered but is not a Method.")
-    return method
+    return make_method(name, params)
 
 
 def explain(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     *,
     method: str = "integrated_gradients",
@@ -61,26 +47,3 @@ def explain(
         The method's parameters (``steps``, ``seed``, ...).
     """
     return get_method(method, **params).explain(model, inputs, target)
-
-
-def method_of(explanation: object, method: Method | str | None, owner: str) -> Method:
-    """The method to explain again with: ``method`` if given, else the one ``explanation`` records.
-
-    Metrics that re-explain (sensitivity, Lipschitz, the sanity checks) rebuild the method
-    from the explanation's name and config.
-
-    Raises
-    ------
-    InvalidParameterError
-        If ``method`` is None and ``explanation`` is a bare tensor, which records no method.
-    """
-    if isinstance(method, Method):
-        return method
-    if isinstance(method, str):
-        return get_method(method)
-    if isinstance(explanation, Explanation):
-        return get_method(explanation.method, **dict(explanation.config))
-    raise InvalidParameterError(
-        f"{owner} explains again with the explanation's method, but a bare tensor records none. "
-        "Pass a faithmap.Explanation, or the method: method='saliency' (a name or a Method)."
-    )

@@ -1,7 +1,20 @@
 """The exception tree: every error faithmap raises on bad input is a :class:`FaithmapError`.
 
-Messages follow scikit-learn's form: what was wrong, what was expected, how to fix it,
-e.g. ``The 'steps' parameter of insertion must be an int >= 1. Got 0 instead.``
+::
+
+    FaithmapError
+    ├── InvalidParameterError (ValueError)      a parameter has a wrong type or value
+    │   └── UnknownNameError (KeyError)         no method or metric of that name is registered
+    ├── ShapeError (ValueError)                 an input tensor has the wrong shape, dtype or values
+    ├── TargetError (ValueError)                a target is out of range or cannot be resolved
+    ├── ModelError (RuntimeError)               the model raised or returned something unusable
+    ├── MissingDependencyError (ImportError)    an optional package is not installed
+    └── FileProblemError (OSError)              a model or data file is missing or unreadable
+
+Each class derives from the built-in exception a caller would catch without knowing faithmap
+(``except ImportError`` still catches a missing optional package). Messages follow
+scikit-learn's form: what was wrong, what was expected, how to fix it, e.g. ``The 'steps'
+parameter of insertion must be an int >= 1. Got 0 instead.``
 """
 
 from __future__ import annotations
@@ -15,6 +28,13 @@ class InvalidParameterError(FaithmapError, ValueError):
     """A parameter has a wrong type or value."""
 
 
+class UnknownNameError(InvalidParameterError, KeyError):
+    """No method or metric is registered under the name asked for."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class ShapeError(FaithmapError, ValueError):
     """An input tensor has the wrong rank, size, dtype, or holds NaN/inf."""
 
@@ -25,3 +45,11 @@ class TargetError(FaithmapError, ValueError):
 
 class ModelError(FaithmapError, RuntimeError):
     """The model raised, returned something unusable, or lacks what a method needs (autograd)."""
+
+
+class MissingDependencyError(FaithmapError, ImportError):
+    """An optional package that this feature needs is not installed; the message names the extra."""
+
+
+class FileProblemError(FaithmapError, OSError):
+    """A model, weights or data file is missing, unreadable, or refused as unsafe."""

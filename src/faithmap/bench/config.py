@@ -26,11 +26,11 @@ from types import MappingProxyType
 from typing import Any
 
 from faithmap.api import get_method
+from faithmap.core.registry import METHODS
+from faithmap.core.validation import check_int
 from faithmap.data import ShapesBatch, make_shapes
 from faithmap.errors import InvalidParameterError
-from faithmap.metrics import DEFAULT_METRICS, METRICS, metric_spec
-from faithmap.registry import available, method_class
-from faithmap.validation import check_int
+from faithmap.metrics import DEFAULT_METRICS, METRICS
 from faithmap.zoo import BUILTIN_MODELS, ZOO_MODELS
 
 DATASETS: Mapping[str, Callable[..., ShapesBatch]] = MappingProxyType({"shapes": make_shapes})
@@ -74,7 +74,7 @@ def _frozen(params: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[str
 
 
 def _check_metric_params(name: str, params: Mapping[str, Any]) -> None:
-    signature = inspect.signature(metric_spec(name).function).parameters
+    signature = inspect.signature(METRICS[name].function).parameters
     accepted = [p.name for p in signature.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
@@ -138,7 +138,7 @@ class BenchConfig:
     """
 
     models: Sequence[str] = BUILTIN_MODELS
-    methods: Sequence[str] = field(default_factory=lambda: tuple(available()))
+    methods: Sequence[str] = field(default_factory=lambda: tuple(METHODS.names()))
     metrics: Sequence[str] = DEFAULT_METRICS
     n_samples: int = 16
     seed: int = 0
@@ -159,7 +159,7 @@ class BenchConfig:
         set_ = object.__setattr__  # normalising the fields of a frozen dataclass
         set_(self, "data", _names([self.data], "data set", tuple(DATASETS))[0])
         set_(self, "models", _names(self.models, "model", ZOO_MODELS))
-        set_(self, "methods", _names(self.methods, "method", available()))
+        set_(self, "methods", _names(self.methods, "method", METHODS.names()))
         set_(self, "metrics", _names(self.metrics, "metric", sorted(METRICS)))
         set_(self, "executor", _names([self.executor], "executor", EXECUTORS)[0])
         for name in ("n_samples", "chunk_size"):
@@ -176,7 +176,7 @@ class BenchConfig:
             )
         set_(self, "out", Path(self.out))
         for what, given, valid in (
-            ("methods", self.method_params, available()),
+            ("methods", self.method_params, METHODS.names()),
             ("metrics", self.metric_params, sorted(METRICS)),
         ):
             if unknown := sorted(set(given) - set(valid)):
@@ -194,14 +194,14 @@ class BenchConfig:
     def params(self, method: str) -> dict[str, Any]:
         """The parameters given to ``method``: ``method_params`` plus the seed if it has one."""
         params = dict(self.method_params.get(method, {}))
-        if "seed" in getattr(method_class(method), "__dataclass_fields__", {}):
+        if "seed" in getattr(METHODS[method], "__dataclass_fields__", {}):
             params.setdefault("seed", self.seed)
         return params
 
     def metric_kwargs(self, metric: str) -> dict[str, Any]:
         """The parameters given to ``metric``: ``metric_params`` plus the seed if it takes one."""
         params = dict(self.metric_params.get(metric, {}))
-        if "seed" in inspect.signature(metric_spec(metric).function).parameters:
+        if "seed" in inspect.signature(METRICS[metric].function).parameters:
             params.setdefault("seed", self.seed)
         return params
 

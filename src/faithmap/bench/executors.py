@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from faithmap.bench.plan import Task
 from faithmap.bench.work import Job, TaskResult, run_task
-from faithmap.cost import Cost
+from faithmap.core.cost import Cost
 from faithmap.errors import InvalidParameterError
 
 

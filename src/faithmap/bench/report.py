@@ -29,8 +29,8 @@ from faithmap.bench.report_figures import (
 )
 from faithmap.bench.report_html import render_page
 from faithmap.bench.report_stats import Score, cost_table, leaderboard
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.validation import check_int
 
 __all__ = ["LEADERBOARD_FIELDS", "write_report"]
 

@@ -31,10 +31,10 @@ from torch import Tensor, nn
 
 from faithmap.api import explain
 from faithmap.bench.findings import findings
+from faithmap.core.model import Model
+from faithmap.core.validation import check_int
 from faithmap.data import make_shapes
-from faithmap.evaluate import evaluate
-from faithmap.model import Model
-from faithmap.validation import check_int
+from faithmap.evaluation import evaluate
 from faithmap.zoo import load_builtin
 
 __all__ = [

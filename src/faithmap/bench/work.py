@@ -23,11 +23,11 @@ from torch import Tensor
 from faithmap.api import get_method
 from faithmap.bench.config import DATASETS, BenchConfig
 from faithmap.bench.plan import Task
-from faithmap.cost import Cost
+from faithmap.core.cost import Cost
+from faithmap.core.model import Model
 from faithmap.data import ShapesBatch
 from faithmap.errors import ModelError
-from faithmap.metrics import call_metric
-from faithmap.model import Model
+from faithmap.metrics import METRICS
 from faithmap.zoo import load_builtin
 
 
@@ -140,8 +140,8 @@ def run_task(job: Job, task: Task) -> TaskResult:
     rows: list[Row] = []
     curves: dict[str, tuple[Tensor, Tensor]] = {}
     for metric in job.metrics:
-        result = call_metric(
-            metric, model, inputs, explanation, masks=masks, **job.metric_params[metric]
+        result = METRICS[metric].run(
+            model, inputs, explanation, masks=masks, **job.metric_params[metric]
         )
         spent += result.cost
         curve, fractions = getattr(result, "curve", None), getattr(result, "fractions", None)

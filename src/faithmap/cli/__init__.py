@@ -9,9 +9,9 @@ from __future__ import annotations
 from faithmap.cli import bench as _bench  # noqa: F401  (registers bench and report)
 from faithmap.cli import explain as _explain  # noqa: F401  (registers explain)
 from faithmap.cli.common import app, clean_errors, console, parse_param
+from faithmap.core.registry import METHODS
 from faithmap.data.files import read_image
 from faithmap.metrics import METRICS
-from faithmap.registry import available, describe
 
 __all__ = ["app", "main", "parse_param", "read_image"]
 
@@ -20,10 +20,11 @@ __all__ = ["app", "main", "parse_param", "read_image"]
 def methods() -> None:
     """List the registered attribution methods."""
     with clean_errors():
-        names = available()
+        names = METHODS.names()
         width = max(map(len, names))
         for name in names:
-            console.print(f"{name:<{width}}  {describe(name)}", highlight=False, soft_wrap=True)
+            line = f"{name:<{width}}  {METHODS.describe(name)}"
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -34,7 +35,8 @@ def metrics() -> None:
         for name in sorted(METRICS):
             spec = METRICS[name]
             label = f"{name}{' *' if spec.needs_masks else ''}"
-            console.print(f"{label:<{width}}  {spec.describe()}", highlight=False, soft_wrap=True)
+            line = f"{label:<{width}}  {METRICS.describe(name)}"
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

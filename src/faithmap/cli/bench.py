@@ -25,8 +25,8 @@ from faithmap.bench.config import merge_params
 from faithmap.bench.store import STORE_NAME
 from faithmap.bench.suites import SUITES, Suite, bench_findings
 from faithmap.cli.common import app, clean_errors, console, dotted_params, split_names
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.validation import check_int
 
 
 @app.command()

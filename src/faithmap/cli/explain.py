@@ -19,12 +19,12 @@ import typer
 
 from faithmap.api import get_method
 from faithmap.cli.common import app, clean_errors, errors, parse_param, say
+from faithmap.core.explanation import Explanation
+from faithmap.core.method import Method
+from faithmap.core.model import Model
 from faithmap.data import CLASS_NAMES, make_shapes, read_folder, read_image
 from faithmap.errors import InvalidParameterError
-from faithmap.explanation import Explanation
-from faithmap.methods.base import Method
 from faithmap.metrics import deletion, insertion
-from faithmap.model import Model
 from faithmap.viz import save_overlay
 from faithmap.zoo import BUILTIN_MODELS
 

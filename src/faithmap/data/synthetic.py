@@ -19,7 +19,7 @@ from typing import Final
 import torch
 import torch.nn.functional as F
 
-from faithmap.validation import check_int
+from faithmap.core.validation import check_int
 
 __all__ = ["CLASS_NAMES", "ShapesBatch", "make_shapes"]
 

@@ -1,6 +1,6 @@
 """Attribution methods; importing this package registers every built-in method."""
 
-from faithmap.methods.base import Attribution, Method
+from faithmap.core.method import Attribution, Method
 from faithmap.methods.eigen_cam import EigenCam
 from faithmap.methods.extremal import ExtremalPerturbation
 from faithmap.methods.feature_ablation import FeatureAblation

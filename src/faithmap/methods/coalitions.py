@@ -2,9 +2,10 @@
 
 Feature ablation, LIME, KernelSHAP, Sobol and HSIC all score the model on copies of each input in
 which a *coalition* of features is kept and the rest removed. Here a feature is a region of an
-image (:mod:`faithmap.regions`) or a column of a tabular batch ``(N, F)``; a coalition is a keep
-vector over the features (``1`` keep, ``0`` remove, values in between blend). The same coalitions
-are used for every input, so the whole batch of inputs is scored in one stream of model calls.
+image (:mod:`faithmap.core.regions`) or a column of a tabular batch ``(N, F)``; a coalition is a
+keep vector over the features (``1`` keep, ``0`` remove, values in between blend). The same
+coalitions are used for every input, so the whole batch of inputs is scored in one stream of model
+calls.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.model import Activation, Model
+from faithmap.core.regions import Regions, make_regions
+from faithmap.core.removal import FillLike, make_removal, score_removals
+from faithmap.core.targets import Target
 from faithmap.errors import ShapeError
-from faithmap.model import Activation, Model
-from faithmap.regions import Regions, make_regions
-from faithmap.removal import FillLike, make_removal, score_removals
-from faithmap.targets import Target
 
 RegionsLike = str | Regions | Tensor
 Coalitions = Callable[[Tensor], Tensor]
@@ -51,7 +52,7 @@ class Features:
 
 
 def make_features(spec: RegionsLike, inputs: Tensor) -> Features:
-    """The features of ``inputs``: ``spec`` resolved by :func:`~faithmap.regions.make_regions`
+    """The features of ``inputs``: ``spec`` resolved by :func:`~faithmap.core.regions.make_regions`
     for images ``(N, C, H, W)``; every column for a tabular batch ``(N, F)`` (``spec`` unused)."""
     if inputs.dim() == 2:
         return Features(int(inputs.shape[1]), None)

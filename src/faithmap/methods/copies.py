@@ -19,12 +19,12 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model
+from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError
-from faithmap.methods.base import Method
 from faithmap.methods.integrated_gradients import IntegratedGradients, quadrature
 from faithmap.methods.saliency import Saliency
-from faithmap.model import Activation, Model
-from faithmap.targets import Target
 
 Perturb = Callable[[Tensor, Tensor], Tensor]
 """Builds the copies for pairs ``(sample index, copy index)``, both ``(B,)``: ``(B, ...)`` rows."""
@@ -139,13 +139,13 @@ def copy_attributor(method: Method) -> CopyFunction:
         return _saliency_copies(method)
     if isinstance(method, IntegratedGradients):
         return _integrated_gradients_copies(method)
-    from faithmap.registry import available, method_class
+    from faithmap.core.registry import METHODS
 
     supported = [
         name
-        for name in available()
-        if issubclass(method_class(name), (Saliency, IntegratedGradients))
-        or callable(getattr(method_class(name), "copy_attributions", None))
+        for name in METHODS.names()
+        if issubclass(METHODS[name], (Saliency, IntegratedGradients))
+        or callable(getattr(METHODS[name], "copy_attributions", None))
     ]
     raise InvalidParameterError(
         f"The method {method.name!r} cannot attribute perturbed copies of its inputs as "

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.model import Model
+from faithmap.core.registry import register_method
+from faithmap.core.targets import Target
 from faithmap.methods.layers import LayerMethod, layer_activations, upsample
-from faithmap.model import Model
-from faithmap.registry import register
-from faithmap.targets import Target
 
 
 def first_component_projection(maps: Tensor, *, center: bool) -> Tensor:
@@ -33,7 +33,7 @@ def first_component_projection(maps: Tensor, *, center: bool) -> Tensor:
     return projection.transpose(1, 2).reshape(n, 1, h, w)
 
 
-@register("eigen_cam")
+@register_method("eigen_cam")
 @dataclass(frozen=True, kw_only=True)
 class EigenCam(LayerMethod):
     """Eigen-CAM: the first principal component of a layer's maps (Muhammad & Yeasin 2020).

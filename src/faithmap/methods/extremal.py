@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from faithmap.methods.base import Method
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import blend, check_fill, make_removal
-from faithmap.targets import Target
-from faithmap.validation import check_float, check_int
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import blend, check_fill, make_removal
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_float, check_int
 
 
 def area_reference(pixels: int, area: float, *, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -23,7 +23,7 @@ def area_reference(pixels: int, area: float, *, device: torch.device, dtype: tor
     return reference
 
 
-@register("extremal")
+@register_method("extremal")
 @dataclass(frozen=True, kw_only=True)
 class ExtremalPerturbation(Method):
     """Extremal perturbation, preservation game (Fong, Patrick and Vedaldi 2019).

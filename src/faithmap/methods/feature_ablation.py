@@ -7,15 +7,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from faithmap.methods.base import Method
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import check_fill
+from faithmap.core.targets import Target
 from faithmap.methods.coalitions import RegionsLike, make_features, score_coalitions
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import check_fill
-from faithmap.targets import Target
 
 
-@register("feature_ablation")
+@register_method("feature_ablation")
 @dataclass(frozen=True, kw_only=True)
 class FeatureAblation(Method):
     """Leave-one-feature-out attribution.
@@ -28,7 +28,7 @@ class FeatureAblation(Method):
     ----------
     regions : str, Regions or Tensor, default="slic:25"
         The features of an image: ``"patches:K"``, ``"slic:K"``, ``"pixels"`` or a label map
-        (see :func:`faithmap.regions.make_regions`).
+        (see :func:`faithmap.core.regions.make_regions`).
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
         What a removed feature becomes.
     activation : {"logits", "softmax"}, default="logits"

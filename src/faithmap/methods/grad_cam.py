@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from faithmap.core.registry import register_method
 from faithmap.methods.layers import GradientCam
-from faithmap.registry import register
 
 
-@register("grad_cam")
+@register_method("grad_cam")
 @dataclass(frozen=True, kw_only=True)
 class GradCam(GradientCam):
     """Gradient-weighted class activation mapping (Selvaraju et al. 2017).

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.registry import register_method
 from faithmap.methods.layers import GradientCam
-from faithmap.registry import register
 
 
-@register("grad_cam_pp")
+@register_method("grad_cam_pp")
 @dataclass(frozen=True, kw_only=True)
 class GradCamPlusPlus(GradientCam):
     """Grad-CAM++ in its closed form (Chattopadhay et al. 2018).

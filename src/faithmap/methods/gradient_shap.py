@@ -9,14 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import FILLS, make_removal
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
 from faithmap.methods.copies import Perturb, unperturbed
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import FILLS, make_removal
-from faithmap.targets import Target
-from faithmap.validation import check_float, check_int
 
 
 def describe_tensor(tensor: Tensor) -> str:
@@ -40,7 +40,7 @@ class Draws:
     noise: Tensor | None
 
 
-@register("gradient_shap")
+@register_method("gradient_shap")
 @dataclass(frozen=True, kw_only=True)
 class GradientShap(Method):
     """GradientSHAP, also known as Expected Gradients (Lundberg & Lee 2017; Erion et al. 2021).

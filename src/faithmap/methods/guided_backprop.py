@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.targets import Target
 from faithmap.errors import ModelError
-from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.targets import Target
 
 _RELUS = {F.relu, torch.relu, Tensor.relu}
 _RELUS_IN_PLACE = {torch.relu_, Tensor.relu_}
@@ -75,7 +75,7 @@ def guided_relus() -> Iterator[_GuidedMode]:
         yield mode
 
 
-@register("guided_backprop")
+@register_method("guided_backprop")
 @dataclass(frozen=True, kw_only=True)
 class GuidedBackprop(Method):
     """Guided Backpropagation (Springenberg et al. 2015).

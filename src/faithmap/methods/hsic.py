@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from faithmap.methods.base import Method
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import check_fill
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_int
 from faithmap.methods.coalitions import RegionsLike, make_features, score_coalitions
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import check_fill
-from faithmap.targets import Target
-from faithmap.validation import check_int
 
 CHUNK = 16
 """Inputs whose ``n x n`` output kernels are held at once."""
@@ -48,7 +48,7 @@ def hsic_scores(design: Tensor, scores: Tensor) -> Tensor:
     return torch.cat(results)
 
 
-@register("hsic")
+@register_method("hsic")
 @dataclass(frozen=True, kw_only=True)
 class Hsic(Method):
     """HSIC attribution (Novello et al. 2022): how much the output depends on each region.

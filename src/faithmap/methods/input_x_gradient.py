@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
+from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.targets import Target
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.targets import Target
 
 
-@register("input_x_gradient")
+@register_method("input_x_gradient")
 @dataclass(frozen=True, kw_only=True)
 class InputXGradient(Method):
     """The input multiplied elementwise by the gradient of the target score.

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import FILLS, make_removal
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import FILLS, make_removal
-from faithmap.targets import Target
-from faithmap.validation import check_int
 
 RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
@@ -37,7 +37,7 @@ def quadrature(rule: str, steps: int) -> tuple[Tensor, Tensor]:
     return alphas, torch.full((steps,), 1.0 / steps, dtype=torch.float64)
 
 
-@register("integrated_gradients")
+@register_method("integrated_gradients")
 @dataclass(frozen=True, kw_only=True)
 class IntegratedGradients(Method):
     """Integrated Gradients along the straight path from a baseline (Sundararajan et al. 2017).

@@ -8,19 +8,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import check_fill
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.methods.base import Method
 from faithmap.methods.coalitions import (
     RegionsLike,
     make_features,
     score_coalitions,
     solve_normal_equations,
 )
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import check_fill
-from faithmap.targets import Target
-from faithmap.validation import check_int
 
 MAX_EXACT_FEATURES = 14
 """Exact enumeration scores ``2**R`` coalitions; beyond 14 features that is over 16k passes."""
@@ -77,7 +77,7 @@ def constrained_shapley_fit(
     return torch.cat([solution, gap[:, None] - solution.sum(1, keepdim=True)], 1)
 
 
-@register("kernel_shap")
+@register_method("kernel_shap")
 @dataclass(frozen=True, kw_only=True)
 class KernelShap(Method):
     """KernelSHAP (Lundberg and Lee 2017): Shapley values of regions by weighted regression.
@@ -93,7 +93,7 @@ class KernelShap(Method):
     Parameters
     ----------
     regions : str, Regions or Tensor, default="slic:25"
-        The features of an image (see :func:`faithmap.regions.make_regions`); the columns of a
+        The features of an image (see :func:`faithmap.core.regions.make_regions`); the columns of a
         tabular batch ``(N, F)``.
     n_samples : int, default=1000
         Forward passes per input, including the full and the empty coalition.

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from faithmap.core.registry import register_method
 from faithmap.methods.layers import GradientCam
-from faithmap.registry import register
 
 
-@register("layer_cam")
+@register_method("layer_cam")
 @dataclass(frozen=True, kw_only=True)
 class LayerCam(GradientCam):
     """Layer-CAM: element-wise positive-gradient weighting (Jiang et al. 2021).

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
-from faithmap.methods.base import Method
-from faithmap.model import Activation, Model, check_activation
-from faithmap.targets import Target
-from faithmap.validation import check_int
 
 MAX_PREFIX_TOKENS = 16
 """The most leading (class, register, distillation) tokens dropped when guessing the grid."""

@@ -7,18 +7,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from faithmap.methods.base import Method
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import check_fill
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_float, check_int
 from faithmap.methods.coalitions import (
     RegionsLike,
     make_features,
     score_coalitions,
     weighted_least_squares,
 )
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import check_fill
-from faithmap.targets import Target
-from faithmap.validation import check_float, check_int
 
 
 def lime_coalitions(count: int, n_samples: int, generator: torch.Generator) -> Tensor:
@@ -35,7 +35,7 @@ def cosine_kernel(coalitions: Tensor, width: float) -> Tensor:
     return torch.exp(-(distance**2) / width**2)
 
 
-@register("lime")
+@register_method("lime")
 @dataclass(frozen=True, kw_only=True)
 class Lime(Method):
     """LIME (Ribeiro et al. 2016): a weighted ridge surrogate over feature coalitions.
@@ -49,7 +49,7 @@ class Lime(Method):
     Parameters
     ----------
     regions : str, Regions or Tensor, default="slic:25"
-        The features of an image (see :func:`faithmap.regions.make_regions`); the columns of a
+        The features of an image (see :func:`faithmap.core.regions.make_regions`); the columns of a
         tabular batch ``(N, F)``.
     n_samples : int, default=1000
         Forward passes per input.

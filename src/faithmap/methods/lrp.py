@@ -22,8 +22,12 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.model import Model
+from faithmap.core.registry import register_method
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_float
 from faithmap.errors import InvalidParameterError, ModelError
-from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
 from faithmap.methods.lrp_rules import (
     Affine,
@@ -33,10 +37,6 @@ from faithmap.methods.lrp_rules import (
     Rule,
     fold_batch_norm,
 )
-from faithmap.model import Model
-from faithmap.registry import register
-from faithmap.targets import Target
-from faithmap.validation import check_float
 
 LAYERS: dict[str, type[nn.Module]] = {
     "Conv2d": nn.Conv2d,
@@ -244,7 +244,7 @@ class _Propagation:
         return None
 
 
-@register("lrp")
+@register_method("lrp")
 @dataclass(frozen=True, kw_only=True)
 class Lrp(Method):
     """Layer-wise relevance propagation with a composite of rules (Bach et al. 2015).

@@ -9,20 +9,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.model import Model
+from faithmap.core.registry import METHODS, register_method
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
 from faithmap.methods.copies import copy_attributor
-from faithmap.model import Model
-from faithmap.registry import method_class, register
-from faithmap.targets import Target
-from faithmap.validation import check_float, check_int
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 COPY_BUFFER_BYTES = 256 * 2**20
 """Samples are attributed in groups whose per-copy attributions fit in this many bytes."""
 
 
-@register("smoothgrad")
+@register_method("smoothgrad")
 @dataclass(frozen=True, kw_only=True)
 class NoiseTunnel(Method):
     """SmoothGrad and its variants: a gradient method averaged over noisy copies of the input.
@@ -118,7 +118,7 @@ class NoiseTunnel(Method):
                 "The 'base_params' of NoiseTunnel cannot set 'reduce': channels are collapsed "
                 "after the copies are combined. Pass reduce=... to the noise tunnel instead."
             )
-        cls = method_class(self.base)
+        cls = METHODS[self.base]
         try:
             method: Method = cls(**params)
         except TypeError as err:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import check_fill, make_removal, score_removals
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.methods.base import Method
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import check_fill, make_removal, score_removals
-from faithmap.targets import Target
-from faithmap.validation import check_int
 
 
 def window_starts(size: int, window: int, stride: int) -> Tensor:
@@ -22,7 +22,7 @@ def window_starts(size: int, window: int, stride: int) -> Tensor:
     return torch.arange(math.ceil((size - window) / stride) + 1) * stride
 
 
-@register("occlusion")
+@register_method("occlusion")
 @dataclass(frozen=True, kw_only=True)
 class Occlusion(Method):
     """Sliding-window occlusion (Zeiler and Fergus 2014).

@@ -9,18 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from faithmap.methods.base import Method
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import check_fill, make_removal, score_removals
-from faithmap.targets import Target
-from faithmap.validation import check_float, check_int
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import check_fill, make_removal, score_removals
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_float, check_int
 
 MASK_CACHE_BYTES = 256 * 2**20
 """Masks up to this size are built once and kept; larger sets are rebuilt batch by batch."""
 
 
-@register("rise")
+@register_method("rise")
 @dataclass(frozen=True, kw_only=True)
 class Rise(Method):
     """RISE saliency from random masks (Petsiuk et al. 2018).

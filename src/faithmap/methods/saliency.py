@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from faithmap.methods.base import REDUCTIONS, Method, reduce_channels
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.targets import Target
+from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.targets import Target
 
 
-@register("saliency")
+@register_method("saliency")
 @dataclass(frozen=True, kw_only=True)
 class Saliency(Method):
     """Absolute input gradient of the target score (Simonyan et al. 2014).

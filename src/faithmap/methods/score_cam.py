@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import check_fill, make_removal, score_removals
+from faithmap.core.targets import Target
 from faithmap.methods.layers import LayerMethod, layer_activations, upsample
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import check_fill, make_removal, score_removals
-from faithmap.targets import Target
 
 
 def normalised_masks(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -26,7 +26,7 @@ def normalised_masks(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.where(span > 0, (masks - low) / safe, torch.zeros_like(masks))
 
 
-@register("score_cam")
+@register_method("score_cam")
 @dataclass(frozen=True, kw_only=True)
 class ScoreCam(LayerMethod):
     """Score-weighted class activation mapping (Wang et al. 2020).

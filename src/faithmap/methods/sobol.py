@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from faithmap.methods.base import Method
+from faithmap.core.method import Method
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_method
+from faithmap.core.removal import check_fill
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_int
 from faithmap.methods.coalitions import RegionsLike, make_features, score_coalitions
-from faithmap.model import Activation, Model, check_activation
-from faithmap.registry import register
-from faithmap.removal import check_fill
-from faithmap.targets import Target
-from faithmap.validation import check_int
 
 
 def replicated_design(count: int, n_design: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -40,7 +40,7 @@ def jansen_total_indices(scores: Tensor, n_design: int) -> Tensor:
     return squares / (2 * n * variance.clamp_min(torch.finfo(torch.float64).tiny))[:, None]
 
 
-@register("sobol")
+@register_method("sobol")
 @dataclass(frozen=True, kw_only=True)
 class Sobol(Method):
     """Sobol attribution (Fel et al. 2021): total-order indices of regions.
@@ -54,7 +54,7 @@ class Sobol(Method):
     Parameters
     ----------
     regions : str, Regions or Tensor, default="patches:8"
-        The features of an image (see :func:`faithmap.regions.make_regions`); the columns of a
+        The features of an image (see :func:`faithmap.core.regions.make_regions`); the columns of a
         tabular batch ``(N, F)``.
     n_design : int, default=32
         Rows of each design matrix (xplique's default; the paper used 32 to 64).

@@ -5,6 +5,8 @@ passes and the choices made) and is registered by name in :data:`METRICS`; impor
 package registers them all.
 """
 
+from faithmap.core.metric import MetricResult, MetricSpec
+from faithmap.core.registry import METRICS, register_metric
 from faithmap.metrics.complexity import complexity, effective_complexity, sparseness
 from faithmap.metrics.confidence import ConfidenceResult, highest_confidence
 from faithmap.metrics.curves import CurveResult, deletion, insertion, trapezoid_auc
@@ -17,8 +19,6 @@ from faithmap.metrics.localization import (
     top_k_intersection,
 )
 from faithmap.metrics.pointing import PointingResult, centre_baseline, pointing_game
-from faithmap.metrics.registry import METRICS, MetricSpec, call_metric, metric_spec
-from faithmap.metrics.result import MetricResult
 from faithmap.metrics.road import RoadResult, linear_imputation, road
 from faithmap.metrics.robustness import (
     avg_sensitivity,
@@ -48,7 +48,6 @@ __all__ = [
     "RandomisationResult",
     "RoadResult",
     "avg_sensitivity",
-    "call_metric",
     "centre_baseline",
     "complexity",
     "deletion",
@@ -64,10 +63,10 @@ __all__ = [
     "linear_imputation",
     "local_lipschitz",
     "max_sensitivity",
-    "metric_spec",
     "model_randomisation",
     "pointing_game",
     "random_logit",
+    "register_metric",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
     "road",

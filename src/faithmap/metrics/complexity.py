@@ -20,11 +20,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from faithmap.cost import Cost
-from faithmap.explanation import Explanation, attribution_map
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.validation import check_float
+from faithmap.core.cost import Cost
+from faithmap.core.explanation import Explanation, attribution_map
+from faithmap.core.metric import MetricResult
+from faithmap.core.registry import register_metric
+from faithmap.core.validation import check_float
 
 _ZERO_MAP = "nan"
 """What an all-zero map scores on sparseness and complexity: undefined, NaN."""

@@ -26,13 +26,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithmap.cost import Cost
-from faithmap.explanation import Explanation
+from faithmap.core.cost import Cost
+from faithmap.core.explanation import Explanation
+from faithmap.core.model import Activation, Model
+from faithmap.core.removal import FillLike, Removal
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_float, check_int
 from faithmap.metrics.curves import insertion
-from faithmap.model import Activation, Model
-from faithmap.removal import FillLike, Removal
-from faithmap.targets import TargetLike
-from faithmap.validation import check_float, check_int
 
 
 @dataclass(frozen=True)

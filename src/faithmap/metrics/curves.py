@@ -30,16 +30,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.explanation import Explanation, attribution_map
+from faithmap.core.metric import MetricResult
+from faithmap.core.model import Activation, Model
+from faithmap.core.regions import Regions, make_regions
+from faithmap.core.registry import register_metric
+from faithmap.core.removal import FillLike, Removal, make_removal, score_removals
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_choice, check_inputs, check_int
 from faithmap.errors import ShapeError
-from faithmap.explanation import Explanation, attribution_map
-from faithmap.methods.base import as_model
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.model import Activation, Model
-from faithmap.regions import Regions, make_regions
-from faithmap.removal import FillLike, Removal, make_removal, score_removals
-from faithmap.targets import TargetLike
-from faithmap.validation import check_choice, check_inputs, check_int
 
 ORDERS = ("morf", "lerf", "random")
 UnitLike = str | Regions | Tensor
@@ -162,7 +161,7 @@ def _curve(
     check_int(seed, "seed", owner)
     check_choice(activation, "activation", owner, ("softmax", "logits"))
     check_choice(order, "order", owner, ORDERS)
-    wrapped = as_model(model)
+    wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner, image=True)
     attributions = attribution_map(explanation)
     check_attributions(attributions, checked, owner)

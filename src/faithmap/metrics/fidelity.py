@@ -25,18 +25,17 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.explanation import Explanation, attribution_map
+from faithmap.core.metric import MetricResult
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.regions import Regions
+from faithmap.core.registry import register_metric
+from faithmap.core.removal import FillLike, Removal, blend, make_removal
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_choice, check_inputs, check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.explanation import Explanation, attribution_map
-from faithmap.methods.base import as_model
 from faithmap.metrics.curves import UnitLike, check_attributions, describe_unit, unit_regions
 from faithmap.metrics.draws import key_table, row_subsets
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.model import Activation, Model, check_activation
-from faithmap.regions import Regions
-from faithmap.removal import FillLike, Removal, blend, make_removal
-from faithmap.targets import TargetLike
-from faithmap.validation import check_choice, check_inputs, check_int
 
 Correlation = Literal["pearson", "spearman"]
 
@@ -83,7 +82,7 @@ def resolve_explanation(
 ) -> tuple[Model, Tensor, Tensor, Tensor, TargetLike, str]:
     """The model, checked inputs, those inputs on the model's device (detached), attributions,
     target and target rule of a metric call (``image``: the inputs must be ``(N, C, H, W)``)."""
-    wrapped = as_model(model)
+    wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner, image=image)
     x = checked.detach().to(wrapped.device or checked.device)
     if target is None and isinstance(explanation, Explanation) and explanation.target is not None:

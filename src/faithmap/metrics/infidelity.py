@@ -18,15 +18,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.explanation import Explanation
+from faithmap.core.metric import MetricResult
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_metric
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_float, check_int
 from faithmap.errors import ShapeError
-from faithmap.explanation import Explanation
 from faithmap.metrics.draws import key_table, row_normal
 from faithmap.metrics.fidelity import resolve_explanation
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.model import Activation, Model, check_activation
-from faithmap.targets import TargetLike
-from faithmap.validation import check_float, check_int
 
 
 def gaussian_perturbations(inputs: Tensor, n_samples: int, noise: float, seed: int) -> Tensor:

@@ -27,12 +27,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from faithmap.cost import Cost
+from faithmap.core.cost import Cost
+from faithmap.core.explanation import Explanation, attribution_map
+from faithmap.core.metric import MetricResult
+from faithmap.core.registry import register_metric
+from faithmap.core.validation import check_choice, check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.explanation import Explanation, attribution_map
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.validation import check_choice, check_int
 
 Energy = Literal["positive", "absolute", "minmax"]
 """The energy of a map: ``max(a, 0)``, ``|a|``, or ``a - min(a)``."""

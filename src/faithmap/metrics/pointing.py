@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from faithmap.cost import Cost
+from faithmap.core.cost import Cost
+from faithmap.core.explanation import Explanation
+from faithmap.core.metric import MetricResult
+from faithmap.core.registry import register_metric
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.explanation import Explanation
 from faithmap.metrics.localization import EMPTY_MASK, home_device, maps_and_masks
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.validation import check_int
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,16 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from faithmap.core.explanation import Explanation, attribution_map
+from faithmap.core.metric import MetricResult
+from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.registry import register_metric
+from faithmap.core.targets import Target, TargetLike
+from faithmap.core.validation import check_choice, check_float, check_inputs, check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.explanation import Explanation, attribution_map
-from faithmap.methods.base import as_model
 from faithmap.metrics.curves import check_attributions, pixel_ranks
 from faithmap.metrics.draws import key_table, row_normal
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.model import Activation, Model, check_activation
-from faithmap.targets import Target, TargetLike
-from faithmap.validation import check_choice, check_float, check_inputs, check_int
 
 _CHUNK_ELEMENTS = 2**24
 """Imputed inputs held at a time (64 MiB of float32): samples are processed in chunks."""
@@ -280,7 +279,7 @@ def road(
     check_choice(measure, "measure", owner, ("probability", "accuracy"))
     check_activation(activation, owner)
     check_int(seed, "seed", owner)
-    wrapped = as_model(model)
+    wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner, image=True)
     attributions = attribution_map(explanation)
     check_attributions(attributions, checked, owner)

@@ -29,17 +29,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithmap.api import method_of
-from faithmap.cost import Cost
+from faithmap.core.cost import Cost
+from faithmap.core.explanation import Explanation, attribution_map
+from faithmap.core.method import Method
+from faithmap.core.metric import MetricResult
+from faithmap.core.model import Model
+from faithmap.core.registry import method_of, register_metric
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_float, check_inputs, check_int
 from faithmap.errors import ShapeError
-from faithmap.explanation import Explanation, attribution_map
-from faithmap.methods.base import Method, as_model
 from faithmap.metrics.draws import key_table, row_normal, row_uniform
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.model import Model
-from faithmap.targets import TargetLike
-from faithmap.validation import check_float, check_inputs, check_int
 
 MethodLike = Method | str | None
 
@@ -88,7 +87,7 @@ def _reexplain(
     check_int(n_samples, "n_samples", owner, low=1)
     check_int(seed, "seed", owner)
     explainer = method_of(explanation, method, owner)
-    wrapped = as_model(model)
+    wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner)
     original = attribution_map(explanation).detach()
     if original.shape[0] != checked.shape[0]:

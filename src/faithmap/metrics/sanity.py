@@ -24,16 +24,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from faithmap.api import method_of
+from faithmap.core.explanation import Explanation, attribution_map
+from faithmap.core.method import Method
+from faithmap.core.metric import MetricResult
+from faithmap.core.model import Model
+from faithmap.core.registry import method_of, register_metric
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_choice, check_inputs, check_int
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
-from faithmap.explanation import Explanation, attribution_map
-from faithmap.methods.base import Method, as_model
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
 from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps
-from faithmap.model import Model
-from faithmap.targets import TargetLike
-from faithmap.validation import check_choice, check_inputs, check_int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +181,7 @@ def model_randomisation(
     check_choice(order, "order", owner, ("cascading", "independent"))
     check_choice(summary, "summary", owner, ("mean", "last"))
     explainer = method_of(explanation, method, owner)
-    wrapped = as_model(model)
+    wrapped = Model.wrap(model)
     module = wrapped.module
     if not isinstance(module, nn.Module):
         raise ModelError(
@@ -291,7 +290,7 @@ def random_logit(
     """
     owner = "random_logit"
     explainer = method_of(explanation, method, owner)
-    wrapped = as_model(model)
+    wrapped = Model.wrap(model)
     with wrapped.ledger.track() as spent:
         checked, original, classes, rule = _setup(
             owner, wrapped, inputs, explanation, target, similarity, seed

@@ -1,7 +1,7 @@
 """Tabular models and data: rows ``(N, F)`` whose columns are the features.
 
 - :func:`tabular_model`: a scikit-learn-style estimator (``predict_proba`` / ``predict``) or a
-  torch MLP as a :class:`~faithmap.model.Model`;
+  torch MLP as a :class:`~faithmap.core.model.Model`;
 - :func:`explain_rows` / :func:`explain_csv`: attributions with column names, optionally
   against a background set (:func:`explain_with_background`);
 - :func:`chaos_regression`: ChaosMining-style symbolic regression with analytic ground truth,

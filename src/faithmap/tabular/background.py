@@ -31,19 +31,19 @@ from typing import Any, Literal
 
 from torch import Tensor
 
+from faithmap.core.explanation import Explanation
+from faithmap.core.method import Method
+from faithmap.core.model import Model
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_choice, check_inputs
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.explanation import Explanation
-from faithmap.methods.base import Method
-from faithmap.model import Model
-from faithmap.targets import TargetLike
-from faithmap.validation import check_choice, check_inputs
 
 Mode = Literal["expectation", "mean"]
 MODES = ("expectation", "mean")
 
 
 class BackgroundFill:
-    """A fill for :class:`~faithmap.removal.Removal`: background rows, tiled over the inputs.
+    """A fill for :class:`~faithmap.core.removal.Removal`: background rows, tiled over the inputs.
 
     Row ``j`` of the inputs gets background row ``j mod K``, so inputs repeated ``K`` times
     each (``repeat_interleave``) meet every background row once. With one row (the mean) every

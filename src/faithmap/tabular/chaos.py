@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.validation import check_float, check_int
 
 VARIABLES = "abcdefghij"
 

@@ -3,7 +3,7 @@
 Each column is one feature. Rows come as a tensor, a numpy array or a pandas DataFrame; the
 model is a torch module, a callable on row tensors, or an estimator with ``predict_proba`` /
 ``predict`` (see :func:`~faithmap.tabular.model.tabular_model`). The result pairs the
-:class:`~faithmap.explanation.Explanation` with the column names.
+:class:`~faithmap.core.explanation.Explanation` with the column names.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.api import get_method
+from faithmap.core.explanation import Explanation
+from faithmap.core.model import Model
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.explanation import Explanation
-from faithmap.model import Model
 from faithmap.tabular.background import Mode, explain_with_background
 from faithmap.tabular.model import EstimatorFunction, Output, fitted_columns, tabular_model
-from faithmap.targets import TargetLike
-from faithmap.validation import check_int
 
 FRAME_COLUMNS = ("row", "feature", "feature_value", "attribution", "target")
 """The columns of :meth:`TabularExplanation.to_frame`, in order."""

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.validation import check_float, check_int
 from faithmap.errors import ShapeError
-from faithmap.validation import check_float, check_int
 
 
 def mlp_regressor(features: int, hidden: Sequence[int] = (100, 100, 100)) -> nn.Sequential:

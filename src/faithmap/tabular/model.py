@@ -1,6 +1,6 @@
 """Tabular models as faithmap sees them: scikit-learn-style estimators and torch MLPs.
 
-A torch module over rows ``(N, F)`` is already a :class:`~faithmap.model.Model`. An estimator
+A torch module over rows ``(N, F)`` is already a :class:`~faithmap.core.model.Model`. An estimator
 with ``predict_proba`` / ``decision_function`` / ``predict`` is wrapped by
 :func:`tabular_model`: rows go to it as a float64 numpy array (or a pandas DataFrame with its
 column names when it was fitted on one, so scikit-learn sees the names it was fitted with), and
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.model import Model
+from faithmap.core.validation import check_choice
 from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
-from faithmap.model import Model
-from faithmap.validation import check_choice
 
 Output = Literal["auto", "predict_proba", "decision_function", "predict"]
 OUTPUTS = ("auto", "predict_proba", "decision_function", "predict")
@@ -83,7 +83,7 @@ def tabular_model(
     output: Output = "auto",
     batch_size: int | None = None,
 ) -> Model:
-    """A :class:`~faithmap.model.Model` over rows ``(N, F)`` from any tabular model.
+    """A :class:`~faithmap.core.model.Model` over rows ``(N, F)`` from any tabular model.
 
     Parameters
     ----------
@@ -97,7 +97,7 @@ def tabular_model(
         ``predict`` (a regressor). The estimator's outputs are explained as they are: no
         softmax is applied on top of them, whatever a method's ``activation``.
     batch_size : int or None, default=None
-        Rows per call (``None``: measured, see :class:`~faithmap.model.Model`).
+        Rows per call (``None``: measured, see :class:`~faithmap.core.model.Model`).
 
     Returns
     -------

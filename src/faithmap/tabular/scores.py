@@ -17,11 +17,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from faithmap.core.explanation import attribution_map
+from faithmap.core.metric import MetricResult
+from faithmap.core.registry import register_metric
+from faithmap.core.validation import check_int
 from faithmap.errors import ShapeError
-from faithmap.explanation import attribution_map
-from faithmap.metrics.registry import register_metric
-from faithmap.metrics.result import MetricResult
-from faithmap.validation import check_int
 
 EPSILON = 1e-7
 """The reference's guard in ``|a - g| / (|a| + |g| + eps)``."""

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from faithmap.core.model import Activation
+from faithmap.core.targets import TargetLike
+from faithmap.core.validation import check_int
 from faithmap.metrics.curves import CurveResult, deletion, insertion
-from faithmap.model import Activation
-from faithmap.targets import TargetLike
 from faithmap.text.explain import TextExplanation
 from faithmap.text.tokens import nearest_ordinary, text_regions
-from faithmap.validation import check_int
 
 
 def _ranking_map(explained: TextExplanation, unit: str) -> Tensor:

@@ -9,11 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.api import get_method
+from faithmap.core.explanation import Explanation
+from faithmap.core.model import Model
+from faithmap.core.regions import Regions
+from faithmap.core.targets import TargetLike
 from faithmap.errors import InvalidParameterError
-from faithmap.explanation import Explanation
-from faithmap.model import Model
-from faithmap.regions import Regions
-from faithmap.targets import TargetLike
 from faithmap.text.model import EmbeddingClassifier, baseline_token_id
 from faithmap.text.tokens import TokenizedText, text_regions, tokenize
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from faithmap.validation import check_int
+from faithmap.core.validation import check_int
 
 SPECIAL = ("[PAD]", "[UNK]", "[MASK]")
 POSITIVE = ("great", "superb", "wonderful", "brilliant", "delightful")

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from faithmap.core.regions import Regions
+from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.regions import Regions
-from faithmap.validation import check_int
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from faithmap.core.validation import check_float, check_int
 from faithmap.text.classifier import WordCnn
 from faithmap.text.synthetic import VOCABULARY, make_sentences
-from faithmap.validation import check_float, check_int
 
 MASK_ID = VOCABULARY.index("[MASK]")
 

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from faithmap.core.validation import check_choice, check_float, check_int
 from faithmap.data import make_shapes
-from faithmap.validation import check_choice, check_float, check_int
 from faithmap.zoo import architecture, load_builtin
 from faithmap.zoo.pgd import NORMS, check_attack, pgd_attack, robust_accuracy
 from faithmap.zoo.train import RECIPES, accuracy

@@ -6,7 +6,7 @@ One function, :func:`load_model`, turns a model specification into a :class:`fai
 - a TorchScript file (``torch.jit.save``), read with :func:`torch.jit.load`;
 - a state dict (``.pt``, ``.pth``, ``.bin`` via ``torch.save``, or ``.safetensors``) together with
   ``architecture="package.module:ClassName"`` and its keyword ``options``;
-- an ONNX file (``.onnx``), run by ONNX Runtime (:func:`faithmap.onnx.onnx_model`);
+- an ONNX file (``.onnx``), run by ONNX Runtime (:meth:`faithmap.Model.from_onnx`);
 - ``"torchvision:NAME"``, ``"timm:NAME"`` and ``"hf:NAME_OR_DIR"`` (or a directory written by
   ``save_pretrained``), when the package is installed and the weights are already on disk:
   nothing is ever downloaded.
@@ -31,8 +31,8 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
+from faithmap.core.model import Model
 from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
-from faithmap.model import Model
 from faithmap.zoo import BUILTIN_MODELS, load_builtin
 from faithmap.zoo.libraries import load_hugging_face, load_timm, load_torchvision
 
@@ -123,9 +123,7 @@ def load_model(
     text = str(spec)
     path = Path(spec)
     if text.endswith(".onnx"):
-        from faithmap.onnx import onnx_model
-
-        return onnx_model(path, batch_size=batch_size)
+        return Model.from_onnx(path, batch_size=batch_size)
     if isinstance(spec, str) and spec in BUILTIN_MODELS:
         module = load_builtin(spec)
     elif isinstance(spec, str) and spec.startswith(("torchvision:", "timm:", "hf:")):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faithmap.validation import check_choice, check_float, check_int
+from faithmap.core.validation import check_choice, check_float, check_int
 
 __all__ = ["NORMS", "check_attack", "pgd_attack", "robust_accuracy"]
 

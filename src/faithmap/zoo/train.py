@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from faithmap.core.validation import check_choice, check_float, check_int
 from faithmap.data import make_shapes
 from faithmap.errors import InvalidParameterError
-from faithmap.validation import check_choice, check_float, check_int
 from faithmap.zoo import BUILTIN_MODELS, architecture
 
 __all__ = ["RECIPES", "Recipe", "TrainResult", "accuracy", "main", "train"]

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.model import Model
+from faithmap.core.regions import Regions
+from faithmap.core.removal import blend
+from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError, ModelError
-from faithmap.model import Model
-from faithmap.regions import Regions
-from faithmap.removal import blend
-from faithmap.targets import Target
 
 Confidence = Literal["entropy", "evidential"]
 

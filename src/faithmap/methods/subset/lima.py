@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.registry import register_method
+from faithmap.core.validation import check_int
 from faithmap.methods.subset.method import SubsetSelection
 from faithmap.methods.subset.objectives import Objective
 from faithmap.methods.subset.search import bidirectional_greedy
-from faithmap.registry import register
-from faithmap.validation import check_int
 
 
-@register("lima")
+@register_method("lima")
 @dataclass(frozen=True, kw_only=True)
 class Lima(SubsetSelection):
     """LiMA attribution: regions ranked by LiMA's bidirectional greedy search.

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from faithmap.methods.base import Attribution, Method
+from faithmap.core.method import Attribution, Method
+from faithmap.core.model import Model
+from faithmap.core.regions import Regions, make_regions
+from faithmap.core.removal import check_fill, make_removal
+from faithmap.core.targets import Target
 from faithmap.methods.subset.evaluator import Confidence, SubsetScores
 from faithmap.methods.subset.objectives import Objective, Weights
-from faithmap.model import Model
-from faithmap.regions import Regions, make_regions
-from faithmap.removal import check_fill, make_removal
-from faithmap.targets import Target
 
 
 @dataclass(frozen=True, kw_only=True)

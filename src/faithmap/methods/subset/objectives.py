@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.validation import check_float
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.subset.evaluator import SubsetScores
-from faithmap.validation import check_float
 
 
 @dataclass(frozen=True)

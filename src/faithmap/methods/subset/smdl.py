@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.registry import register_method
+from faithmap.core.validation import check_float, check_int
 from faithmap.methods.subset import search as searches
 from faithmap.methods.subset.method import SubsetSelection
 from faithmap.methods.subset.objectives import Objective
-from faithmap.registry import register
-from faithmap.validation import check_float, check_int
 
 
-@register("smdl")
+@register_method("smdl")
 @dataclass(frozen=True, kw_only=True)
 class Smdl(SubsetSelection):
     """SMDL attribution: regions ranked by greedy maximisation of a submodular-style score.
@@ -29,8 +29,8 @@ class Smdl(SubsetSelection):
     regions : str or Regions, default="slic:49"
         The partition: ``"slic:K"`` (the paper's ~49 SLICO superpixels at 224 px; K is a
         region count, so the same granularity at any resolution), ``"patches:K"``, or a
-        :class:`~faithmap.regions.Regions` (e.g. :func:`~faithmap.regions.prior_groups`, the
-        ICLR paper's prior-saliency grouping).
+        :class:`~faithmap.Regions` (e.g. :func:`~faithmap.core.regions.prior_groups`, the ICLR
+        paper's prior-saliency grouping).
     search : {"greedy", "lazy", "stochastic", "bidirectional"}, default="greedy"
         Plain greedy (the paper, ``R (R + 1)`` passes with collaboration on), lazy greedy with
         stale bounds, stochastic greedy, or LiMA's bidirectional greedy.

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.validation import check_float, check_int
 
 
 @dataclass(frozen=True)

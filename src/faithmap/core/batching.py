@@ -9,7 +9,9 @@ shape and keeps the fastest per sample.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 
@@ -93,3 +95,53 @@ def fastest_batch_size(
     fastest = min(per_sample.values())
     chosen = max(size for size, t in per_sample.items() if t <= tolerance * fastest)
     return chosen, per_sample
+
+
+Measurements = dict[tuple[Any, ...], tuple[int, int]]
+_MEASURED: weakref.WeakKeyDictionary[Any, Measurements] = weakref.WeakKeyDictionary()
+"""Per wrapped module: (chosen batch size, largest size timed) by input shape and pass kind."""
+
+
+class MeasuredSizes:
+    """The batch sizes measured for one model, by input shape, dtype, device and pass kind.
+
+    The table is kept for as long as the model lives, so every :class:`~faithmap.Model` made
+    around the same module reuses it; a model that cannot be weakly referenced (a bound method,
+    a builtin) gets a table of its own.
+    """
+
+    def __init__(self, table: Measurements) -> None:
+        self._table = table
+
+    @classmethod
+    def of(cls, model: Any) -> MeasuredSizes:
+        """The measurements shared by every wrapper of ``model``."""
+        try:
+            return cls(_MEASURED.setdefault(model, {}))
+        except TypeError:
+            return cls({})
+
+    @property
+    def table(self) -> Measurements:
+        """A copy of the measurements: ``(size, largest size timed)`` by shape and pass kind."""
+        return dict(self._table)
+
+    def size_for(
+        self,
+        sample: Tensor,
+        gradients: bool,
+        rows: int,
+        measure: Callable[[tuple[int, ...]], int],
+    ) -> int:
+        """The batch size for a job of ``rows`` rows shaped like ``sample``.
+
+        Sizes are measured, by ``measure(candidates)``, only up to the job's size (no point
+        timing 1024 rows for a job of 33); a later, larger job measures again up to its own.
+        """
+        key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
+        size, largest_timed = self._table.get(key, (0, 0))
+        if largest_timed < rows and largest_timed < CANDIDATES[-1]:
+            largest = next((c for c in CANDIDATES if c >= rows), CANDIDATES[-1])
+            size = measure(tuple(c for c in CANDIDATES if c <= largest))
+            self._table[key] = (size, largest)
+        return size

@@ -1,4 +1,4 @@
-"""Black boxes from ONNX files: a :class:`~faithmap.Model` over an ONNX Runtime session.
+"""ONNX Runtime sessions as plain callables; :meth:`faithmap.Model.from_onnx` wraps one.
 
 ONNX Runtime is an optional dependency: ``pip install "faithmap[onnx]"``.
 """
@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from faithmap.errors import FaithmapError, ModelError
-from faithmap.model import Model
+from faithmap.errors import FileProblemError, MissingDependencyError, ModelError
 
 
 class OnnxSession:
@@ -44,40 +43,35 @@ class OnnxSession:
         return np.asarray(output)
 
 
-def onnx_model(
-    path: str | Path,
-    *,
-    batch_size: int | None = None,
-    providers: Sequence[str] | None = None,
-) -> Model:
-    """A :class:`~faithmap.Model` running the ONNX file ``path`` with ONNX Runtime.
+def open_session(path: str | Path, *, providers: Sequence[str] | None = None) -> OnnxSession:
+    """An :class:`OnnxSession` running the ONNX file ``path``.
 
     Parameters
     ----------
     path : str or Path
-        The ``.onnx`` file; its graph takes one batched input and returns ``(B, C)`` logits
+        The ``.onnx`` file; its graph takes one batched input and returns ``(B, C)`` outputs
         (export with a dynamic batch axis so any batch size works).
-    batch_size : int or None, default=None
-        Rows per session call; ``None`` measures the fastest.
     providers : sequence of str or None, default=None
         ONNX Runtime execution providers, e.g. ``["CUDAExecutionProvider",
         "CPUExecutionProvider"]``; ``None``: the CPU provider.
 
     Raises
     ------
-    FaithmapError
-        If ONNX Runtime is not installed or the file is missing.
+    MissingDependencyError
+        If ONNX Runtime is not installed.
+    FileProblemError
+        If the file is missing.
     """
     try:
         import onnxruntime
     except ImportError as err:
-        raise FaithmapError(
+        raise MissingDependencyError(
             'Model.from_onnx needs ONNX Runtime. Install it with: pip install "faithmap[onnx]"'
         ) from err
     file = Path(path)
     if not file.is_file():
-        raise FaithmapError(f"No ONNX file at {str(file)!r}. Check the path.")
+        raise FileProblemError(f"No ONNX file at {str(file)!r}. Check the path.")
     session = onnxruntime.InferenceSession(
         str(file), providers=list(providers or ["CPUExecutionProvider"])
     )
-    return Model(OnnxSession(session), batch_size=batch_size)
+    return OnnxSession(session)

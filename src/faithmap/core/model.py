@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import itertools
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from faithmap.batching import CANDIDATES, fastest_batch_size
-from faithmap.cost import Ledger
-from faithmap.errors import FaithmapError, ModelError
-from faithmap.targets import Target, TargetLike, resolve_target
-from faithmap.validation import check_choice, check_int
+from faithmap.core.batching import MeasuredSizes, fastest_batch_size
+from faithmap.core.cost import Ledger
+from faithmap.core.onnx import open_session
+from faithmap.core.targets import Target, TargetLike, resolve_target
+from faithmap.core.validation import check_choice, check_int
+from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
 
 Activation = Literal["softmax", "logits"]
 RowInputs = Callable[[Tensor, Tensor], Tensor]
@@ -42,19 +42,6 @@ GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]
 """Receives ``(samples, indices, rows, gradients)`` of one batch."""
 OutputSink = Callable[[Tensor, Tensor, Tensor], None]
 """Receives ``(samples, indices, outputs)`` of one batch."""
-
-
-Measurements = dict[tuple[Any, ...], tuple[int, int]]
-_MEASURED: weakref.WeakKeyDictionary[Any, Measurements] = weakref.WeakKeyDictionary()
-"""Per wrapped module: (chosen batch size, largest size timed) by input shape and pass kind."""
-
-
-def _measurements_of(model: Any) -> Measurements:
-    """The batch-size measurements of ``model``, kept as long as the model lives."""
-    try:
-        return _MEASURED.setdefault(model, {})
-    except TypeError:  # not weak-referenceable (a bound method, a builtin): measure per Model
-        return {}
 
 
 def _input_gradient(scores: Tensor, rows: Tensor) -> Tensor:
@@ -81,7 +68,7 @@ class Model:
         ``outputs="probabilities"``). A callable may return a numpy array.
     batch_size : int or None, default=None
         Rows per model call. ``None`` measures the fastest size on the first call for each
-        input shape (see :func:`faithmap.batching.fastest_batch_size`); the measurement is
+        input shape (see :func:`faithmap.core.batching.fastest_batch_size`); the measurement is
         kept for the module, so later ``Model`` objects of the same module reuse it.
     outputs : {"logits", "probabilities"}, default="logits"
         What the model returns; with ``"probabilities"`` no softmax is applied on top.
@@ -105,7 +92,9 @@ class Model:
         eval_mode: bool = True,
     ) -> None:
         if isinstance(model, Model):
-            raise FaithmapError("This is already a faithmap.Model; pass it as it is.")
+            raise InvalidParameterError(
+                "This is already a faithmap.Model; pass it as it is (or use Model.wrap)."
+            )
         if not callable(model):
             raise ModelError(
                 "faithmap.Model needs an nn.Module or a callable mapping a batch to outputs. "
@@ -119,7 +108,12 @@ class Model:
         self.eval_mode = eval_mode
         self.ledger = Ledger()
         self.num_outputs: int | None = None
-        self._measured = _measurements_of(model)
+        self._sizes = MeasuredSizes.of(model)
+
+    @classmethod
+    def wrap(cls, model: ModelLike) -> Model:
+        """``model`` itself if it is a :class:`Model`, else a new one wrapping it."""
+        return model if isinstance(model, Model) else cls(model)
 
     @classmethod
     def from_onnx(
@@ -129,10 +123,18 @@ class Model:
         batch_size: int | None = None,
         providers: Sequence[str] | None = None,
     ) -> Model:
-        """A model running an ONNX file with ONNX Runtime; see :func:`faithmap.onnx.onnx_model`."""
-        from faithmap.onnx import onnx_model
+        """A model running the ONNX file ``path`` with ONNX Runtime.
 
-        return onnx_model(path, batch_size=batch_size, providers=providers)
+        See :func:`faithmap.core.onnx.open_session` for ``path`` and ``providers``; the session
+        is called with numpy arrays of the dtype its graph declares.
+        """
+        return cls(open_session(path, providers=providers), batch_size=batch_size)
+
+    @property
+    def measured_batch_sizes(self) -> dict[tuple[Any, ...], tuple[int, int]]:
+        """The batch sizes measured so far: ``(size, largest size timed)`` by input shape,
+        dtype, device and pass kind (shared by every ``Model`` of the same module)."""
+        return self._sizes.table
 
     def __repr__(self) -> str:
         name = type(self.module).__name__
@@ -223,15 +225,12 @@ class Model:
         """
         if self.batch_size is not None:
             return self.batch_size
-        key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
-        size, largest_timed = self._measured.get(key, (0, 0))
-        if largest_timed < rows and largest_timed < CANDIDATES[-1]:
-            largest = next((c for c in CANDIDATES if c >= rows), CANDIDATES[-1])
-            size = self._measure(sample, gradients, largest)
-            self._measured[key] = (size, largest)
-        return size
+        return self._sizes.size_for(
+            sample, gradients, rows, lambda sizes: self._measure(sample, gradients, sizes)
+        )
 
-    def _measure(self, sample: Tensor, gradients: bool, largest: int) -> int:
+    def _measure(self, sample: Tensor, gradients: bool, candidates: tuple[int, ...]) -> int:
+        """Time the model on ``sample`` at each of ``candidates`` and return the fastest size."""
         started = time.perf_counter()
 
         def forward(batch: Tensor) -> object:
@@ -245,7 +244,6 @@ class Model:
             return _input_gradient(output[:, 0], rows)
 
         with self.preserved(for_gradients=gradients):
-            candidates = tuple(c for c in CANDIDATES if c <= largest)
             size, _ = fastest_batch_size(
                 forward_backward if gradients else forward, sample, candidates=candidates
             )
@@ -400,3 +398,7 @@ class Model:
                 consume(samples, indices, output)
                 if backward:
                     self.ledger.backward += rows.shape[0]
+
+
+ModelLike: TypeAlias = Model | nn.Module | Callable[[Tensor], Any]
+"""What every function that runs a model accepts: a :class:`Model`, a module or a callable."""

@@ -10,13 +10,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from faithmap.core.explanation import Explanation, attribution_map
+from faithmap.core.model import Model
+from faithmap.core.registry import METRICS
+from faithmap.core.validation import check_inputs
 from faithmap.errors import FaithmapError, InvalidParameterError, ShapeError
-from faithmap.explanation import Explanation, attribution_map
-from faithmap.methods.base import as_model
 from faithmap.metrics import DEFAULT_METRICS
-from faithmap.metrics.registry import call_metric, metric_spec
-from faithmap.model import Model
-from faithmap.validation import check_inputs
 
 COLUMNS = (
     "sample",
@@ -143,7 +142,7 @@ def evaluate(
             f"['insertion', 'deletion']. Got {metrics!r} instead."
         )
     names = list(dict.fromkeys(metrics))
-    specs = [metric_spec(name) for name in names]
+    specs = [METRICS[name] for name in names]
     needing = [spec.name for spec in specs if spec.needs_masks]
     if needing and masks is None:
         raise InvalidParameterError(
@@ -167,12 +166,12 @@ def evaluate(
                 f"The metrics {running} run the model, but model is None. Pass the model that "
                 "was explained, or keep only metrics that read the maps alone."
             )
-        wrapped = as_model(model)
+        wrapped = Model.wrap(model)
     rows: list[dict[str, Any]] = []
     for label, explanation in labelled.items():
         for name in names:
             started = time.perf_counter()
-            result = call_metric(name, wrapped, inputs, explanation, masks=masks, **settings[name])
+            result = METRICS[name].run(wrapped, inputs, explanation, masks=masks, **settings[name])
             wall = time.perf_counter() - started
             # A metric that runs the model times itself, leaving out the batch-size measurement.
             seconds = result.cost.seconds if result.cost.seconds > 0 else wall

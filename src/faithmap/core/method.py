@@ -1,32 +1,32 @@
 """The base of every attribution method: validation, device, target, state and cost handling.
 
 A method is a frozen, keyword-only dataclass holding configuration only; :meth:`Method.explain`
-is its one job. Subclasses implement :meth:`Method.attribute` on inputs already checked, moved to
-the model's device, with the target resolved.
+is its one job, a template (zennit's ``Attributor.__call__`` -> ``forward``): it checks the
+inputs, moves them to the model's device, resolves the target and tracks the cost, then calls
+:meth:`Method.attribute`, which a subclass implements on inputs already checked. A subclass
+declares its parameters' constraints as data in ``parameter_constraints`` (see
+:mod:`faithmap.core.constraints`); the base checks them once, when the method is made, and then
+calls :meth:`Method.check` for rules that tie several parameters together.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal, get_args
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from faithmap.errors import InvalidParameterError
-from faithmap.explanation import Explanation
-from faithmap.model import Model
-from faithmap.targets import Target, TargetLike
-from faithmap.validation import check_inputs
+from faithmap.core.constraints import Constraints, options, validate_params
+from faithmap.core.explanation import Explanation
+from faithmap.core.model import Model, ModelLike
+from faithmap.core.targets import Target, TargetLike
+from faithmap.core.validation import check_inputs
 
 Reduce = Literal["sum", "mean", "max", "abs_sum", "none"]
-REDUCTIONS = ("sum", "mean", "max", "abs_sum", "none")
-
-
-def as_model(model: Model | nn.Module | Callable[[Tensor], Any]) -> Model:
-    """``model`` itself if it is a :class:`Model`, else a new one wrapping it."""
-    return model if isinstance(model, Model) else Model(model)
+REDUCE = options(get_args(Reduce))
+REDUCTIONS = get_args(Reduce)  # TRANSITIONAL: removed once every method declares constraints
 
 
 def reduce_channels(attributions: Tensor, how: str) -> Tensor:
@@ -60,25 +60,49 @@ class Method(ABC):
     """An attribution method; see the module docstring."""
 
     name: ClassVar[str]
+    """The registered name; an unregistered subclass is named after its class."""
     image_only: ClassVar[bool] = False
     """Whether the method needs images ``(N, C, H, W)``."""
+    parameter_constraints: ClassVar[Constraints] = {}
+    """The constraints of the fields this class declares (merged with its bases')."""
 
-    def check_choice(self, field_name: str, choices: tuple[str, ...]) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__name__  # until registered: a subclass never borrows its base's name
+
+    @classmethod
+    def constraints(cls) -> Constraints:
+        """Every field's constraints, this class's overriding its bases'."""
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("parameter_constraints", {}))
+        return merged
+
+    def __post_init__(self) -> None:
+        validate_params(self.config(), self.constraints(), type(self).__name__)
+        self.check()
+
+    def check_choice(self, field_name: str, choices: tuple[str, ...]) -> None:  # TRANSITIONAL
         """Raise unless the field ``field_name`` holds one of ``choices``."""
-        value = getattr(self, field_name)
-        if value not in choices:
-            raise InvalidParameterError(
-                f"The {field_name!r} parameter of {type(self).__name__} must be one of "
-                f"{', '.join(map(repr, choices))}. Got {value!r} instead."
-            )
+        from faithmap.core.constraints import Options, check_param
+
+        check_param(getattr(self, field_name), field_name, type(self).__name__, [Options(choices)])
+
+    def check(self) -> None:  # noqa: B027  (a hook: most methods have no such rule)
+        """Rules that tie parameters together, once each is valid on its own (none by default)."""
 
     def config(self) -> dict[str, Any]:
-        """The method's parameters as a plain dict (the record the benchmark stores)."""
-        return asdict(self)
+        """The method's parameters by name (the record the benchmark stores).
+
+        Values are the fields themselves, not copies: a :class:`~faithmap.Regions` or a tensor
+        stays what it is (``dataclasses.asdict`` would turn a dataclass into a dict and deep-copy
+        every tensor).
+        """
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
     def explain(
         self,
-        model: Model | nn.Module | Callable[[Tensor], Any],
+        model: ModelLike,
         inputs: Tensor,
         target: TargetLike = None,
     ) -> Explanation:
@@ -93,7 +117,7 @@ class Method(ABC):
         target : None, int, sequence or tensor of ints, or callable
             The output to explain (``None``: each sample's predicted class).
         """
-        wrapped = as_model(model)
+        wrapped = Model.wrap(model)
         checked = check_inputs(inputs, type(self).__name__, image=self.image_only)
         device = wrapped.device or checked.device
         on_device = checked.detach().to(device)

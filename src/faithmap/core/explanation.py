@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
-from faithmap.cost import Cost
+from faithmap.core.cost import Cost
 from faithmap.errors import ShapeError
 
 

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from faithmap.core.model import Activation, Model
+from faithmap.core.targets import Target
+from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.model import Activation, Model
-from faithmap.targets import Target
-from faithmap.validation import check_float, check_int
 
 FILLS = ("constant", "mean", "blur", "noise")
 FillLike = str | float | int | Callable[[Tensor], Tensor]
