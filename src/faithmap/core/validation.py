@@ -1,4 +1,8 @@
-"""Checks on user input, raising :mod:`faithmap.errors` with messages that say how to fix it."""
+"""Checks on user input, raising :mod:`faithmap.errors` with messages that say how to fix it.
+
+The scalar checks are the imperative form of :mod:`faithmap.core.constraints` (for functions
+that declare no constraints), so every parameter message is written in one place.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from faithmap.errors import InvalidParameterError, ShapeError
+from faithmap.core.constraints import Interval, Options, check_param
+from faithmap.errors import ShapeError
 
 
 def check_int(value: Any, name: str, owner: str, *, low: int | None = None) -> int:
     """``value`` as an int, at least ``low``."""
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        bound = f" >= {low}" if low is not None else ""
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {owner} must be an int{bound}. Got {value!r} instead."
-        )
-    return value
+    check_param(value, name, owner, [Interval(int, low)])
+    return int(value)
 
 
 def check_float(
@@ -31,32 +32,13 @@ def check_float(
     low_open: bool = False,
 ) -> float:
     """``value`` as a finite float within ``[low, high]`` (``(low, high]`` if ``low_open``)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = value == value and abs(value) != float("inf")
-        if ok and low is not None:
-            ok = value > low if low_open else value >= low
-        if ok and high is not None:
-            ok = value <= high
-    if not ok:
-        lo = "" if low is None else (f" > {low}" if low_open else f" >= {low}")
-        hi = "" if high is None else f" <= {high}"
-        joint = " and" if lo and hi else ""
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {owner} must be a finite number{lo}{joint}{hi}. "
-            f"Got {value!r} instead."
-        )
+    check_param(value, name, owner, [Interval(float, low, high, "right" if low_open else "both")])
     return float(value)
 
 
 def check_choice(value: Any, name: str, owner: str, choices: Collection[str]) -> str:
     """``value`` as one of ``choices``."""
-    if value not in choices:
-        valid = ", ".join(repr(c) for c in choices)
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {owner} must be one of {valid}. Got {value!r} instead."
-        )
+    check_param(value, name, owner, [Options(tuple(choices))])
     return str(value)
 
 
