@@ -465,7 +465,7 @@ def test_invalid_parameters(params: dict[str, object], message: str) -> None:
 
 def test_score_cam_checks_its_fill() -> None:
     with pytest.raises(faithmap.InvalidParameterError, match="'fill' parameter"):
-        ScoreCam(fill="zeros")
+        ScoreCam(fill="zeros")  # type: ignore[arg-type]
 
 
 def test_onnx_model_is_refused(tiny_net: TinyNet, images: torch.Tensor, tmp_path: Path) -> None:

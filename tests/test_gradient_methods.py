@@ -32,6 +32,7 @@ from faithmap import Model
 from faithmap.data import make_shapes
 from faithmap.methods import GradientShap, NoiseTunnel
 from faithmap.methods import noise_tunnel as noise_tunnel_module
+from faithmap.methods.noise_tunnel import Kind
 from faithmap.zoo import load_builtin
 
 ATOL = 1e-5
@@ -186,7 +187,7 @@ def test_guided_backprop_without_a_relu_raises() -> None:
 @pytest.mark.parametrize("kind", ["smoothgrad", "smoothgrad_sq", "vargrad"])
 @pytest.mark.parametrize("absolute", [False, True])
 def test_noise_tunnel_over_saliency_agrees_with_captum(
-    cnn: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], kind: str, absolute: bool
+    cnn: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], kind: Kind, absolute: bool
 ) -> None:
     x, labels = batch
     n, stdev = 5, 0.2
@@ -210,7 +211,7 @@ def test_noise_tunnel_over_saliency_agrees_with_captum(
 
 @pytest.mark.parametrize("kind", ["smoothgrad", "vargrad"])
 def test_noise_tunnel_over_integrated_gradients_agrees_with_captum(
-    cnn: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], kind: str
+    cnn: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], kind: Kind
 ) -> None:
     x, labels = batch
     n, steps, stdev = 3, 4, 0.1

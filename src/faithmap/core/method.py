@@ -26,7 +26,6 @@ from faithmap.core.validation import check_inputs
 
 Reduce = Literal["sum", "mean", "max", "abs_sum", "none"]
 REDUCE = options(get_args(Reduce))
-REDUCTIONS = get_args(Reduce)  # TRANSITIONAL: removed once every method declares constraints
 
 
 def reduce_channels(attributions: Tensor, how: str) -> Tensor:
@@ -81,12 +80,6 @@ class Method(ABC):
     def __post_init__(self) -> None:
         validate_params(self.config(), self.constraints(), type(self).__name__)
         self.check()
-
-    def check_choice(self, field_name: str, choices: tuple[str, ...]) -> None:  # TRANSITIONAL
-        """Raise unless the field ``field_name`` holds one of ``choices``."""
-        from faithmap.core.constraints import Options, check_param
-
-        check_param(getattr(self, field_name), field_name, type(self).__name__, [Options(choices)])
 
     def check(self) -> None:  # noqa: B027  (a hook: most methods have no such rule)
         """Rules that tie parameters together, once each is valid on its own (none by default)."""

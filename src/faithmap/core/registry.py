@@ -12,9 +12,11 @@ entry points) the first time it is read, so the engine never imports them itself
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import inspect
+import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar, cast
 
@@ -124,6 +126,58 @@ def register_method(name: str) -> Callable[[M], M]:
         return cls
 
     return decorate
+
+
+def register_preset(name: str, base: M, summary: str, reference: str, /, **defaults: Any) -> M:
+    """Register under ``name`` a preset of the method ``base``: the same method, other defaults.
+
+    The preset is a frozen, keyword-only dataclass subclass of ``base`` whose only difference is
+    the defaults of the fields named in ``defaults`` (so ``dataclasses.fields`` and the method's
+    record show them, and every field can still be set), with a generated docstring: ``summary``
+    (the first line, the one ``METHODS.describe`` shows), then a paragraph naming the preset
+    values and ``reference``, the paper that proposed them. Returns the preset class, named
+    after ``name`` in CamelCase.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``base`` is not a :class:`Method` dataclass or ``defaults`` name a field it lacks.
+    """
+    if not (isinstance(base, type) and issubclass(base, Method) and dataclasses.is_dataclass(base)):
+        raise InvalidParameterError(
+            f"register_preset({name!r}) makes presets of Method dataclasses. Got {base!r} instead."
+        )
+    known = {f.name: f for f in dataclasses.fields(base) if f.init}
+    unknown = sorted(set(defaults) - set(known))
+    if unknown:
+        raise InvalidParameterError(
+            f"The preset {name!r} of {base.__name__} sets unknown parameters "
+            f"({', '.join(map(repr, unknown))}). Its parameters are: {', '.join(sorted(known))}."
+        )
+    class_name = "".join(part.capitalize() for part in name.split("_"))
+    values = ", ".join(f"``{key}={value!r}``" for key, value in defaults.items())
+    target = f":class:`~{base.__module__}.{base.__qualname__}`"
+    paragraph = (
+        f"A preset of {target}: the same method with the defaults {values}, as in {reference}. "
+        f"Every parameter can still be set; see {target} for what each means."
+    )
+    doc = f"{summary}\n\n{textwrap.fill(paragraph, 96)}\n"
+    preset = dataclasses.make_dataclass(
+        class_name,
+        [(key, known[key].type, _default(value)) for key, value in defaults.items()],
+        bases=(base,),
+        namespace={"__doc__": doc, "__module__": base.__module__},
+        frozen=True,
+        kw_only=True,
+    )
+    return register_method(name)(cast(M, preset))
+
+
+def _default(value: Any) -> Any:
+    """A dataclass field defaulting to ``value`` (a fresh copy per instance if unhashable)."""
+    if getattr(type(value), "__hash__", None) is None:
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(value))
+    return dataclasses.field(default=value)
 
 
 def register_metric(

@@ -21,8 +21,8 @@ from faithmap.core.regions import Regions, make_regions
 from faithmap.core.removal import FillLike, make_removal, score_removals
 from faithmap.core.targets import Target
 from faithmap.errors import ShapeError
+from faithmap.methods.parameters import RegionsLike
 
-RegionsLike = str | Regions | Tensor
 Coalitions = Callable[[Tensor], Tensor]
 """Keep vectors ``(B, R)`` of the coalitions with the given indices ``(B,)``."""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import BOOLEAN, Constraints
 from faithmap.core.model import Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
@@ -60,6 +62,8 @@ class EigenCam(LayerMethod):
     ----------
     Muhammad, Yeasin, "Eigen-CAM: Class Activation Map using Principal Components", IJCNN 2020.
     """
+
+    parameter_constraints: ClassVar[Constraints] = {"center": [BOOLEAN], "relu": [BOOLEAN]}
 
     center: bool = False
     relu: bool = False

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from faithmap.core.constraints import Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import blend, check_fill, make_removal
+from faithmap.core.removal import blend, make_removal
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_float, check_int
+from faithmap.methods.parameters import ACTIVATION, FILL, Activation, FillSpec
 
 
 def area_reference(pixels: int, area: float, *, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -68,24 +70,23 @@ class ExtremalPerturbation(Method):
 
     image_only = True
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "area": [Interval(float, 0, 1, closed="right")],
+        "iterations": [Interval(int, 1)],
+        "grid": [Interval(int, 1)],
+        "learning_rate": [Interval(float, 0, closed="right")],
+        "area_weight": [Interval(float, 1)],
+        "fill": FILL,
+        "activation": [ACTIVATION],
+    }
+
     area: float = 0.1
     iterations: int = 300
     grid: int = 8
     learning_rate: float = 0.1
     area_weight: float = 300.0
-    fill: str | float = "blur"
+    fill: FillSpec = "blur"
     activation: Activation = "softmax"
-
-    def __post_init__(self) -> None:
-        check_float(self.area, "area", "ExtremalPerturbation", low=0.0, high=1.0, low_open=True)
-        check_int(self.iterations, "iterations", "ExtremalPerturbation", low=1)
-        check_int(self.grid, "grid", "ExtremalPerturbation", low=1)
-        check_float(
-            self.learning_rate, "learning_rate", "ExtremalPerturbation", low=0.0, low_open=True
-        )
-        check_float(self.area_weight, "area_weight", "ExtremalPerturbation", low=1.0)
-        check_fill(self.fill)
-        check_activation(self.activation, "ExtremalPerturbation")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         n, _, height, width = inputs.shape

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import Constraints
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import check_fill
 from faithmap.core.targets import Target
-from faithmap.methods.coalitions import RegionsLike, make_features, score_coalitions
+from faithmap.methods.coalitions import make_features, score_coalitions
+from faithmap.methods.parameters import ACTIVATION, FILL, REGIONS, Activation, FillSpec, RegionsLike
 
 
 @register_method("feature_ablation")
@@ -49,13 +51,15 @@ class FeatureAblation(Method):
     torch.Size([2, 1, 8, 8])
     """
 
-    regions: RegionsLike = "slic:25"
-    fill: str | float = 0.0
-    activation: Activation = "logits"
+    parameter_constraints: ClassVar[Constraints] = {
+        "regions": REGIONS,
+        "fill": FILL,
+        "activation": [ACTIVATION],
+    }
 
-    def __post_init__(self) -> None:
-        check_fill(self.fill)
-        check_activation(self.activation, "FeatureAblation")
+    regions: RegionsLike = "slic:25"
+    fill: FillSpec = 0.0
+    activation: Activation = "logits"
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)

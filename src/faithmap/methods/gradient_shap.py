@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from faithmap.core.method import REDUCTIONS, Method, reduce_channels
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval, Satisfies
+from faithmap.core.method import Method, reduce_channels
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import FILLS, make_removal
+from faithmap.core.removal import make_removal
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_float, check_int
-from faithmap.errors import InvalidParameterError, ShapeError
+from faithmap.errors import ShapeError
 from faithmap.methods.copies import Perturb, unperturbed
+from faithmap.methods.parameters import ACTIVATION, FILL, REDUCE, Activation, FillSpec, Reduce
+
+
+def _is_background(value: Any) -> bool:
+    return isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] > 0
+
+
+BACKGROUND = Satisfies(
+    _is_background, "a tensor of baselines (M, ...) with M >= 1", invalid=torch.zeros(0)
+)
 
 
 def describe_tensor(tensor: Tensor) -> str:
@@ -89,32 +99,25 @@ class GradientShap(Method):
     True
     """
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "background": [BACKGROUND, None],
+        "baseline": FILL,
+        "n_samples": [Interval(int, 1)],
+        "stdev": [Interval(float, 0)],
+        "multiply_by_inputs": [BOOLEAN],
+        "reduce": [REDUCE],
+        "activation": [ACTIVATION],
+        "seed": [SEED],
+    }
+
     background: Tensor | None = field(default=None, repr=False, compare=False)
-    baseline: str | float = 0.0
+    baseline: FillSpec = 0.0
     n_samples: int = 32
     stdev: float = 0.0
     multiply_by_inputs: bool = True
-    reduce: str = "sum"
+    reduce: Reduce = "sum"
     activation: Activation = "logits"
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.background is not None and (
-            not isinstance(self.background, Tensor)
-            or self.background.dim() < 1
-            or self.background.shape[0] == 0
-        ):
-            raise InvalidParameterError(
-                "The 'background' parameter of GradientShap must be a tensor of baselines "
-                f"(M, ...) with M >= 1, or None. Got {self.background!r} instead."
-            )
-        if isinstance(self.baseline, str) and self.baseline not in FILLS:
-            self.check_choice("baseline", FILLS)
-        check_int(self.n_samples, "n_samples", "GradientShap", low=1)
-        check_float(self.stdev, "stdev", "GradientShap", low=0.0)
-        self.check_choice("reduce", REDUCTIONS)
-        check_activation(self.activation, "GradientShap")
-        check_int(self.seed, "seed", "GradientShap")
 
     def config(self) -> dict[str, Any]:
         """The parameters, with the background set described by its shape, dtype and hash."""

@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from faithmap.core.method import REDUCTIONS, Method, reduce_channels
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.constraints import Constraints
+from faithmap.core.method import Method, reduce_channels
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
 from faithmap.errors import ModelError
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
+from faithmap.methods.parameters import ACTIVATION, REDUCE, Activation, Reduce
 
 _RELUS = {F.relu, torch.relu, Tensor.relu}
 _RELUS_IN_PLACE = {torch.relu_, Tensor.relu_}
@@ -100,12 +102,13 @@ class GuidedBackprop(Method):
     Convolutional Net", ICLR Workshop 2015.
     """
 
-    reduce: str = "abs_sum"
-    activation: Activation = "logits"
+    parameter_constraints: ClassVar[Constraints] = {
+        "reduce": [REDUCE],
+        "activation": [ACTIVATION],
+    }
 
-    def __post_init__(self) -> None:
-        self.check_choice("reduce", REDUCTIONS)
-        check_activation(self.activation, "GuidedBackprop")
+    reduce: Reduce = "abs_sum"
+    activation: Activation = "logits"
 
     def copy_attributions(
         self, model: Model, inputs: Tensor, target: Target, copies: int, perturb: Perturb

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
 
-from faithmap.core.method import REDUCTIONS, Method, reduce_channels
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.constraints import Constraints
+from faithmap.core.method import Method, reduce_channels
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
+from faithmap.methods.parameters import ACTIVATION, REDUCE, Activation, Reduce
 
 
 @register_method("input_x_gradient")
@@ -46,12 +49,13 @@ class InputXGradient(Method):
     True
     """
 
-    reduce: str = "sum"
-    activation: Activation = "logits"
+    parameter_constraints: ClassVar[Constraints] = {
+        "reduce": [REDUCE],
+        "activation": [ACTIVATION],
+    }
 
-    def __post_init__(self) -> None:
-        self.check_choice("reduce", REDUCTIONS)
-        check_activation(self.activation, "InputXGradient")
+    reduce: Reduce = "sum"
+    activation: Activation = "logits"
 
     def copy_attributions(
         self, model: Model, inputs: Tensor, target: Target, copies: int, perturb: Perturb

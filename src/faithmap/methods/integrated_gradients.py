@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from faithmap.core.method import REDUCTIONS, Method, reduce_channels
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.constraints import BOOLEAN, Constraints, InstanceOf, Interval, options
+from faithmap.core.method import Method, reduce_channels
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import FILLS, make_removal
+from faithmap.core.removal import make_removal
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError, ShapeError
+from faithmap.methods.parameters import ACTIVATION, FILL, REDUCE, Activation, FillSpec, Reduce
 
-RULES = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+Quadrature = Literal[
+    "gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"
+]
+RULES = get_args(Quadrature)
 
 
 def quadrature(rule: str, steps: int) -> tuple[Tensor, Tensor]:
@@ -63,21 +68,27 @@ class IntegratedGradients(Method):
     Sundararajan, Taly, Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
     """
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "steps": [Interval(int, 1)],
+        "rule": [options(RULES)],
+        "baseline": FILL,
+        "baseline_tensor": [InstanceOf((Tensor,), "a tensor broadcastable to the inputs"), None],
+        "multiply_by_inputs": [BOOLEAN],
+        "reduce": [REDUCE],
+        "activation": [ACTIVATION],
+    }
+
     steps: int = 32
-    rule: str = "gausslegendre"
-    baseline: str | float = 0.0
+    rule: Quadrature = "gausslegendre"
+    baseline: FillSpec = 0.0
     baseline_tensor: Tensor | None = None
     multiply_by_inputs: bool = True
-    reduce: str = "sum"
+    reduce: Reduce = "sum"
     activation: Activation = "logits"
 
-    def __post_init__(self) -> None:
-        check_int(self.steps, "steps", "IntegratedGradients", low=1)
-        self.check_choice("rule", RULES)
-        self.check_choice("reduce", REDUCTIONS)
-        check_activation(self.activation, "IntegratedGradients")
-        if isinstance(self.baseline, str) and self.baseline not in FILLS:
-            self.check_choice("baseline", FILLS)
+    def check(self) -> None:
+        if self.rule == "riemann_trapezoid" and self.steps < 2:
+            quadrature(self.rule, self.steps)  # raises: the trapezoid rule needs both endpoints
 
     def baselines(self, inputs: Tensor) -> Tensor:
         """The baseline of each input, same shape as ``inputs``."""

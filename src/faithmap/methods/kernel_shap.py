@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import check_fill
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.coalitions import (
-    RegionsLike,
     make_features,
     score_coalitions,
     solve_normal_equations,
 )
+from faithmap.methods.parameters import ACTIVATION, FILL, REGIONS, Activation, FillSpec, RegionsLike
 
 MAX_EXACT_FEATURES = 14
 """Exact enumeration scores ``2**R`` coalitions; beyond 14 features that is over 16k passes."""
@@ -121,23 +121,21 @@ class KernelShap(Method):
     32
     """
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "regions": REGIONS,
+        "n_samples": [Interval(int, 4)],
+        "exact": [BOOLEAN, None],
+        "fill": FILL,
+        "activation": [ACTIVATION],
+        "seed": [SEED],
+    }
+
     regions: RegionsLike = "slic:25"
     n_samples: int = 1000
     exact: bool | None = None
-    fill: str | float = 0.0
+    fill: FillSpec = 0.0
     activation: Activation = "logits"
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int(self.n_samples, "n_samples", "KernelShap", low=4)
-        check_int(self.seed, "seed", "KernelShap")
-        if self.exact not in (None, True, False):
-            raise InvalidParameterError(
-                f"The 'exact' parameter of KernelShap must be None, True or False. Got "
-                f"{self.exact!r} instead."
-            )
-        check_fill(self.fill)
-        check_activation(self.activation, "KernelShap")
 
     def coalitions(self, count: int) -> tuple[Tensor, Tensor]:
         """The coalitions scored for ``count`` features (besides full and empty) and their

@@ -25,11 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from faithmap.core.constraints import BOOLEAN, Constraints, InstanceOf, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import Model
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
+from faithmap.methods.parameters import ACTIVATION, Activation
 
 MAX_PREFIX_TOKENS = 16
 """The most leading (class, register, distillation) tokens dropped when guessing the grid."""
@@ -315,19 +316,13 @@ class LayerMethod(Method):
     """
 
     image_only: ClassVar[bool] = True
+    parameter_constraints: ClassVar[Constraints] = {
+        "layer": [InstanceOf((str,), "a layer name (str)"), None],
+        "prefix_tokens": [Interval(int, 0), None],
+    }
 
     layer: str | None = None
     prefix_tokens: int | None = None
-
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        if self.layer is not None and not isinstance(self.layer, str):
-            raise InvalidParameterError(
-                f"The 'layer' parameter of {owner} must be a layer name (str) or None. Got "
-                f"{self.layer!r} instead."
-            )
-        if self.prefix_tokens is not None:
-            check_int(self.prefix_tokens, "prefix_tokens", owner, low=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -345,12 +340,13 @@ class GradientCam(LayerMethod):
         The score differentiated: the class logit (the papers) or its softmax.
     """
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "relu": [BOOLEAN],
+        "activation": [ACTIVATION],
+    }
+
     relu: bool = True
     activation: Activation = "logits"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_activation(self.activation, type(self).__name__)
 
     @abstractmethod
     def combine(self, maps: Tensor, gradients: Tensor) -> Tensor:

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import SEED, Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import check_fill
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_float, check_int
 from faithmap.methods.coalitions import (
-    RegionsLike,
     make_features,
     score_coalitions,
     weighted_least_squares,
 )
+from faithmap.methods.parameters import ACTIVATION, FILL, REGIONS, Activation, FillSpec, RegionsLike
 
 
 def lime_coalitions(count: int, n_samples: int, generator: torch.Generator) -> Tensor:
@@ -78,21 +78,23 @@ class Lime(Method):
     torch.Size([2, 1, 8, 8])
     """
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "regions": REGIONS,
+        "n_samples": [Interval(int, 2)],
+        "kernel_width": [Interval(float, 0, closed="right")],
+        "ridge": [Interval(float, 0)],
+        "fill": FILL,
+        "activation": [ACTIVATION],
+        "seed": [SEED],
+    }
+
     regions: RegionsLike = "slic:25"
     n_samples: int = 1000
     kernel_width: float = 0.25
     ridge: float = 1.0
-    fill: str | float = 0.0
+    fill: FillSpec = 0.0
     activation: Activation = "softmax"
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int(self.n_samples, "n_samples", "Lime", low=2)
-        check_float(self.kernel_width, "kernel_width", "Lime", low=0.0, low_open=True)
-        check_float(self.ridge, "ridge", "Lime", low=0.0)
-        check_int(self.seed, "seed", "Lime")
-        check_fill(self.fill)
-        check_activation(self.activation, "Lime")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)

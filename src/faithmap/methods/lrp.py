@@ -16,17 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.constraints import Constraints, InstanceOf, Interval, options
+from faithmap.core.method import Method, reduce_channels
 from faithmap.core.model import Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_float
 from faithmap.errors import InvalidParameterError, ModelError
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
 from faithmap.methods.lrp_rules import (
@@ -37,6 +37,7 @@ from faithmap.methods.lrp_rules import (
     Rule,
     fold_batch_norm,
 )
+from faithmap.methods.parameters import REDUCE, Reduce
 
 LAYERS: dict[str, type[nn.Module]] = {
     "Conv2d": nn.Conv2d,
@@ -56,7 +57,17 @@ def _composite(conv: str, linear: str, pool: str) -> dict[str, str]:
     return {"Conv2d": conv, "Linear": linear, "AvgPool2d": pool, "AdaptiveAvgPool2d": pool}
 
 
-COMPOSITES: dict[str, dict[str, str]] = {
+Composite = Literal[
+    "epsilon",
+    "gamma",
+    "z_plus",
+    "alpha1beta0",
+    "alpha2beta1",
+    "epsilon_plus",
+    "epsilon_gamma",
+    "epsilon_alpha2beta1",
+]
+COMPOSITES: dict[Composite, dict[str, str]] = {
     "epsilon": _composite("epsilon", "epsilon", "epsilon"),
     "gamma": _composite("gamma", "gamma", "basic"),
     "z_plus": _composite("z_plus", "z_plus", "basic"),
@@ -307,30 +318,31 @@ class Lrp(Method):
     True
     """
 
-    composite: str | Mapping[str, str] = "epsilon_plus"
+    parameter_constraints: ClassVar[Constraints] = {
+        "composite": [
+            options(get_args(Composite)),
+            InstanceOf((Mapping,), "a mapping from layer type to rule"),
+        ],
+        "epsilon": [Interval(float, 0, closed="right")],
+        "gamma": [Interval(float, 0)],
+        "reduce": [REDUCE],
+    }
+
+    composite: Composite | Mapping[str, str] = "epsilon_plus"
     epsilon: float = 1e-6
     gamma: float = 0.25
-    reduce: str = "sum"
+    reduce: Reduce = "sum"
 
-    def __post_init__(self) -> None:
-        check_float(self.epsilon, "epsilon", "Lrp", low=0, low_open=True)
-        check_float(self.gamma, "gamma", "Lrp", low=0)
-        self.check_choice("reduce", REDUCTIONS)
-        if isinstance(self.composite, Mapping):
+    def check(self) -> None:
+        if isinstance(self.composite, Mapping):  # kept as a plain dict, the method's record
             object.__setattr__(self, "composite", dict(self.composite))
-        self.layer_rules()
+        self.layer_rules()  # every layer type and rule of a mapping must be known
 
     def layer_rules(self) -> dict[str, str]:
         """The rule name of each layer type that takes one."""
         composite = self.composite
-        if isinstance(composite, str) and composite in COMPOSITES:
+        if isinstance(composite, str):
             return dict(COMPOSITES[composite])
-        if not isinstance(composite, Mapping):
-            raise InvalidParameterError(
-                "The 'composite' parameter of Lrp must be one of "
-                f"{', '.join(map(repr, COMPOSITES))} or a mapping from layer type to rule. "
-                f"Got {composite!r} instead."
-            )
         rules = dict(COMPOSITES["epsilon"])
         for layer, rule in composite.items():
             if layer not in LAYERS:

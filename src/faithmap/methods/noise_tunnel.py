@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor
 
-from faithmap.core.method import REDUCTIONS, Method, reduce_channels
+from faithmap.core.constraints import SEED, Constraints, InstanceOf, Interval, options
+from faithmap.core.method import Method, reduce_channels
 from faithmap.core.model import Model
 from faithmap.core.registry import METHODS, register_method
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.copies import copy_attributor
+from faithmap.methods.parameters import REDUCE, Reduce
 
-KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
+Kind = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
+KINDS = get_args(Kind)
 COPY_BUFFER_BYTES = 256 * 2**20
 """Samples are attributed in groups whose per-copy attributions fit in this many bytes."""
 
@@ -82,25 +84,30 @@ class NoiseTunnel(Method):
     (torch.Size([2, 1, 2, 2]), 0.0)
     """
 
-    kind: str = "smoothgrad"
+    parameter_constraints: ClassVar[Constraints] = {
+        "kind": [options(KINDS)],
+        "base": [InstanceOf((str,), "the name of a registered gradient method")],
+        "base_params": [InstanceOf((Mapping,), "a mapping of parameter names to values"), None],
+        "n_samples": [Interval(int, 1)],
+        "stdev": [Interval(float, 0)],
+        "reduce": [REDUCE],
+        "seed": [SEED],
+    }
+
+    kind: Kind = "smoothgrad"
     base: str = "saliency"
     base_params: Mapping[str, Any] | None = None
     n_samples: int = 50
     stdev: float = 0.15
-    reduce: str = "abs_sum"
+    reduce: Reduce = "abs_sum"
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        self.check_choice("kind", KINDS)
-        check_int(self.n_samples, "n_samples", "NoiseTunnel", low=1)
-        check_float(self.stdev, "stdev", "NoiseTunnel", low=0.0)
-        self.check_choice("reduce", REDUCTIONS)
-        check_int(self.seed, "seed", "NoiseTunnel")
-        self.base_method()
+    def check(self) -> None:
+        self.base_method()  # the base must exist, take the base parameters and attribute copies
 
     def base_method(self) -> Method:
         """The base method, built (and so validated) from ``base`` and ``base_params``."""
-        if not isinstance(self.base, str) or self.base == self.name:
+        if self.base == self.name:
             raise InvalidParameterError(
                 "The 'base' parameter of NoiseTunnel must be the name of a registered gradient "
                 f"method other than {self.name!r}, such as 'saliency'. Got {self.base!r} instead."
@@ -108,11 +115,6 @@ class NoiseTunnel(Method):
         params = self.base_params
         if params is None:
             params = {"absolute": False} if self.base == "saliency" else {}
-        if not isinstance(params, Mapping):
-            raise InvalidParameterError(
-                "The 'base_params' parameter of NoiseTunnel must be a mapping of parameter names "
-                f"to values, or None. Got {type(params).__name__} instead."
-            )
         if "reduce" in params:
             raise InvalidParameterError(
                 "The 'base_params' of NoiseTunnel cannot set 'reduce': channels are collapsed "

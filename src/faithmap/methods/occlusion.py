@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import check_fill, make_removal, score_removals
+from faithmap.core.removal import make_removal, score_removals
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
+from faithmap.methods.parameters import ACTIVATION, FILL, Activation, FillSpec
 
 
 def window_starts(size: int, window: int, stride: int) -> Tensor:
@@ -47,16 +49,17 @@ class Occlusion(Method):
 
     image_only = True
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "window": [Interval(int, 1)],
+        "stride": [Interval(int, 1)],
+        "fill": FILL,
+        "activation": [ACTIVATION],
+    }
+
     window: int = 8
     stride: int = 4
-    fill: str | float = 0.0
+    fill: FillSpec = 0.0
     activation: Activation = "logits"
-
-    def __post_init__(self) -> None:
-        check_int(self.window, "window", "Occlusion", low=1)
-        check_int(self.stride, "stride", "Occlusion", low=1)
-        check_fill(self.fill)
-        check_activation(self.activation, "Occlusion")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         height, width = inputs.shape[-2:]

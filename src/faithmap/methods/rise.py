@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from faithmap.core.constraints import SEED, Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import check_fill, make_removal, score_removals
+from faithmap.core.removal import make_removal, score_removals
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_float, check_int
+from faithmap.methods.parameters import ACTIVATION, FILL, Activation, FillSpec
 
 MASK_CACHE_BYTES = 256 * 2**20
 """Masks up to this size are built once and kept; larger sets are rebuilt batch by batch."""
@@ -50,22 +52,21 @@ class Rise(Method):
 
     image_only = True
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "n_masks": [Interval(int, 1)],
+        "grid": [Interval(int, 1)],
+        "keep_probability": [Interval(float, 0, 1, closed="right")],
+        "fill": FILL,
+        "activation": [ACTIVATION],
+        "seed": [SEED],
+    }
+
     n_masks: int = 2000
     grid: int = 8
     keep_probability: float = 0.5
-    fill: str | float = 0.0
+    fill: FillSpec = 0.0
     activation: Activation = "softmax"
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int(self.n_masks, "n_masks", "Rise", low=1)
-        check_int(self.grid, "grid", "Rise", low=1)
-        check_float(
-            self.keep_probability, "keep_probability", "Rise", low=0.0, high=1.0, low_open=True
-        )
-        check_int(self.seed, "seed", "Rise")
-        check_fill(self.fill)
-        check_activation(self.activation, "Rise")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         height, width = inputs.shape[-2:]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from faithmap.core.method import REDUCTIONS, Method, reduce_channels
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.constraints import BOOLEAN, Constraints
+from faithmap.core.method import Method, reduce_channels
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
+from faithmap.methods.parameters import ACTIVATION, REDUCE, Activation, Reduce
 
 
 @register_method("saliency")
@@ -33,13 +36,15 @@ class Saliency(Method):
     Classification Models and Saliency Maps", ICLR Workshop 2014.
     """
 
-    absolute: bool = True
-    reduce: str = "max"
-    activation: Activation = "logits"
+    parameter_constraints: ClassVar[Constraints] = {
+        "absolute": [BOOLEAN],
+        "reduce": [REDUCE],
+        "activation": [ACTIVATION],
+    }
 
-    def __post_init__(self) -> None:
-        self.check_choice("reduce", REDUCTIONS)
-        check_activation(self.activation, "Saliency")
+    absolute: bool = True
+    reduce: Reduce = "max"
+    activation: Activation = "logits"
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         gradients = torch.empty_like(inputs)

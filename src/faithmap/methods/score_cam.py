@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.constraints import BOOLEAN, Constraints
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import check_fill, make_removal, score_removals
+from faithmap.core.removal import make_removal, score_removals
 from faithmap.core.targets import Target
 from faithmap.methods.layers import LayerMethod, layer_activations, upsample
+from faithmap.methods.parameters import ACTIVATION, FILL, Activation, FillSpec
 
 
 def normalised_masks(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -59,14 +62,15 @@ class ScoreCam(LayerMethod):
     Explanations for Convolutional Neural Networks", CVPR Workshops 2020.
     """
 
-    fill: str | float = 0.0
+    parameter_constraints: ClassVar[Constraints] = {
+        "fill": FILL,
+        "relu": [BOOLEAN],
+        "activation": [ACTIVATION],
+    }
+
+    fill: FillSpec = 0.0
     relu: bool = True
     activation: Activation = "logits"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_fill(self.fill)
-        check_activation(self.activation, "ScoreCam")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         maps = layer_activations(

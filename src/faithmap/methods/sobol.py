@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import SEED, Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import check_fill
 from faithmap.core.targets import Target
-from faithmap.core.validation import check_int
-from faithmap.methods.coalitions import RegionsLike, make_features, score_coalitions
+from faithmap.methods.coalitions import make_features, score_coalitions
+from faithmap.methods.parameters import ACTIVATION, FILL, REGIONS, Activation, FillSpec, RegionsLike
 
 
 def replicated_design(count: int, n_design: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -79,17 +80,19 @@ class Sobol(Method):
     98
     """
 
+    parameter_constraints: ClassVar[Constraints] = {
+        "regions": REGIONS,
+        "n_design": [Interval(int, 2)],
+        "fill": FILL,
+        "activation": [ACTIVATION],
+        "seed": [SEED],
+    }
+
     regions: RegionsLike = "patches:8"
     n_design: int = 32
-    fill: str | float = 0.0
+    fill: FillSpec = 0.0
     activation: Activation = "softmax"
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_int(self.n_design, "n_design", "Sobol", low=2)
-        check_int(self.seed, "seed", "Sobol")
-        check_fill(self.fill)
-        check_activation(self.activation, "Sobol")
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)

@@ -1,6 +1,5 @@
-"""Subset-selection attribution: SMDL and LiMA, their objective and their searches."""
+"""Subset-selection attribution: SMDL and its LiMA preset, their objective and searches."""
 
-from faithmap.methods.subset.lima import Lima
-from faithmap.methods.subset.smdl import Smdl
+from faithmap.methods.subset.smdl import Lima, Smdl
 
 __all__ = ["Lima", "Smdl"]

@@ -1,25 +1,28 @@
-"""What SMDL and LiMA share: regions, the objective, the search, and the ranking's outputs."""
+"""Subset selection (SMDL and its LiMA preset): regions, the objective, the search, the outputs."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar, get_args
 
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import Constraints, InstanceOf, Interval, options
 from faithmap.core.method import Attribution, Method
 from faithmap.core.model import Model
-from faithmap.core.regions import Regions, make_regions
-from faithmap.core.removal import check_fill, make_removal
+from faithmap.core.regions import make_regions
+from faithmap.core.removal import make_removal
 from faithmap.core.targets import Target
+from faithmap.methods.parameters import FILL, REGIONS, FillSpec, RegionsLike
 from faithmap.methods.subset.evaluator import Confidence, SubsetScores
 from faithmap.methods.subset.objectives import Objective, Weights
 
 
 @dataclass(frozen=True, kw_only=True)
 class SubsetSelection(Method):
-    """Rank regions by greedy maximisation of a set objective (base of SMDL and LiMA).
+    """Rank regions by greedy maximisation of a set objective (the base of SMDL).
 
     The explanation holds the region ranking ``(N, R)``; the rank map (each pixel gets
     ``R_i - rank`` of its region, ``R_i`` the image's non-empty regions, so the first region is
@@ -30,10 +33,21 @@ class SubsetSelection(Method):
     """
 
     image_only = True
+    parameter_constraints: ClassVar[Constraints] = {
+        "regions": REGIONS,
+        "fill": FILL,
+        "complement_fill": [*FILL, None],
+        "consistency": [Interval(float, 0)],
+        "collaboration": [Interval(float, 0)],
+        "confidence": [Interval(float, 0)],
+        "effectiveness": [Interval(float, 0)],
+        "confidence_form": [options(get_args(Confidence))],
+        "embedding": [InstanceOf((str,), "a layer name (str)"), None],
+    }
 
-    regions: str | Regions = "slic:49"
-    fill: str | float = 0.0
-    complement_fill: str | float | None = None
+    regions: RegionsLike = "slic:49"
+    fill: FillSpec = 0.0
+    complement_fill: FillSpec | None = None
     consistency: float = 1.0
     collaboration: float = 1.0
     confidence: float = 1.0
@@ -41,12 +55,8 @@ class SubsetSelection(Method):
     confidence_form: Confidence = "entropy"
     embedding: str | None = None
 
-    def __post_init__(self) -> None:
-        self.weights()
-        check_fill(self.fill)
-        if self.complement_fill is not None:
-            check_fill(self.complement_fill)
-        self.check_choice("confidence_form", ("entropy", "evidential"))
+    def check(self) -> None:
+        self.weights()  # at least one weight must be > 0
 
     def weights(self) -> Weights:
         """The objective's weights (validated)."""

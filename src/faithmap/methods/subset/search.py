@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -27,7 +28,8 @@ from torch import Tensor
 SetScore = Callable[[Tensor, Tensor], Tensor]
 """``score(samples (M,), keeps (M, R) bool) -> (M,)`` values of the objective."""
 
-SEARCHES = ("greedy", "lazy", "stochastic", "bidirectional")
+Search = Literal["greedy", "lazy", "stochastic", "bidirectional"]
+SEARCHES = get_args(Search)
 
 
 def _candidates(chosen: Tensor) -> Tensor:

@@ -1,14 +1,19 @@
-"""SMDL: submodular subset selection of image regions, with a choice of greedy searches."""
+"""SMDL: submodular subset selection of image regions, with a choice of greedy searches.
+
+LiMA is SMDL with its bidirectional search and its weights: the preset ``lima``
+(:data:`Lima`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from faithmap.core.registry import register_method
-from faithmap.core.validation import check_float, check_int
+from faithmap.core.constraints import SEED, Constraints, Interval, options
+from faithmap.core.registry import register_method, register_preset
 from faithmap.methods.subset import search as searches
 from faithmap.methods.subset.method import SubsetSelection
 from faithmap.methods.subset.objectives import Objective
@@ -33,7 +38,11 @@ class Smdl(SubsetSelection):
         paper's prior-saliency grouping).
     search : {"greedy", "lazy", "stochastic", "bidirectional"}, default="greedy"
         Plain greedy (the paper, ``R (R + 1)`` passes with collaboration on), lazy greedy with
-        stale bounds, stochastic greedy, or LiMA's bidirectional greedy.
+        stale bounds, stochastic greedy, or LiMA's bidirectional greedy: each step adds the best
+        region to a front set and, while more than ``pending`` regions remain, the worst of
+        ``pending`` pre-selected candidates to a back set, so a ranking of ``R`` regions costs
+        about ``(R^2 - P^2) / 2 + P R`` passes instead of greedy's ``R (R + 1)`` (1.5x fewer
+        at ``R = 49, P = 8``).
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
         What removed regions become (the paper: black pixels).
     complement_fill : {"constant", "mean", "blur", "noise"}, float or None, default=None
@@ -46,12 +55,15 @@ class Smdl(SubsetSelection):
         and a face/CUB embedding layer for effectiveness. Here confidence is the normalised
         entropy (``confidence_form="evidential"`` for evidential logits) and effectiveness is
         off unless asked for, since it needs an embedding layer (it then costs no extra pass).
+        LiMA's single-model setting is 20, 5, 0.01, 0 (its scripts for single-modal classifiers
+        use no effectiveness term; with an embedding model they use 0.05).
     confidence_form : {"entropy", "evidential"}, default="entropy"
     embedding : str or None, default=None
         Layer whose output embeds a region image; ``None``: the input of the last
         ``nn.Linear`` (the penultimate features, as the paper's "dense"/"embedding" layers).
     pending : int, default=8
-        Back-side candidates per step of the bidirectional search.
+        ``P``, the back-side candidates per step of the bidirectional search (LiMA's main
+        setting).
     epsilon : float, default=0.1
         Stochastic greedy's accuracy: each step scores ``ceil(ln(1 / epsilon))`` candidates.
     seed : int, default=0
@@ -61,19 +73,23 @@ class Smdl(SubsetSelection):
     ----------
     Chen, Zhang, Liang, Li, Huang, Lin, "Less is More: Fewer Interpretable Region via
     Submodular Subset Selection", ICLR 2024.
+
+    Chen, Liang, Li, Huang, Lin et al., "Less is More: Efficient Black-box Attribution via
+    Minimal Interpretable Subset Selection", 2025 (arXiv:2504.00470): LiMA, the bidirectional
+    search.
     """
 
-    search: str = "greedy"
+    parameter_constraints: ClassVar[Constraints] = {
+        "search": [options(searches.SEARCHES)],
+        "pending": [Interval(int, 1)],
+        "epsilon": [Interval(float, 0, 1, closed="right")],
+        "seed": [SEED],
+    }
+
+    search: searches.Search = "greedy"
     pending: int = 8
     epsilon: float = 0.1
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_choice("search", searches.SEARCHES)
-        check_int(self.pending, "pending", "Smdl", low=1)
-        check_float(self.epsilon, "epsilon", "Smdl", low=0.0, high=1.0, low_open=True)
-        check_int(self.seed, "seed", "Smdl")
 
     def rank(self, objective: Objective, n: int, count: int, device: torch.device) -> Tensor:
         if self.search == "lazy":
@@ -86,3 +102,18 @@ class Smdl(SubsetSelection):
         if self.search == "bidirectional":
             return searches.bidirectional_greedy(objective, n, count, device, pending=self.pending)
         return searches.greedy(objective, n, count, device)
+
+
+Lima = register_preset(
+    "lima",
+    Smdl,
+    "LiMA attribution: regions ranked by LiMA's bidirectional greedy search.",
+    'the single-model setting of LiMA (Chen, Liang, Li, Huang, Lin et al., "Less is More: '
+    'Efficient Black-box Attribution via Minimal Interpretable Subset Selection", 2025, '
+    "arXiv:2504.00470)",
+    search="bidirectional",
+    consistency=20.0,
+    collaboration=5.0,
+    confidence=0.01,
+)
+"""LiMA: :class:`Smdl` with the bidirectional search and the weights 20, 5, 0.01 (preset)."""
