@@ -78,20 +78,25 @@ class Method(ABC):
         return merged
 
     def __post_init__(self) -> None:
-        validate_params(self.config(), self.constraints(), type(self).__name__)
+        validate_params(self.params(), self.constraints(), type(self).__name__)
         self.check()
 
     def check(self) -> None:  # noqa: B027  (a hook: most methods have no such rule)
         """Rules that tie parameters together, once each is valid on its own (none by default)."""
+
+    def params(self) -> dict[str, Any]:
+        """Every init field by name, its value itself (what the constraints are checked on)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
     def config(self) -> dict[str, Any]:
         """The method's parameters by name (the record the benchmark stores).
 
         Values are the fields themselves, not copies: a :class:`~faithmap.Regions` or a tensor
         stays what it is (``dataclasses.asdict`` would turn a dataclass into a dict and deep-copy
-        every tensor).
+        every tensor). A subclass may record a parameter in another form (GradientSHAP records
+        its background set by shape and hash); :meth:`params` always holds the values.
         """
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return self.params()
 
     def explain(
         self,
