@@ -71,11 +71,11 @@ class ExtremalPerturbation(Method):
     image_only = True
 
     parameter_constraints: ClassVar[Constraints] = {
-        "area": [Interval(float, 0, 1, closed="right")],
+        "area": [Interval(float, 0.0, 1.0, closed="right")],
         "iterations": [Interval(int, 1)],
         "grid": [Interval(int, 1)],
-        "learning_rate": [Interval(float, 0, closed="right")],
-        "area_weight": [Interval(float, 1)],
+        "learning_rate": [Interval(float, 0.0, closed="right")],
+        "area_weight": [Interval(float, 1.0)],
         "fill": FILL,
         "activation": [ACTIVATION],
     }

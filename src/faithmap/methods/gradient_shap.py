@@ -103,7 +103,7 @@ class GradientShap(Method):
         "background": [BACKGROUND, None],
         "baseline": FILL,
         "n_samples": [Interval(int, 1)],
-        "stdev": [Interval(float, 0)],
+        "stdev": [Interval(float, 0.0)],
         "multiply_by_inputs": [BOOLEAN],
         "reduce": [REDUCE],
         "activation": [ACTIVATION],

@@ -81,8 +81,8 @@ class Lime(Method):
     parameter_constraints: ClassVar[Constraints] = {
         "regions": REGIONS,
         "n_samples": [Interval(int, 2)],
-        "kernel_width": [Interval(float, 0, closed="right")],
-        "ridge": [Interval(float, 0)],
+        "kernel_width": [Interval(float, 0.0, closed="right")],
+        "ridge": [Interval(float, 0.0)],
         "fill": FILL,
         "activation": [ACTIVATION],
         "seed": [SEED],

@@ -89,7 +89,7 @@ class NoiseTunnel(Method):
         "base": [InstanceOf((str,), "the name of a registered gradient method")],
         "base_params": [InstanceOf((Mapping,), "a mapping of parameter names to values"), None],
         "n_samples": [Interval(int, 1)],
-        "stdev": [Interval(float, 0)],
+        "stdev": [Interval(float, 0.0)],
         "reduce": [REDUCE],
         "seed": [SEED],
     }

@@ -55,7 +55,7 @@ class Rise(Method):
     parameter_constraints: ClassVar[Constraints] = {
         "n_masks": [Interval(int, 1)],
         "grid": [Interval(int, 1)],
-        "keep_probability": [Interval(float, 0, 1, closed="right")],
+        "keep_probability": [Interval(float, 0.0, 1.0, closed="right")],
         "fill": FILL,
         "activation": [ACTIVATION],
         "seed": [SEED],

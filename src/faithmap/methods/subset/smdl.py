@@ -82,7 +82,7 @@ class Smdl(SubsetSelection):
     parameter_constraints: ClassVar[Constraints] = {
         "search": [options(searches.SEARCHES)],
         "pending": [Interval(int, 1)],
-        "epsilon": [Interval(float, 0, 1, closed="right")],
+        "epsilon": [Interval(float, 0.0, 1.0, closed="right")],
         "seed": [SEED],
     }
 
