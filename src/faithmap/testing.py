@@ -14,10 +14,10 @@ A failing check raises :class:`AssertionError` whose message names the entry and
 pytest, :func:`method_checks` and :func:`metric_checks` yield each check as ``(name, callable)``
 so that a test can be parametrised per check::
 
-    @pytest.mark.parametrize(
-        "check_name, check", list(method_checks("occlusion")), ids=lambda value: ...
-    )
-    def test_occlusion(check_name, check):
+    CHECKS = list(method_checks("occlusion", {"window": 4, "stride": 4}))
+
+    @pytest.mark.parametrize("check", [c for _, c in CHECKS], ids=[n for n, _ in CHECKS])
+    def test_occlusion(check):
         check()
 
 ``params`` are the entry's own parameters (cheap settings such as few steps); the batteries add
@@ -55,14 +55,21 @@ __all__ = [
     "FailsAfter",
     "TinyCNN",
     "TinyMLP",
+    "assert_same_state",
+    "batched",
     "check_method",
     "check_metric",
     "check_registered_methods",
+    "faithmap_method_classes",
     "method_checks",
     "metric_checks",
+    "module_state",
     "tiny_images",
     "tiny_masks",
+    "tiny_mlp",
     "tiny_model",
+    "tiny_row_masks",
+    "tiny_rows",
 ]
 
 Check = Callable[[], None]
