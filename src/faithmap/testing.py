@@ -527,7 +527,8 @@ def method_checks(
     ``device``, ``dtype``, ``finite``, ``record`` (method name, config, predicted target,
     cost), ``sample_independence`` (``explain(x)[i] == explain(x[i:i+1])[0]``),
     ``batch_size_invariance``, ``deterministic`` (same parameters, same maps),
-    ``seed_changes_output`` (methods with a ``seed``), ``input_not_mutated``,
+    ``seed_changes_output`` (methods whose :attr:`~faithmap.core.method.Method.uses_seed`),
+    ``input_not_mutated``,
     ``model_left_as_found`` and ``model_restored_after_exception`` (training flags,
     ``requires_grad``, hooks and weights).
     """
@@ -535,7 +536,7 @@ def method_checks(
     case = _MethodCase(cls, dict(params or {}))
     owner = f"method {cls.name!r} ({cls.__name__})"
     for check_name, check in _METHOD_CHECKS:
-        if check_name == "seed_changes_output" and "seed" not in case.fields:
+        if check_name == "seed_changes_output" and not case.method().uses_seed:
             continue
         yield check_name, _named(owner, check_name, _bind(check, case))
 

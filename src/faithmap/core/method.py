@@ -88,6 +88,11 @@ class Method(ABC):
         """Every init field by name, its value itself (what the constraints are checked on)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
+    @property
+    def uses_seed(self) -> bool:
+        """Whether the method draws at random, so its ``seed`` changes the output."""
+        return "seed" in self.params()
+
     def config(self) -> dict[str, Any]:
         """The method's parameters by name (the record the benchmark stores).
 

@@ -91,6 +91,11 @@ class Smdl(SubsetSelection):
     epsilon: float = 0.1
     seed: int = 0
 
+    @property
+    def uses_seed(self) -> bool:
+        """Only the stochastic search draws at random; the others ignore ``seed``."""
+        return self.search == "stochastic"
+
     def rank(self, objective: Objective, n: int, count: int, device: torch.device) -> Tensor:
         if self.search == "lazy":
             return searches.lazy_greedy(objective, n, count, device)
