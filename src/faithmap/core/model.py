@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from faithmap.core.batching import MeasuredSizes, fastest_batch_size
+from faithmap.core.constraints import check_param, options
 from faithmap.core.cost import Ledger
 from faithmap.core.onnx import open_session
 from faithmap.core.targets import Target, TargetLike, resolve_target
@@ -30,12 +31,13 @@ from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
 Activation = Literal["softmax", "logits"]
 RowInputs = Callable[[Tensor, Tensor], Tensor]
 """Builds the input rows for pairs ``(sample index, perturbation index)``, both ``(B,)``."""
-ACTIVATIONS = ("softmax", "logits")
+ACTIVATION = options(get_args(Activation))
+"""The constraint of an ``activation`` parameter."""
 
 
 def check_activation(value: object, owner: str) -> None:
     """Raise unless ``value`` is an :data:`Activation`."""
-    check_choice(value, "activation", owner, ACTIVATIONS)
+    check_param(value, "activation", owner, [ACTIVATION])
 
 
 GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]

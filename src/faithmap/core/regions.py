@@ -8,11 +8,13 @@ mask with a single gather.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import ConstraintList, Satisfies
 from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError, ShapeError
 
@@ -208,3 +210,36 @@ def _checked(regions: Regions, inputs: Tensor) -> Regions:
             f"{tuple(inputs.shape)}. Got {tuple(regions.labels.shape)} instead."
         )
     return regions
+
+
+RegionsLike = str | Regions | Tensor
+"""A region partition: a spec string, a :class:`~faithmap.Regions`, or an integer label map."""
+
+
+def is_region_spec(value: Any) -> bool:
+    """Whether ``value`` names or holds a partition :func:`~faithmap.core.regions.make_regions`
+    understands: ``"pixels"``, ``"patches"``, ``"patches:K"``, ``"slic"``, ``"slic:K"`` (``K``
+    a positive int), a :class:`~faithmap.Regions` or a label map ``(H, W)`` / ``(N, H, W)``."""
+    if isinstance(value, Regions):
+        return True
+    if isinstance(value, Tensor):
+        return value.dim() in (2, 3)
+    if not isinstance(value, str):
+        return False
+    name, colon, arg = value.partition(":")
+    if name == "pixels":
+        return not colon
+    if name not in ("patches", "slic"):
+        return False
+    return not colon or (arg.isdigit() and int(arg) >= 1)
+
+
+REGIONS: ConstraintList = [
+    Satisfies(
+        is_region_spec,
+        "'pixels', 'patches', 'patches:K', 'slic', 'slic:K', a Regions object or an integer "
+        "label map (H, W) or (N, H, W)",
+        invalid="hexagons",
+    )
+]
+"""A region partition (see :func:`is_region_spec`)."""

@@ -14,18 +14,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from faithmap.core.constraints import CALLABLE, ConstraintList, Interval, options
 from faithmap.core.model import Activation, Model
 from faithmap.core.targets import Target
 from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError, ShapeError
 
-FILLS = ("constant", "mean", "blur", "noise")
+Fill = Literal["constant", "mean", "blur", "noise"]
+"""The named removal fills."""
+FILLS = get_args(Fill)
 FillLike = str | float | int | Callable[[Tensor], Tensor]
+"""What a removed feature becomes: a named fill, a constant, or a function of the inputs."""
+FillSpec = Fill | float | Callable[[Tensor], Tensor]
+"""A method's ``fill`` parameter, typed: a named fill, a constant, or a function of the inputs."""
+FILL: ConstraintList = [options(FILLS), Interval(float), CALLABLE]
+"""The constraint of a ``fill`` parameter: a named fill, a finite number or a callable."""
 MaskRows = Callable[[Tensor, Tensor], Tensor]
 """Keep-masks for pairs ``(sample index, perturbation index)``: ``(B, 1 or C, H, W)``."""
 

@@ -17,11 +17,10 @@ import torch
 from torch import Tensor
 
 from faithmap.core.model import Activation, Model
-from faithmap.core.regions import Regions, make_regions
+from faithmap.core.regions import Regions, RegionsLike, make_regions
 from faithmap.core.removal import FillLike, make_removal, score_removals
 from faithmap.core.targets import Target
 from faithmap.errors import ShapeError
-from faithmap.methods.parameters import RegionsLike
 
 Coalitions = Callable[[Tensor], Tensor]
 """Keep vectors ``(B, R)`` of the coalitions with the given indices ``(B,)``."""

@@ -11,11 +11,10 @@ from torch import Tensor
 
 from faithmap.core.constraints import Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Model
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import blend, make_removal
+from faithmap.core.removal import FILL, FillSpec, blend, make_removal
 from faithmap.core.targets import Target
-from faithmap.methods.parameters import ACTIVATION, FILL, Activation, FillSpec
 
 
 def area_reference(pixels: int, area: float, *, device: torch.device, dtype: torch.dtype) -> Tensor:

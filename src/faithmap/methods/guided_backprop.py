@@ -13,13 +13,12 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from faithmap.core.constraints import Constraints
-from faithmap.core.method import Method, reduce_channels
-from faithmap.core.model import Model
+from faithmap.core.method import REDUCE, Method, Reduce, reduce_channels
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
 from faithmap.errors import ModelError
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
-from faithmap.methods.parameters import ACTIVATION, REDUCE, Activation, Reduce
 
 _RELUS = {F.relu, torch.relu, Tensor.relu}
 _RELUS_IN_PLACE = {torch.relu_, Tensor.relu_}

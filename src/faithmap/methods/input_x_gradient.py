@@ -8,12 +8,11 @@ from typing import ClassVar
 from torch import Tensor
 
 from faithmap.core.constraints import Constraints
-from faithmap.core.method import Method, reduce_channels
-from faithmap.core.model import Model
+from faithmap.core.method import REDUCE, Method, Reduce, reduce_channels
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
-from faithmap.methods.parameters import ACTIVATION, REDUCE, Activation, Reduce
 
 
 @register_method("input_x_gradient")

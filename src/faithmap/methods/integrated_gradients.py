@@ -10,13 +10,12 @@ import torch
 from torch import Tensor
 
 from faithmap.core.constraints import BOOLEAN, Constraints, InstanceOf, Interval, options
-from faithmap.core.method import Method, reduce_channels
-from faithmap.core.model import Model
+from faithmap.core.method import REDUCE, Method, Reduce, reduce_channels
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import make_removal
+from faithmap.core.removal import FILL, FillSpec, make_removal
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.methods.parameters import ACTIVATION, FILL, REDUCE, Activation, FillSpec, Reduce
 
 Quadrature = Literal[
     "gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"

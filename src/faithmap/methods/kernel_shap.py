@@ -11,8 +11,10 @@ from torch import Tensor
 
 from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Model
+from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.regions import REGIONS, RegionsLike
 from faithmap.core.registry import register_method
+from faithmap.core.removal import FILL, FillSpec
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.coalitions import (
@@ -20,7 +22,6 @@ from faithmap.methods.coalitions import (
     score_coalitions,
     solve_normal_equations,
 )
-from faithmap.methods.parameters import ACTIVATION, FILL, REGIONS, Activation, FillSpec, RegionsLike
 
 MAX_EXACT_FEATURES = 14
 """Exact enumeration scores ``2**R`` coalitions; beyond 14 features that is over 16k passes."""

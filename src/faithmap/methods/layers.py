@@ -27,10 +27,9 @@ from torch.utils.hooks import RemovableHandle
 
 from faithmap.core.constraints import BOOLEAN, Constraints, InstanceOf, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Model
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
-from faithmap.methods.parameters import ACTIVATION, Activation
 
 MAX_PREFIX_TOKENS = 16
 """The most leading (class, register, distillation) tokens dropped when guessing the grid."""

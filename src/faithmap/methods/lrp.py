@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from faithmap.core.constraints import Constraints, InstanceOf, Interval, options
-from faithmap.core.method import Method, reduce_channels
+from faithmap.core.method import REDUCE, Method, Reduce, reduce_channels
 from faithmap.core.model import Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
@@ -37,7 +37,6 @@ from faithmap.methods.lrp_rules import (
     Rule,
     fold_batch_norm,
 )
-from faithmap.methods.parameters import REDUCE, Reduce
 
 LAYERS: dict[str, type[nn.Module]] = {
     "Conv2d": nn.Conv2d,

@@ -10,13 +10,12 @@ import torch
 from torch import Tensor
 
 from faithmap.core.constraints import SEED, Constraints, InstanceOf, Interval, options
-from faithmap.core.method import Method, reduce_channels
+from faithmap.core.method import REDUCE, Method, Reduce, reduce_channels
 from faithmap.core.model import Model
 from faithmap.core.registry import METHODS, register_method
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.copies import copy_attributor
-from faithmap.methods.parameters import REDUCE, Reduce
 
 Kind = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
 KINDS = get_args(Kind)

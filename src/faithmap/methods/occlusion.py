@@ -11,12 +11,11 @@ from torch import Tensor
 
 from faithmap.core.constraints import Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Model
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import make_removal, score_removals
+from faithmap.core.removal import FILL, FillSpec, make_removal, score_removals
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError
-from faithmap.methods.parameters import ACTIVATION, FILL, Activation, FillSpec
 
 
 def window_starts(size: int, window: int, stride: int) -> Tensor:

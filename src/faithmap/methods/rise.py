@@ -12,11 +12,10 @@ from torch import Tensor
 
 from faithmap.core.constraints import SEED, Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Model
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import make_removal, score_removals
+from faithmap.core.removal import FILL, FillSpec, make_removal, score_removals
 from faithmap.core.targets import Target
-from faithmap.methods.parameters import ACTIVATION, FILL, Activation, FillSpec
 
 MASK_CACHE_BYTES = 256 * 2**20
 """Masks up to this size are built once and kept; larger sets are rebuilt batch by batch."""

@@ -9,11 +9,10 @@ import torch
 from torch import Tensor
 
 from faithmap.core.constraints import BOOLEAN, Constraints
-from faithmap.core.method import Method, reduce_channels
-from faithmap.core.model import Model
+from faithmap.core.method import REDUCE, Method, Reduce, reduce_channels
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
-from faithmap.methods.parameters import ACTIVATION, REDUCE, Activation, Reduce
 
 
 @register_method("saliency")

@@ -9,12 +9,11 @@ import torch
 from torch import Tensor
 
 from faithmap.core.constraints import BOOLEAN, Constraints
-from faithmap.core.model import Model
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
-from faithmap.core.removal import make_removal, score_removals
+from faithmap.core.removal import FILL, FillSpec, make_removal, score_removals
 from faithmap.core.targets import Target
 from faithmap.methods.layers import LayerMethod, layer_activations, upsample
-from faithmap.methods.parameters import ACTIVATION, FILL, Activation, FillSpec
 
 
 def normalised_masks(maps: Tensor, size: tuple[int, int]) -> Tensor:

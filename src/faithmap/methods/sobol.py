@@ -10,11 +10,12 @@ from torch import Tensor
 
 from faithmap.core.constraints import SEED, Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import Model
+from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.regions import REGIONS, RegionsLike
 from faithmap.core.registry import register_method
+from faithmap.core.removal import FILL, FillSpec
 from faithmap.core.targets import Target
 from faithmap.methods.coalitions import make_features, score_coalitions
-from faithmap.methods.parameters import ACTIVATION, FILL, REGIONS, Activation, FillSpec, RegionsLike
 
 
 def replicated_design(count: int, n_design: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -12,10 +12,9 @@ from torch import Tensor
 from faithmap.core.constraints import Constraints, InstanceOf, Interval, options
 from faithmap.core.method import Attribution, Method
 from faithmap.core.model import Model
-from faithmap.core.regions import make_regions
-from faithmap.core.removal import make_removal
+from faithmap.core.regions import REGIONS, RegionsLike, make_regions
+from faithmap.core.removal import FILL, FillSpec, make_removal
 from faithmap.core.targets import Target
-from faithmap.methods.parameters import FILL, REGIONS, FillSpec, RegionsLike
 from faithmap.methods.subset.evaluator import Confidence, SubsetScores
 from faithmap.methods.subset.objectives import Objective, Weights
 
