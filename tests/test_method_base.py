@@ -61,6 +61,18 @@ def test_kernel_shap_with_regions_can_be_explained_again_by_a_metric() -> None:
     assert result.values.shape == (2,) and bool(torch.isfinite(result.values).all())
 
 
+def test_a_method_whose_record_describes_a_tensor_is_explained_again_from_its_values() -> None:
+    """GradientSHAP records its background by shape and hash; a metric re-explains with the
+    background itself (it once rebuilt the method from the record and refused the string)."""
+    net, x = _net(), _images(2)
+    background = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    explanation = faithmap.explain(net, x, method="gradient_shap", background=background)
+    assert isinstance(explanation.config["background"], str)
+    assert explanation.params["background"] is background
+    result = max_sensitivity(net, x, explanation, n_samples=2)
+    assert result.values.shape == (2,) and bool(torch.isfinite(result.values).all())
+
+
 # ------------------------------------------------------------------ unregistered subclasses
 @dataclass(frozen=True, kw_only=True)
 class Scaled(Method):

@@ -26,7 +26,8 @@ class Explanation:
     method : str
         The registered name of the method.
     config : Mapping
-        The method's parameters (its ``asdict``), enough to reproduce the result.
+        The method's parameters as recorded (JSON-friendly: a background tensor is described by
+        its shape and hash), enough to reproduce the result; what :meth:`save` writes.
     target : Tensor or None
         The explained class of each sample ``(N,)``, or ``None`` for a callable target.
     cost : Cost
@@ -36,6 +37,9 @@ class Explanation:
     curves : Mapping
         Curves recorded while explaining (for example insertion and deletion scores of
         subset-selection searches), each ``(N, steps + 1)``.
+    params : Mapping
+        The method's parameters as values (tensors and regions themselves), for metrics that
+        explain again; empty for a loaded explanation, which has only ``config``.
     """
 
     attributions: Tensor
@@ -45,6 +49,7 @@ class Explanation:
     cost: Cost
     ranking: Tensor | None = None
     curves: Mapping[str, Tensor] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.attributions.shape[0])

@@ -138,6 +138,7 @@ class Method(ABC):
             cost=tracker.cost,
             ranking=None if result.ranking is None else result.ranking.to(home),
             curves={name: curve.detach().to(home) for name, curve in result.curves.items()},
+            params=self.params(),
         )
 
     @abstractmethod

@@ -222,7 +222,7 @@ def method_of(explanation: object, method: Method | str | None, owner: str) -> M
     """The method to explain again with: ``method`` if given, else the one ``explanation`` records.
 
     Metrics that re-explain (sensitivity, Lipschitz, the sanity checks) rebuild the method
-    from the explanation's name and config.
+    from the explanation's name and parameters (its recorded config when it was loaded).
 
     Raises
     ------
@@ -240,7 +240,7 @@ def method_of(explanation: object, method: Method | str | None, owner: str) -> M
                 f"{owner} explains again with the explanation's method {explanation.method!r}, "
                 "which is not registered. Pass the method object: method=YourMethod(...)."
             )
-        return make_method(explanation.method, explanation.config)
+        return make_method(explanation.method, explanation.params or explanation.config)
     raise InvalidParameterError(
         f"{owner} explains again with the explanation's method, but a bare tensor records none. "
         "Pass a faithmap.Explanation, or the method: method='saliency' (a name or a Method)."
