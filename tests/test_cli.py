@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,18 @@ def test_bad_input_is_one_error_line_and_exit_2(args: list[str], message: str) -
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_missing_model_file_and_package_are_one_error_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = runner.invoke(app, ["explain", "--model", str(tmp_path / "no-such-model.pt")])
+    monkeypatch.setitem(sys.modules, "transformers", None)  # the text extra is not installed
+    no_package = runner.invoke(app, ["explain", "--text", "a fine film", "--model", "hf:any"])
+    for result, message in ((missing, "No model file"), (no_package, "faithmap[text]")):
+        assert result.exit_code == 2
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
 def test_parse_param_types() -> None:

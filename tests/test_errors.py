@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,9 +12,17 @@ from torch import nn
 
 import faithmap
 from conftest import TinyNet
-from faithmap import InvalidParameterError, ModelError, ShapeError, TargetError
+from faithmap import (
+    FileProblemError,
+    InvalidParameterError,
+    MissingDependencyError,
+    ModelError,
+    ShapeError,
+    TargetError,
+)
 from faithmap.core.targets import TargetLike
 from faithmap.metrics import deletion, insertion
+from faithmap.zoo.loaders import load_model
 
 
 def test_errors_are_faithmap_errors_and_builtin_kinds() -> None:
@@ -151,3 +162,56 @@ def test_metric_errors(tiny_net: TinyNet, images: torch.Tensor) -> None:
         deletion(tiny_net, images, torch.rand(5, 1, 8, 8))
     with pytest.raises(InvalidParameterError, match=r"'fill' parameter"):
         deletion(tiny_net, images, torch.rand(5, 1, 16, 16), fill="grey")
+
+
+def test_missing_model_file_is_a_file_problem_caught_as_oserror(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model.pt"
+    with pytest.raises(OSError, match=r"No model file or known model name") as caught:
+        load_model(missing)
+    assert isinstance(caught.value, FileProblemError)
+    assert isinstance(caught.value, faithmap.FaithmapError)
+
+
+def test_refused_pickle_is_a_file_problem(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(nn.Linear(2, 2), path)
+    with pytest.raises(FileProblemError, match=r"trust_pickle=True"):
+        load_model(path)
+
+
+def test_missing_optional_package_is_caught_as_importerror(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails
+    with pytest.raises(ImportError, match=r"faithmap\[onnx\]") as caught:
+        faithmap.Model.from_onnx(tmp_path / "model.onnx")
+    assert isinstance(caught.value, MissingDependencyError)
+    assert isinstance(caught.value, faithmap.FaithmapError)
+
+
+def test_missing_transformers_names_the_text_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faithmap.text.loading import load_text_classifier
+
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(MissingDependencyError, match=r"faithmap\[text\]"):
+        load_text_classifier("hf:some-model")
+
+
+def test_missing_pandas_in_evaluate_is_a_missing_dependency(
+    monkeypatch: pytest.MonkeyPatch, tiny_net: TinyNet, images: torch.Tensor
+) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"pandas is not installed") as caught:
+        faithmap.evaluate(tiny_net, images, torch.rand(images.shape[0], 1, 16, 16))
+    assert isinstance(caught.value, MissingDependencyError)
+
+
+def test_src_raises_only_subclasses_of_faithmap_error() -> None:
+    src = Path(faithmap.__file__).parent
+    bare = [
+        f"{path.relative_to(src)}:{number}"
+        for path in sorted(src.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "raise FaithmapError(" in line
+    ]
+    assert bare == [], f"raise a subclass of FaithmapError instead at {bare}"

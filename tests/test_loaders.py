@@ -14,7 +14,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 import faithmap
-from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
+from faithmap.errors import (
+    FaithmapError,
+    FileProblemError,
+    InvalidParameterError,
+    MissingDependencyError,
+    ModelError,
+)
 from faithmap.zoo import SmallCNN, load_builtin
 from faithmap.zoo.libraries import HuggingFaceLogits
 from faithmap.zoo.loaders import load_model
@@ -92,7 +98,9 @@ def test_pickled_model_is_refused_without_trust(
 ) -> None:
     path = tmp_path / "whole.pt"
     torch.save(net, path)
-    with pytest.raises(FaithmapError, match=r"pickled .*\(faithmap\.zoo\.architectures\.") as info:
+    with pytest.raises(
+        FileProblemError, match=r"pickled .*\(faithmap\.zoo\.architectures\."
+    ) as info:
         load_model(path)
     assert "trust_pickle=True" in str(info.value) and "--trust-pickle" in str(info.value)
     assert_same_outputs(load_model(path, trust_pickle=True, batch_size=4), net, x)
@@ -103,7 +111,9 @@ def test_pickled_model_is_refused_without_trust(
 def test_checkpoint_with_python_objects_is_refused(net: SmallCNN, tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pt"
     torch.save({"state_dict": net.state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
-    with pytest.raises(FaithmapError, match=r"Refusing to load .*\(argparse\.Namespace, \.\.\.\)"):
+    with pytest.raises(
+        FileProblemError, match=r"Refusing to load .*\(argparse\.Namespace, \.\.\.\)"
+    ):
         load_model(path, architecture=CNN, options={"num_classes": 4})
     model = load_model(path, architecture=CNN, options={"num_classes": 4}, trust_pickle=True)
     assert type(model.module) is SmallCNN
@@ -174,7 +184,7 @@ def test_hugging_face_without_a_head() -> None:
 
 
 def test_hugging_face_missing(tmp_path: Path) -> None:
-    with pytest.raises(FaithmapError, match=r"No Hugging Face model .*save_pretrained"):
+    with pytest.raises(FileProblemError, match=r"No Hugging Face model .*save_pretrained"):
         load_model(f"hf:{tmp_path / 'absent'}")
 
 
@@ -183,7 +193,7 @@ def test_hugging_face_missing(tmp_path: Path) -> None:
     [
         ("torchvision:resnet18", "torchvision", "pip install torchvision"),
         ("timm:resnet18", "timm", "pip install timm"),
-        ("hf:google/vit-base-patch16-224", "transformers", "pip install transformers"),
+        ("hf:google/vit-base-patch16-224", "transformers", "pip install 'faithmap[text]'"),
     ],
 )
 def test_library_not_installed(
@@ -191,7 +201,8 @@ def test_library_not_installed(
 ) -> None:
     monkeypatch.setitem(sys.modules, package, None)  # makes `import package` raise ImportError
     monkeypatch.setitem(sys.modules, f"{package}.models", None)
-    with pytest.raises(FaithmapError, match=f"needs {package}, which could not be imported") as e:
+    imported = f"needs {package}, which could not be imported"
+    with pytest.raises(MissingDependencyError, match=imported) as e:
         load_model(spec)
     assert install in str(e.value)
 
@@ -227,7 +238,7 @@ def test_torchvision_weights_from_the_hub_cache(
     monkeypatch.setitem(sys.modules, "torchvision.models", _fake_torchvision(net))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     expected = tmp_path / "hub" / "checkpoints" / "tiny-0123abcd.pth"
-    with pytest.raises(FaithmapError, match="are not on disk") as info:
+    with pytest.raises(FileProblemError, match="are not on disk") as info:
         load_model("torchvision:tiny")
     assert str(expected) in str(info.value) and _Weights.url in str(info.value)
     expected.parent.mkdir(parents=True)
@@ -249,7 +260,9 @@ def test_timm_weights_from_the_hugging_face_cache(
     timm.models = types.SimpleNamespace(get_pretrained_cfg=lambda name: config)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "timm", timm)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(FaithmapError, match=r"not in the Hugging Face cache .*'timm/tiny\.in1k'"):
+    with pytest.raises(
+        FileProblemError, match=r"not in the Hugging Face cache .*'timm/tiny\.in1k'"
+    ):
         load_model("timm:tiny")
     # The layout of the Hugging Face cache: a snapshot per revision, refs/main names the latest.
     repo = tmp_path / "models--timm--tiny.in1k"

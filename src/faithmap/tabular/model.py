@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from faithmap.core.model import Model
 from faithmap.core.validation import check_choice
-from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
+from faithmap.errors import FileProblemError, InvalidParameterError, ModelError
 
 Output = Literal["auto", "predict_proba", "decision_function", "predict"]
 OUTPUTS = ("auto", "predict_proba", "decision_function", "predict")
@@ -148,7 +148,7 @@ def load_estimator(path: Path, *, trust_pickle: bool = False) -> Any:
 
     Raises
     ------
-    FaithmapError
+    FileProblemError
         If ``trust_pickle`` is not set, the file is missing, or it cannot be unpickled.
 
     References
@@ -157,13 +157,13 @@ def load_estimator(path: Path, *, trust_pickle: bool = False) -> Any:
     """
     path = Path(path)
     if not trust_pickle:
-        raise FaithmapError(
+        raise FileProblemError(
             f"{str(path)!r} is a pickled estimator: unpickling runs code chosen by whoever wrote "
             "the file. If you trust its source, pass trust_pickle=True (--trust-pickle on the "
             "command line)."
         )
     if not path.is_file():
-        raise FaithmapError(f"The estimator file {str(path)!r} does not exist.")
+        raise FileProblemError(f"The estimator file {str(path)!r} does not exist.")
     try:
         if path.suffix.lower() == ".joblib":
             import joblib
@@ -172,7 +172,7 @@ def load_estimator(path: Path, *, trust_pickle: bool = False) -> Any:
         with path.open("rb") as handle:
             return pickle.load(handle)
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
-        raise FaithmapError(
+        raise FileProblemError(
             f"Could not unpickle {str(path)!r} ({type(err).__name__}: {err}). Save the fitted "
             "estimator with pickle.dump or joblib.dump, with the same packages installed."
         ) from err

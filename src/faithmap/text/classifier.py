@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
 from torch import Tensor, nn
 
-from faithmap.errors import FaithmapError
+from faithmap.errors import FileProblemError
 from faithmap.text.synthetic import VOCABULARY
 
 
@@ -66,7 +66,7 @@ def load_word_cnn() -> WordCnn:
     """The :class:`WordCnn` with faithmap's shipped weights, in eval mode, on the CPU."""
     weights = files("faithmap.text").joinpath("weights", "word_cnn.safetensors")
     if not weights.is_file():
-        raise FaithmapError(
+        raise FileProblemError(
             f"The weights of the text classifier are missing ({weights}). Make them with "
             "`python -m faithmap.text.train --out src/faithmap/text/weights/word_cnn.safetensors`."
         )

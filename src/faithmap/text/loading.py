@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from faithmap.errors import FaithmapError
+from faithmap.errors import FileProblemError, MissingDependencyError
 
 
 def load_text_classifier(spec: str) -> tuple[Any, Any]:
@@ -23,8 +23,10 @@ def load_text_classifier(spec: str) -> tuple[Any, Any]:
 
     Raises
     ------
-    FaithmapError
-        If ``transformers`` is not installed, or the model or tokenizer is not on disk.
+    MissingDependencyError
+        If ``transformers`` is not installed.
+    FileProblemError
+        If the model or tokenizer is not on disk.
 
     References
     ----------
@@ -33,7 +35,7 @@ def load_text_classifier(spec: str) -> tuple[Any, Any]:
     try:
         import transformers
     except ImportError as err:
-        raise FaithmapError(
+        raise MissingDependencyError(
             "Explaining a text classifier needs the transformers package: "
             "pip install 'faithmap[text]'."
         ) from err
@@ -46,7 +48,7 @@ def load_text_classifier(spec: str) -> tuple[Any, Any]:
             name, local_files_only=True, use_fast=True
         )
     except (OSError, ValueError) as err:
-        raise FaithmapError(
+        raise FileProblemError(
             f"No Hugging Face text classifier with its tokenizer at {spec!r} "
             f"({type(err).__name__}: {err}). Give a directory where model.save_pretrained(...) "
             "and tokenizer.save_pretrained(...) wrote, or 'hf:NAME' for a model in the Hugging "

@@ -16,7 +16,7 @@ from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from faithmap.data.synthetic import CLASS_NAMES
-from faithmap.errors import FaithmapError, InvalidParameterError
+from faithmap.errors import FileProblemError, InvalidParameterError
 from faithmap.zoo.architectures import SmallCNN, SmallResNet
 from faithmap.zoo.vit import SmallViT
 
@@ -96,7 +96,7 @@ def load_builtin(name: str) -> nn.Module:
     ------
     InvalidParameterError
         If `name` is not in :data:`ZOO_MODELS`.
-    FaithmapError
+    FileProblemError
         If the weights file is missing from the installation.
 
     Examples
@@ -116,7 +116,7 @@ def load_builtin(name: str) -> nn.Module:
     weights = files("faithmap.zoo").joinpath("weights", f"{name}.safetensors")
     if not weights.is_file():
         script = "adversarial" if name in ROBUST_MODELS else "train"
-        raise FaithmapError(
+        raise FileProblemError(
             f"The weights of the built-in model {name!r} are missing ({weights}). Make them with "
             f"`python -m faithmap.zoo.{script} --arch {base} "
             f"--out src/faithmap/zoo/weights/{name}.safetensors`."

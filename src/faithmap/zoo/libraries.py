@@ -17,7 +17,12 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
-from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
+from faithmap.errors import (
+    FileProblemError,
+    InvalidParameterError,
+    MissingDependencyError,
+    ModelError,
+)
 
 __all__ = ["HuggingFaceLogits", "load_hugging_face", "load_timm", "load_torchvision"]
 
@@ -64,7 +69,7 @@ def _import_library(library: str, spec: str, install: str) -> Any:
         return importlib.import_module(library)
     # torchvision may also fail with OSError or RuntimeError when its compiled ops do not load.
     except (ImportError, OSError, RuntimeError) as err:
-        raise FaithmapError(
+        raise MissingDependencyError(
             f"Loading {spec!r} needs {library.partition('.')[0]}, which could not be imported "
             f"({type(err).__name__}: {err}). Install it with `{install}`, or export the model "
             "to TorchScript or ONNX where it works and load that file."
@@ -87,8 +92,10 @@ def load_torchvision(name: str) -> nn.Module:
 
     Raises
     ------
-    FaithmapError
-        If torchvision cannot be imported or the weights file is not on disk.
+    MissingDependencyError
+        If torchvision cannot be imported.
+    FileProblemError
+        If the weights file is not on disk.
     InvalidParameterError
         If torchvision has no model `name` with weights.
 
@@ -109,7 +116,7 @@ def load_torchvision(name: str) -> nn.Module:
         ) from err
     file = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
     if not file.is_file():
-        raise FaithmapError(
+        raise FileProblemError(
             f"The weights of {spec!r} are not on disk: expected {file}. Download {weights.url} "
             "where you have internet and put the file there (the folder follows $TORCH_HOME)."
         )
@@ -133,8 +140,10 @@ def load_timm(name: str) -> nn.Module:
 
     Raises
     ------
-    FaithmapError
-        If timm cannot be imported or the weights are not in the cache.
+    MissingDependencyError
+        If timm cannot be imported.
+    FileProblemError
+        If the weights are not in the cache.
     InvalidParameterError
         If timm has no model `name`.
 
@@ -160,7 +169,7 @@ def load_timm(name: str) -> nn.Module:
             file = Path(cached)
             break
     if file is None:
-        raise FaithmapError(
+        raise FileProblemError(
             f"The weights of {spec!r} are not in the Hugging Face cache (Hugging Face Hub "
             f"repository {hub_id!r}). Where you have internet run "
             f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` and copy "
@@ -202,8 +211,10 @@ def load_hugging_face(name: str) -> nn.Module:
 
     Raises
     ------
-    FaithmapError
-        If ``transformers`` cannot be imported or the model is not on disk.
+    MissingDependencyError
+        If ``transformers`` cannot be imported.
+    FileProblemError
+        If the model is not on disk.
     ModelError
         If the config names no model class ``transformers`` knows.
 
@@ -211,11 +222,11 @@ def load_hugging_face(name: str) -> nn.Module:
     ----------
     Wolf et al., "Transformers: State-of-the-Art Natural Language Processing", EMNLP 2020.
     """
-    transformers = _import_library("transformers", f"hf:{name}", "pip install transformers")
+    transformers = _import_library("transformers", f"hf:{name}", "pip install 'faithmap[text]'")
     try:
         config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
     except (OSError, ValueError) as err:
-        raise FaithmapError(
+        raise FileProblemError(
             f"No Hugging Face model {name!r} on disk ({type(err).__name__}: {err}). Give the "
             "directory written by model.save_pretrained(...), or the name of a Hub model in the "
             "Hugging Face cache: where you have internet, run `huggingface-cli download NAME` "

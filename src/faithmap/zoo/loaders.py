@@ -32,7 +32,12 @@ from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
 from faithmap.core.model import Model
-from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
+from faithmap.errors import (
+    FileProblemError,
+    InvalidParameterError,
+    MissingDependencyError,
+    ModelError,
+)
 from faithmap.zoo import BUILTIN_MODELS, load_builtin
 from faithmap.zoo.libraries import load_hugging_face, load_timm, load_torchvision
 
@@ -87,12 +92,14 @@ def load_model(
 
     Raises
     ------
-    FaithmapError
-        If the file or weights are missing, a package is not installed (the message says what to
-        install or where to put the weights), or a pickled checkpoint is given without
-        `trust_pickle`.
+    FileProblemError
+        If the file or weights are missing (the message says where to put the weights) or
+        unreadable, or a pickled checkpoint is given without `trust_pickle`.
+    MissingDependencyError
+        If a package is not installed (the message says what to install).
     InvalidParameterError
-        If `spec` or `architecture` is malformed, or a name is unknown to its library.
+        If `spec` or `architecture` is malformed, or a name is unknown to its library or
+        module.
     ModelError
         If the weights do not fit the architecture, or building the architecture fails.
 
@@ -142,7 +149,7 @@ def load_model(
     elif path.is_file():
         module = _from_file(path, architecture, options, trust_pickle)
     else:
-        raise FaithmapError(
+        raise FileProblemError(
             f"No model file or known model name {text!r}. Give {_SPEC_FORMS}; check the path."
         )
     return Model(module.eval(), batch_size=batch_size)
@@ -165,11 +172,11 @@ def _from_file(
         # torch's weights-only unpickler names the first class it refused to import.
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if refused is None:  # not a pickle at all
-            raise FaithmapError(
+            raise FileProblemError(
                 f"Could not read {str(path)!r} as a PyTorch file (it is no valid pickle). "
                 f"Give {_SPEC_FORMS}."
             ) from err
-        raise FaithmapError(
+        raise FileProblemError(
             f"Refusing to load {str(path)!r}: it is a pickled checkpoint holding Python objects "
             f"({refused.group(1)}, ...), such as a whole nn.Module, and unpickling it can run "
             "arbitrary code. If you trust its source, pass trust_pickle=True (command line: "
@@ -177,7 +184,7 @@ def _from_file(
             "architecture='package.module:ClassName'."
         ) from err
     except (RuntimeError, OSError, EOFError) as err:
-        raise FaithmapError(
+        raise FileProblemError(
             f"Could not read {str(path)!r} as a PyTorch file ({type(err).__name__}: {err}). "
             f"Give {_SPEC_FORMS}."
         ) from err
@@ -253,13 +260,13 @@ def _build(architecture: str, options: Mapping[str, Any] | None) -> nn.Module:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as err:
-        raise FaithmapError(
+        raise MissingDependencyError(
             f"Could not import {module_name!r} for architecture {architecture!r} "
             f"({type(err).__name__}: {err}). Install its package or add its folder to PYTHONPATH."
         ) from err
     for part in qualname.split("."):
         if not hasattr(target, part):
-            raise FaithmapError(
+            raise InvalidParameterError(
                 f"The module {module_name!r} has no {qualname!r} (from architecture "
                 f"{architecture!r}). Check the name after the colon."
             )
