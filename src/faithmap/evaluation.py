@@ -5,17 +5,20 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.model import Model
+from faithmap.core.model import Model, ModelLike
 from faithmap.core.registry import METRICS
 from faithmap.core.validation import check_inputs
-from faithmap.errors import FaithmapError, InvalidParameterError, ShapeError
+from faithmap.errors import InvalidParameterError, MissingDependencyError, ShapeError
 from faithmap.metrics import DEFAULT_METRICS
+
+if TYPE_CHECKING:
+    import pandas
 
 COLUMNS = (
     "sample",
@@ -35,7 +38,7 @@ def _pandas() -> Any:
     try:
         return importlib.import_module("pandas")
     except ImportError as err:
-        raise FaithmapError(
+        raise MissingDependencyError(
             "faithmap.evaluate returns a pandas DataFrame, but pandas is not installed. Install "
             "it with `pip install pandas`, or call the metrics in faithmap.metrics directly."
         ) from err
@@ -81,13 +84,14 @@ def _choices_json(choices: Mapping[str, Any]) -> str:
 
 
 def evaluate(
-    model: Model | nn.Module | Callable[[Tensor], Any] | None,
+    model: ModelLike | None,
     inputs: Tensor,
     explanations: Mapping[str, Explanation | Tensor] | Explanation | Tensor,
+    *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     masks: Tensor | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
-) -> Any:
+) -> pandas.DataFrame:
     """Score each explanation with each metric: one row per sample × method × metric.
 
     Parameters
@@ -118,11 +122,15 @@ def evaluate(
 
     Raises
     ------
-    FaithmapError
-        If pandas is missing, a metric is unknown, a metric needs ``masks`` and none were
-        given, a metric runs the model and ``model`` is None, or an explanation does not have
-        one map per sample. All checks run before any
-        metric does.
+    MissingDependencyError
+        If pandas is missing.
+    InvalidParameterError
+        If a metric is unknown, a metric needs ``masks`` and none were given, or a metric runs
+        the model and ``model`` is None.
+    ShapeError
+        If an explanation does not have one map per sample.
+
+    All checks run before any metric does.
 
     Examples
     --------
@@ -135,7 +143,7 @@ def evaluate(
     >>> table["metric"].tolist(), table["passes"].tolist()
     (['sparseness', 'sparseness'], [0.0, 0.0])
     """
-    pandas = _pandas()
+    pd = _pandas()
     if isinstance(metrics, str) or not isinstance(metrics, Sequence) or not metrics:
         raise InvalidParameterError(
             "The 'metrics' parameter of evaluate must be a non-empty list of metric names, e.g. "
@@ -192,4 +200,4 @@ def evaluate(
                         "choices": choices,
                     }
                 )
-    return pandas.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
