@@ -7,6 +7,7 @@ import csv
 import math
 import re
 from html.parser import HTMLParser
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ import torch
 from scipy import stats
 
 from faithmap.bench.report import LEADERBOARD_FIELDS, write_report
-from faithmap.bench.report_data import ReportData, ReportRow
-from faithmap.bench.report_stats import cost_table, leaderboard, mean_interval, t_quantile
+from faithmap.bench.report.data import ReportData, ReportRow
+from faithmap.bench.report.stats import cost_table, leaderboard, mean_interval, t_quantile
 from faithmap.errors import InvalidParameterError, ShapeError
 
 NASTY = "<script>window.injected=1</script> & \"q\" 'x'"
@@ -161,6 +162,14 @@ def test_page_is_self_contained(written: Path) -> None:
             assert value.startswith(("#", "data:")), (tag, attribute, value)
     assert collector.tags.count("img") == 5  # curves, two heatmap grids, cost, trade-off
     assert collector.tags.count("script") == 1 and collector.tags.count("style") == 1
+
+
+def test_style_and_script_are_package_data_inlined_in_the_page(written: Path) -> None:
+    html = written.read_text(encoding="utf-8")
+    package = files("faithmap.bench.report")
+    for name, tag in (("report.css", "style"), ("report.js", "script")):
+        text = package.joinpath(name).read_text(encoding="utf-8")
+        assert text.strip() and f"<{tag}>{text}</{tag}>" in html
 
 
 def test_every_label_is_escaped(written: Path) -> None:

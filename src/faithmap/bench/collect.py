@@ -1,4 +1,4 @@
-"""A stored run as :class:`~faithmap.bench.report_data.ReportData`, what the report shows.
+"""A stored run as :class:`~faithmap.bench.report.data.ReportData`, what the report shows.
 
 Rows are taken as stored; attribution maps and curves are included for every (model, method)
 and (model, method, metric) whose samples are all stored (a run still in progress shows its
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from faithmap.bench.report import write_report
-from faithmap.bench.report_data import ReportData, ReportRow
+from faithmap.bench.report.data import ReportData, ReportRow
 from faithmap.bench.store import Run, Store
 from faithmap.bench.work import load_data
 from faithmap.errors import InvalidParameterError

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from faithmap.bench.report_data import ReportData
-from faithmap.bench.report_stats import CostEntry, Score
+from faithmap.bench.report.data import ReportData
+from faithmap.bench.report.stats import CostEntry, Score
 from faithmap.viz import DIVERGING, SEQUENTIAL, display_limits
 
 __all__ = [

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from faithmap.bench.report_data import ReportData, ReportRow
+from faithmap.bench.report.data import ReportData, ReportRow
 from faithmap.errors import InvalidParameterError
 
 __all__ = ["CostEntry", "Score", "cost_table", "leaderboard", "mean_interval", "t_quantile"]

@@ -2,7 +2,10 @@
 
 Every name and value from the data goes through :func:`html.escape` (quotes included) before
 it reaches the page, and pictures are inline ``data:`` URIs, so the page loads nothing from
-anywhere: it can be mailed, archived or opened offline.
+anywhere: it can be mailed, archived or opened offline. Its stylesheet and script are the
+package data files ``report.css`` and ``report.js``, written into the page itself. The script
+only reorders table rows when a column header is clicked; it never reads or writes markup, so
+no name from the data can reach it unescaped.
 """
 
 from __future__ import annotations
@@ -11,16 +14,23 @@ import base64
 import json
 import math
 from collections.abc import Mapping, Sequence
+from functools import cache
 from html import escape
+from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
 
-from faithmap.bench.report_data import ReportData
-from faithmap.bench.report_figures import colour_keys
-from faithmap.bench.report_stats import LEVEL, CostEntry, Score
-from faithmap.bench.report_style import SCRIPT, STYLE
+from faithmap.bench.report.data import ReportData
+from faithmap.bench.report.figures import colour_keys
+from faithmap.bench.report.stats import LEVEL, CostEntry, Score
 
 __all__ = ["render_page"]
+
+
+@cache
+def _asset(name: str) -> str:
+    """The text of the package data file ``name`` (``report.css`` or ``report.js``)."""
+    return files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
 _TEXT = ' data-kind="text"'
@@ -224,9 +234,9 @@ def render_page(
     ----------
     data : ReportData
     scores : sequence of Score
-        The leaderboard, from :func:`~faithmap.bench.report_stats.leaderboard`.
+        The leaderboard, from :func:`~faithmap.bench.report.stats.leaderboard`.
     costs : sequence of CostEntry
-        From :func:`~faithmap.bench.report_stats.cost_table`.
+        From :func:`~faithmap.bench.report.stats.cost_table`.
     colours : mapping from method to a hex colour
     figures : mapping
         ``"curves"``, ``"cost"`` and ``"tradeoff"`` to PNG bytes or None, and ``"heatmaps"`` to
@@ -333,8 +343,9 @@ def render_page(
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
-        f"<title>faithmap report · {_e(data.run_id)}</title><style>{STYLE}</style></head>"
+        f"<title>faithmap report · {_e(data.run_id)}</title>"
+        f"<style>{_asset('report.css')}</style></head>"
         f"<body>{_header(data, links)}<main>{body}</main>"
         "<footer>Written by faithmap. Self-contained: this page loads nothing from the "
-        f"network.</footer><script>{SCRIPT}</script></body></html>\n"
+        f"network.</footer><script>{_asset('report.js')}</script></body></html>\n"
     )

@@ -1,6 +1,6 @@
 """The benchmark report: one self-contained HTML page, with CSV and PNG exports beside it.
 
-:func:`write_report` turns a :class:`~faithmap.bench.report_data.ReportData` into
+:func:`write_report` turns a :class:`~faithmap.bench.report.data.ReportData` into
 
 - ``<name>.html``: the leaderboard (means with 95% Student t-intervals and ranks), the
   insertion/deletion curves, the heatmap grids with the ground-truth masks, the cost and the
@@ -18,8 +18,8 @@ import re
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from faithmap.bench.report_data import ReportData, ReportRow
-from faithmap.bench.report_figures import (
+from faithmap.bench.report.data import ReportData, ReportRow
+from faithmap.bench.report.figures import (
     cost_figure,
     curves_figure,
     heatmap_figure,
@@ -27,8 +27,8 @@ from faithmap.bench.report_figures import (
     png_bytes,
     tradeoff_figure,
 )
-from faithmap.bench.report_html import render_page
-from faithmap.bench.report_stats import Score, cost_table, leaderboard
+from faithmap.bench.report.html import render_page
+from faithmap.bench.report.stats import Score, cost_table, leaderboard
 from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
 
@@ -106,7 +106,7 @@ def write_report(data: ReportData, out: str | Path, *, max_samples: int = 8) -> 
     Examples
     --------
     >>> import tempfile
-    >>> from faithmap.bench.report_data import ReportRow
+    >>> from faithmap.bench.report.data import ReportRow
     >>> rows = [ReportRow(i, "cnn", "saliency", "insertion", v, 2, 0.01, 20, 0.1)
     ...         for i, v in enumerate([0.4, 0.6])]
     >>> data = ReportData("demo", {"n_samples": 2}, rows, {"insertion": True})
