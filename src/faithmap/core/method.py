@@ -18,7 +18,14 @@ from typing import Any, ClassVar, Literal, get_args
 
 from torch import Tensor
 
-from faithmap.core.constraints import Constraints, options, validate_params
+from faithmap.core.constraints import (
+    STRING,
+    ConstraintList,
+    Constraints,
+    InstanceOf,
+    options,
+    validate_params,
+)
 from faithmap.core.explanation import Explanation
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.targets import Target, TargetLike
@@ -144,3 +151,8 @@ class Method(ABC):
     @abstractmethod
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor | Attribution:
         """The attributions of checked inputs on the model's device (with extras, if any)."""
+
+
+METHOD: ConstraintList = [None, STRING, InstanceOf((Method,), "a Method")]
+"""The constraint of a metric's ``method`` parameter: a registered name or a Method (``None``:
+the explanation's own)."""

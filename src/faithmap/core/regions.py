@@ -243,3 +243,18 @@ REGIONS: ConstraintList = [
     )
 ]
 """A region partition (see :func:`is_region_spec`)."""
+
+
+def is_unit_spec(value: Any) -> bool:
+    """Whether ``value`` is ``"pixel"`` or a partition :func:`is_region_spec` accepts."""
+    return (isinstance(value, str) and value == "pixel") or is_region_spec(value)
+
+
+UNIT: ConstraintList = [
+    Satisfies(
+        is_unit_spec,
+        "'pixel', 'patches:K', 'slic:K', a Regions object or an integer label map",
+        invalid="hexagons",
+    )
+]
+"""The constraint of a metric's ``unit`` parameter: what moves at once."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from faithmap.core.constraints import CALLABLE, ConstraintList, Interval, options
+from faithmap.core.constraints import CALLABLE, ConstraintList, InstanceOf, Interval, options
 from faithmap.core.model import Activation, Model
 from faithmap.core.targets import Target
 from faithmap.core.validation import check_float, check_int
@@ -184,3 +184,7 @@ def score_removals(
     return model.score_rows(
         inputs.shape[0], per_sample, rows, target, activation=activation, device=inputs.device
     )
+
+
+FILL_OR_REMOVAL: ConstraintList = [*FILL, InstanceOf((Removal,), "a Removal")]
+"""The constraint of a metric's ``fill`` parameter: a fill or a configured :class:`Removal`."""

@@ -14,9 +14,29 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import ConstraintList, Satisfies
 from faithmap.errors import TargetError
 
 TargetLike = None | int | Sequence[int] | Tensor | Callable[[Tensor], Tensor]
+
+
+def is_target_like(value: object) -> bool:
+    """Whether ``value`` has a :data:`TargetLike` form (its range is checked when resolved)."""
+    if value is None or callable(value) or isinstance(value, Tensor):
+        return True
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+TARGET: ConstraintList = [
+    Satisfies(
+        is_target_like,
+        "None (the predicted class), an int, one int per sample or a callable score",
+        invalid="cat",
+    )
+]
+"""The constraint of a ``target`` parameter."""
 
 
 @dataclass(frozen=True)

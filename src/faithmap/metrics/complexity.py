@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import Interval
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.metric import MetricResult
@@ -45,7 +46,10 @@ def _result(metric: str, values: Tensor, higher_is_better: bool, **choices: obje
     )
 
 
-@register_metric("sparseness")
+@register_metric(
+    "sparseness",
+    higher_is_better=True,
+)
 def sparseness(explanation: Explanation | Tensor) -> MetricResult:
     """Sparseness: the Gini index of ``|a|`` (1 - 1/n for a single pixel, 0 for a flat map).
 
@@ -79,7 +83,10 @@ def sparseness(explanation: Explanation | Tensor) -> MetricResult:
     return _result("sparseness", gini, True, zero_map=_ZERO_MAP)
 
 
-@register_metric("complexity")
+@register_metric(
+    "complexity",
+    higher_is_better=False,
+)
 def complexity(explanation: Explanation | Tensor) -> MetricResult:
     """Complexity: the entropy of the normalised magnitudes ``p = |a| / sum |a|``.
 
@@ -111,7 +118,11 @@ def complexity(explanation: Explanation | Tensor) -> MetricResult:
     return _result("complexity", entropy, False, log="natural", zero_map=_ZERO_MAP)
 
 
-@register_metric("effective_complexity")
+@register_metric(
+    "effective_complexity",
+    constraints={"eps": [Interval(float, 0.0)]},
+    higher_is_better=False,
+)
 def effective_complexity(explanation: Explanation | Tensor, *, eps: float = 1e-5) -> MetricResult:
     """Effective complexity: the number of values with ``|a| > eps``. Lower is better.
 

@@ -30,13 +30,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.metric import MetricResult
-from faithmap.core.model import Activation, Model
-from faithmap.core.regions import Regions, make_regions
+from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.regions import UNIT, Regions, make_regions
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FillLike, Removal, make_removal, score_removals
-from faithmap.core.targets import TargetLike
+from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
+from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_choice, check_inputs, check_int
 from faithmap.errors import ShapeError
 
@@ -209,7 +210,18 @@ def _curve(
     )
 
 
-@register_metric("insertion")
+@register_metric(
+    "insertion",
+    constraints={
+        "target": TARGET,
+        "fill": FILL_OR_REMOVAL,
+        "steps": [Interval(int, 1)],
+        "seed": [SEED],
+        "activation": [ACTIVATION],
+        "unit": UNIT,
+        "order": [options(("morf", "lerf", "random"))],
+    },
+)
 def insertion(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,
@@ -271,7 +283,18 @@ def insertion(
     )
 
 
-@register_metric("deletion")
+@register_metric(
+    "deletion",
+    constraints={
+        "target": TARGET,
+        "fill": FILL_OR_REMOVAL,
+        "steps": [Interval(int, 1)],
+        "seed": [SEED],
+        "activation": [ACTIVATION],
+        "unit": UNIT,
+        "order": [options(("morf", "lerf", "random"))],
+    },
+)
 def deletion(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,

@@ -25,13 +25,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.metric import MetricResult
-from faithmap.core.model import Activation, Model, check_activation
-from faithmap.core.regions import Regions
+from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
+from faithmap.core.regions import UNIT, Regions
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FillLike, Removal, blend, make_removal
-from faithmap.core.targets import TargetLike
+from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, blend, make_removal
+from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_choice, check_inputs, check_int
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics.curves import UnitLike, check_attributions, describe_unit, unit_regions
@@ -152,7 +153,20 @@ def _region_scores(
     return scores, removed_mass, present, resolved.classes, describe_unit(regions)
 
 
-@register_metric("faithfulness_correlation")
+@register_metric(
+    "faithfulness_correlation",
+    constraints={
+        "target": TARGET,
+        "subset_size": [Interval(int, 1)],
+        "n_samples": [Interval(int, 2)],
+        "unit": UNIT,
+        "fill": FILL_OR_REMOVAL,
+        "correlation": [options(("pearson", "spearman"))],
+        "activation": [ACTIVATION],
+        "seed": [SEED],
+    },
+    higher_is_better=True,
+)
 def faithfulness_correlation(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,
@@ -266,7 +280,16 @@ def faithfulness_correlation(
     )
 
 
-@register_metric("faithfulness_estimate")
+@register_metric(
+    "faithfulness_estimate",
+    constraints={
+        "target": TARGET,
+        "unit": UNIT,
+        "fill": FILL_OR_REMOVAL,
+        "activation": [ACTIVATION],
+    },
+    higher_is_better=True,
+)
 def faithfulness_estimate(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.constraints import BOOLEAN, SEED, InstanceOf, Interval
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
 from faithmap.core.registry import register_metric
-from faithmap.core.targets import TargetLike
+from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_float, check_int
 from faithmap.errors import ShapeError
 from faithmap.metrics.draws import key_table, row_normal
@@ -40,7 +41,19 @@ def gaussian_perturbations(inputs: Tensor, n_samples: int, noise: float, seed: i
     return noise * draws.view(n, n_samples, *inputs.shape[1:])
 
 
-@register_metric("infidelity")
+@register_metric(
+    "infidelity",
+    constraints={
+        "target": TARGET,
+        "n_samples": [Interval(int, 1)],
+        "noise": [Interval(float, 0.0)],
+        "perturbations": [None, InstanceOf((Tensor,), "a tensor (N, n_samples, *input shape)")],
+        "normalize": [BOOLEAN],
+        "activation": [ACTIVATION],
+        "seed": [SEED],
+    },
+    higher_is_better=False,
+)
 def infidelity(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,

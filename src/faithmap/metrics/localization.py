@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.metric import MetricResult
@@ -132,7 +133,11 @@ def _top(scores: Tensor, counts: Tensor, seed: int) -> Tensor:
     return ranks < counts[:, None]
 
 
-@register_metric("energy_pointing_game")
+@register_metric(
+    "energy_pointing_game",
+    constraints={"part": [options(("positive", "absolute", "minmax"))]},
+    higher_is_better=True,
+)
 def energy_pointing_game(
     explanation: Explanation | Tensor,
     masks: Tensor,
@@ -171,7 +176,11 @@ def energy_pointing_game(
     return _mass_share("energy_pointing_game", explanation, masks, part)
 
 
-@register_metric("relevance_mass_accuracy")
+@register_metric(
+    "relevance_mass_accuracy",
+    constraints={"part": [options(("positive", "absolute", "signed"))]},
+    higher_is_better=True,
+)
 def relevance_mass_accuracy(
     explanation: Explanation | Tensor,
     masks: Tensor,
@@ -234,7 +243,11 @@ def _top_share(
     return _result(owner, values, home_device(explanation), choices)
 
 
-@register_metric("relevance_rank_accuracy")
+@register_metric(
+    "relevance_rank_accuracy",
+    constraints={"part": [options(("signed", "positive", "absolute"))], "seed": [SEED]},
+    higher_is_better=True,
+)
 def relevance_rank_accuracy(
     explanation: Explanation | Tensor,
     masks: Tensor,
@@ -265,7 +278,15 @@ def relevance_rank_accuracy(
     return _top_share("relevance_rank_accuracy", explanation, masks, part, seed, None)
 
 
-@register_metric("top_k_intersection")
+@register_metric(
+    "top_k_intersection",
+    constraints={
+        "k": [Interval(int, 1)],
+        "part": [options(("signed", "positive", "absolute"))],
+        "seed": [SEED],
+    },
+    higher_is_better=True,
+)
 def top_k_intersection(
     explanation: Explanation | Tensor,
     masks: Tensor,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import Interval, Satisfies
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult
@@ -93,7 +94,14 @@ def centre_baseline(like: Tensor) -> Tensor:
     return cone.expand(n, 1, height, width).clone()
 
 
-@register_metric("pointing_game")
+@register_metric(
+    "pointing_game",
+    constraints={
+        "tolerance": [Interval(int, 0)],
+        "labels": [None, Satisfies(lambda v: not isinstance(v, str | bool | float), "ints")],
+    },
+    higher_is_better=True,
+)
 def pointing_game(
     explanation: Explanation | Tensor,
     masks: Tensor,

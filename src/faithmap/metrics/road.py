@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from faithmap.core.constraints import SEED, Interval, Satisfies, options
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.metric import MetricResult
-from faithmap.core.model import Activation, Model, check_activation
+from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
 from faithmap.core.registry import register_metric
-from faithmap.core.targets import Target, TargetLike
+from faithmap.core.targets import TARGET, Target, TargetLike
 from faithmap.core.validation import check_choice, check_float, check_inputs, check_int
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics.curves import check_attributions, pixel_ranks
@@ -220,7 +221,24 @@ class RoadResult(MetricResult):
     fractions: Tensor
 
 
-@register_metric("road")
+@register_metric(
+    "road",
+    constraints={
+        "target": TARGET,
+        "fractions": [
+            Satisfies(
+                lambda v: not isinstance(v, str) and hasattr(v, "__iter__"),
+                "a sequence of numbers in (0, 1)",
+                invalid=0.5,
+            )
+        ],
+        "noise": [Interval(float, 0.0)],
+        "measure": [options(("probability", "accuracy"))],
+        "activation": [ACTIVATION],
+        "seed": [SEED],
+    },
+    higher_is_better=True,
+)
 def road(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,

@@ -29,13 +29,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.constraints import BOOLEAN, SEED, Interval
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.method import Method
+from faithmap.core.method import METHOD, Method
 from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
-from faithmap.core.targets import TargetLike
+from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_float, check_inputs, check_int
 from faithmap.errors import ShapeError
 from faithmap.metrics.draws import key_table, row_normal, row_uniform
@@ -169,7 +170,17 @@ def _sensitivity(
     )
 
 
-@register_metric("max_sensitivity")
+@register_metric(
+    "max_sensitivity",
+    constraints={
+        "target": TARGET,
+        "method": METHOD,
+        "n_samples": [Interval(int, 1)],
+        "radius": [Interval(float, 0.0, closed="right")],
+        "seed": [SEED],
+    },
+    higher_is_better=False,
+)
 def max_sensitivity(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,
@@ -218,7 +229,17 @@ def max_sensitivity(
     )
 
 
-@register_metric("avg_sensitivity")
+@register_metric(
+    "avg_sensitivity",
+    constraints={
+        "target": TARGET,
+        "method": METHOD,
+        "n_samples": [Interval(int, 1)],
+        "radius": [Interval(float, 0.0, closed="right")],
+        "seed": [SEED],
+    },
+    higher_is_better=False,
+)
 def avg_sensitivity(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,
@@ -245,7 +266,18 @@ def avg_sensitivity(
     )
 
 
-@register_metric("local_lipschitz")
+@register_metric(
+    "local_lipschitz",
+    constraints={
+        "target": TARGET,
+        "method": METHOD,
+        "n_samples": [Interval(int, 1)],
+        "noise": [Interval(float, 0.0, closed="right")],
+        "normalize": [BOOLEAN],
+        "seed": [SEED],
+    },
+    higher_is_better=False,
+)
 def local_lipschitz(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,

@@ -24,12 +24,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.constraints import BOOLEAN, SEED, options
 from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.method import Method
+from faithmap.core.method import METHOD, Method
 from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
-from faithmap.core.targets import TargetLike
+from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_choice, check_inputs, check_int
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
 from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps
@@ -119,7 +120,19 @@ def _reset(layer: nn.Module, seed: int) -> None:
             layer.reset_parameters()  # type: ignore[operator]
 
 
-@register_metric("model_randomisation")
+@register_metric(
+    "model_randomisation",
+    constraints={
+        "method": METHOD,
+        "order": [options(("cascading", "independent"))],
+        "similarity": [options(SIMILARITIES)],
+        "absolute": [BOOLEAN],
+        "summary": [options(("mean", "last"))],
+        "target": TARGET,
+        "seed": [SEED],
+    },
+    higher_is_better=False,
+)
 def model_randomisation(
     model: Model | nn.Module,
     inputs: Tensor,
@@ -244,7 +257,17 @@ def model_randomisation(
     )
 
 
-@register_metric("random_logit")
+@register_metric(
+    "random_logit",
+    constraints={
+        "method": METHOD,
+        "similarity": [options(SIMILARITIES)],
+        "absolute": [BOOLEAN],
+        "target": TARGET,
+        "seed": [SEED],
+    },
+    higher_is_better=False,
+)
 def random_logit(
     model: Model | nn.Module | Callable[[Tensor], Any],
     inputs: Tensor,

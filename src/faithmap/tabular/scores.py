@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import SEED, Interval
 from faithmap.core.explanation import attribution_map
 from faithmap.core.metric import MetricResult
 from faithmap.core.registry import register_metric
@@ -121,7 +122,11 @@ def uniformity_score(explanation: object, truth: Tensor, masks: Tensor) -> Metri
     )
 
 
-@register_metric("top_k_features")
+@register_metric(
+    "top_k_features",
+    constraints={"k": [None, Interval(int, 1)], "seed": [SEED]},
+    higher_is_better=True,
+)
 def top_k_features(
     explanation: object, masks: Tensor, *, k: int | None = None, seed: int = 0
 ) -> MetricResult:
