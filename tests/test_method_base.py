@@ -59,6 +59,9 @@ def test_kernel_shap_with_regions_can_be_explained_again_by_a_metric() -> None:
     assert isinstance(explanation.config["regions"], Regions)
     result = max_sensitivity(net, x, explanation, n_samples=1, radius=0.01)
     assert result.values.shape == (2,) and bool(torch.isfinite(result.values).all())
+    # Several noisy copies per image: each draw is explained as the batch the regions fit.
+    several = max_sensitivity(net, x, explanation, radius=0.01)
+    assert several.values.shape == (2,) and bool(torch.isfinite(several.values).all())
 
 
 def test_a_method_whose_record_describes_a_tensor_is_explained_again_from_its_values() -> None:

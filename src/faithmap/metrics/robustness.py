@@ -43,9 +43,6 @@ from faithmap.metrics.draws import key_table, row_normal, row_uniform
 
 MethodLike = Method | str | None
 
-_CHUNK_ELEMENTS = 2**25
-"""Noisy copies are explained in chunks of at most this many input elements."""
-
 
 def input_perturbations(
     inputs: Tensor, n_samples: int, scale: float, seed: int, *, uniform: bool
@@ -106,16 +103,14 @@ def _reexplain(
     with wrapped.ledger.track() as tracker:
         resolved = wrapped.target(x, target)
         shifts = input_perturbations(x, n_samples, scale, seed, uniform=uniform)
-        noisy = (x[:, None] + shifts).flatten(0, 1)
-        classes = resolved.classes
-        repeated = None if classes is None else classes.repeat_interleave(n_samples)
-        step = max(1, _CHUNK_ELEMENTS // max(1, x[0].numel()))
-        parts = []
-        for start in range(0, noisy.shape[0], step):
-            part = slice(start, start + step)
-            chosen = resolved.score_fn if repeated is None else repeated[part]
-            parts.append(explainer.explain(wrapped, noisy[part], chosen).attributions)
-        again = torch.cat(parts).to(device)
+        chosen = resolved.score_fn if resolved.classes is None else resolved.classes
+        # One draw at a time, all N images together: a method holding per-image data (regions
+        # with one label map per image) lines up with the batch it was made for.
+        parts = [
+            explainer.explain(wrapped, x + shifts[:, draw], chosen).attributions.to(device)
+            for draw in range(n_samples)
+        ]
+        again = torch.stack(parts, dim=1).flatten(0, 1)
     if tuple(again.shape[1:]) != tuple(original.shape[1:]):
         raise ShapeError(
             f"The re-run {explainer.name!r} gives attributions of shape {tuple(again.shape[1:])} "
