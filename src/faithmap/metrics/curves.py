@@ -32,19 +32,16 @@ from torch import Tensor, nn
 
 from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.metric import MetricResult
+from faithmap.core.metric import MetricResult, check_map_shape
 from faithmap.core.model import ACTIVATION, Activation, Model
-from faithmap.core.regions import UNIT, Regions, make_regions
+from faithmap.core.ordering import UnitLike, describe_unit, unit_ranks, unit_regions
+from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_choice, check_inputs, check_int
-from faithmap.errors import ShapeError
 
 ORDERS = ("morf", "lerf", "random")
-UnitLike = str | Regions | Tensor
-"""``"pixel"``, ``"patches:K"``, ``"slic:K"`` (see :func:`faithmap.make_regions`), a
-:class:`~faithmap.Regions` or an integer label map."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,70 +76,6 @@ def trapezoid_auc(curve: Tensor) -> Tensor:
     return (curve.sum(1) - curve[:, 0] / 2 - curve[:, -1] / 2) / steps
 
 
-def pixel_ranks(attributions: Tensor, seed: int) -> Tensor:
-    """Rank of each pixel, 0 for the most important, ``(N, H * W)``; seeded random tie-break."""
-    values = attributions.sum(1) if attributions.dim() == 4 else attributions
-    values = values.flatten(1).float()
-    generator = torch.Generator().manual_seed(seed)
-    shuffle = torch.randperm(values.shape[1], generator=generator).to(values.device)
-    order = shuffle[values[:, shuffle].sort(dim=1, descending=True, stable=True).indices]
-    ranks = torch.empty_like(order)
-    positions = torch.arange(values.shape[1], device=values.device).expand_as(order)
-    return ranks.scatter_(1, order, positions)
-
-
-def unit_regions(unit: UnitLike, inputs: Tensor) -> Regions:
-    """The features a curve moves: ``"pixel"`` or anything :func:`make_regions` accepts."""
-    return make_regions("pixels" if isinstance(unit, str) and unit == "pixel" else unit, inputs)
-
-
-def describe_unit(regions: Regions) -> str:
-    """A short record of a curve's unit for result tables."""
-    return "pixel" if regions.kind == "pixels" else regions.kind
-
-
-def unit_ranks(
-    attributions: Tensor, regions: Regions, order: str, seed: int
-) -> tuple[Tensor, Tensor]:
-    """Rank of every pixel's region in the removal order, ``(N, H * W)``, and regions per image.
-
-    Regions are ranked by their mean attribution (channels summed): descending for ``"morf"``,
-    by a seeded random key for ``"random"``, ties broken by a seeded random permutation;
-    ``"lerf"`` is the exact reverse of ``"morf"``. Labels an image does not use come last, so
-    image ``n`` moves its ``counts[n]`` regions first.
-    """
-    if regions.kind == "pixels" and order == "morf":
-        counts = torch.full((attributions.shape[0],), regions.count, device=attributions.device)
-        return pixel_ranks(attributions, seed), counts
-    device = attributions.device
-    values = regions.pool(attributions.float())
-    present = regions.sizes() > 0
-    generator = torch.Generator().manual_seed(seed)
-    shuffle = torch.randperm(regions.count, generator=generator).to(device)
-    if order == "random":
-        values = torch.rand(values.shape, generator=generator).to(device)
-    values = values.masked_fill(~present, -torch.inf)
-    ordered = shuffle[values[:, shuffle].sort(dim=1, descending=True, stable=True).indices]
-    ranks = torch.empty_like(ordered)
-    positions = torch.arange(regions.count, device=device).expand_as(ordered)
-    ranks.scatter_(1, ordered, positions)
-    counts = present.sum(1)
-    if order == "lerf":  # the exact reverse of the MoRF order, ties included
-        ranks = torch.where(present, counts[:, None] - 1 - ranks, ranks)
-    return ranks.gather(1, regions.labels.flatten(1)), counts
-
-
-def check_attributions(attributions: Tensor, inputs: Tensor, owner: str) -> None:
-    """Raise unless the attributions are ``(N, 1 or C, H, W)`` for images ``(N, C, H, W)``."""
-    expected = (inputs.shape[0], *inputs.shape[2:])
-    got = attributions.shape[0], *attributions.shape[-2:]
-    if attributions.dim() not in (3, 4) or tuple(got) != expected:
-        raise ShapeError(
-            f"The attributions for {owner} must have shape (N, 1 or C, H, W) matching the inputs "
-            f"{tuple(inputs.shape)}. Got {tuple(attributions.shape)} instead."
-        )
-
-
 def _curve(
     metric: str,
     model: Model | nn.Module | Callable[[Tensor], Any],
@@ -165,7 +98,7 @@ def _curve(
     wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner, image=True)
     attributions = attribution_map(explanation)
-    check_attributions(attributions, checked, owner)
+    check_map_shape(attributions, checked, owner)
     removal = make_removal(fill)
     if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
         target, rule = explanation.target, "explained"

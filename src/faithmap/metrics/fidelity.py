@@ -26,16 +26,16 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.core.constraints import SEED, Interval, options
-from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.metric import MetricResult
+from faithmap.core.explanation import Explanation
+from faithmap.core.metric import MetricResult, check_map_shape, prepare
 from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
+from faithmap.core.ordering import UnitLike, describe_unit, unit_regions
 from faithmap.core.regions import UNIT, Regions
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, blend, make_removal
 from faithmap.core.targets import TARGET, TargetLike
-from faithmap.core.validation import check_choice, check_inputs, check_int
+from faithmap.core.validation import check_choice, check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.metrics.curves import UnitLike, check_attributions, describe_unit, unit_regions
 from faithmap.metrics.draws import key_table, row_subsets
 
 Correlation = Literal["pearson", "spearman"]
@@ -70,26 +70,6 @@ def correlate(a: Tensor, b: Tensor, kind: str, valid: Tensor | None = None) -> T
     constant = (spread_a <= 1e-9 * a.norm(dim=1)) | (spread_b <= 1e-9 * b.norm(dim=1))
     result = (centred_a * centred_b).sum(1) / (spread_a * spread_b)
     return torch.where(constant, torch.nan, result)
-
-
-def resolve_explanation(
-    owner: str,
-    model: Any,
-    inputs: Tensor,
-    explanation: Explanation | Tensor,
-    target: TargetLike,
-    *,
-    image: bool = False,
-) -> tuple[Model, Tensor, Tensor, Tensor, TargetLike, str]:
-    """The model, checked inputs, those inputs on the model's device (detached), attributions,
-    target and target rule of a metric call (``image``: the inputs must be ``(N, C, H, W)``)."""
-    wrapped = Model.wrap(model)
-    checked = check_inputs(inputs, owner, image=image)
-    x = checked.detach().to(wrapped.device or checked.device)
-    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
-        return wrapped, checked, x, attribution_map(explanation), explanation.target, "explained"
-    rule = "predicted" if target is None else "given"
-    return wrapped, checked, x, attribution_map(explanation), target, rule
 
 
 def _replace_pixels(
@@ -129,7 +109,7 @@ def _region_scores(
     ``(N, per_sample)``, the attribution mass removed at each point ``(N, per_sample)``, the
     units present ``(N, R)``, the target classes and the unit.
     """
-    check_attributions(attributions, x, owner)
+    check_map_shape(attributions, x, owner)
     mass = regions.pool(attributions.detach().to(x.device).float()) * regions.sizes()
     present = regions.sizes() > 0
     removed_mass = torch.zeros(x.shape[0], per_sample, dtype=torch.float64, device=x.device)
@@ -227,9 +207,9 @@ def faithfulness_correlation(
     check_activation(activation, owner)
     check_int(seed, "seed", owner)
     removal = make_removal(fill)
-    wrapped, checked, x, attributions, target, rule = resolve_explanation(
-        owner, model, inputs, explanation, target, image=True
-    )
+    prepared = prepare(owner, model, inputs, explanation, target, image=True)
+    wrapped, checked, x = prepared.model, prepared.inputs, prepared.x
+    attributions, target, rule = prepared.attributions, prepared.target, prepared.rule
     with wrapped.ledger.track() as tracker:
         regions = unit_regions(unit, x)
         present_units = regions.sizes() > 0
@@ -330,9 +310,9 @@ def faithfulness_estimate(
     owner = "faithfulness_estimate"
     check_activation(activation, owner)
     removal = make_removal(fill)
-    wrapped, checked, x, attributions, target, rule = resolve_explanation(
-        owner, model, inputs, explanation, target, image=True
-    )
+    prepared = prepare(owner, model, inputs, explanation, target, image=True)
+    wrapped, checked, x = prepared.model, prepared.inputs, prepared.x
+    attributions, target, rule = prepared.attributions, prepared.target, prepared.rule
     regions = unit_regions(unit, x)
     with wrapped.ledger.track() as tracker:
 

@@ -20,14 +20,13 @@ from torch import Tensor, nn
 
 from faithmap.core.constraints import BOOLEAN, SEED, InstanceOf, Interval
 from faithmap.core.explanation import Explanation
-from faithmap.core.metric import MetricResult
+from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_float, check_int
 from faithmap.errors import ShapeError
 from faithmap.metrics.draws import key_table, row_normal
-from faithmap.metrics.fidelity import resolve_explanation
 
 
 def gaussian_perturbations(inputs: Tensor, n_samples: int, noise: float, seed: int) -> Tensor:
@@ -109,9 +108,9 @@ def infidelity(
     check_float(noise, "noise", owner, low=0.0)
     check_activation(activation, owner)
     check_int(seed, "seed", owner)
-    wrapped, checked, x, attributions, target, rule = resolve_explanation(
-        owner, model, inputs, explanation, target
-    )
+    prepared = prepare(owner, model, inputs, explanation, target)
+    wrapped, checked, x = prepared.model, prepared.inputs, prepared.x
+    attributions, target, rule = prepared.attributions, prepared.target, prepared.rule
     device = x.device
     phi = attributions.detach().to(device=device, dtype=x.dtype)
     fits = phi.dim() == x.dim() and all(

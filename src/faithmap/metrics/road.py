@@ -31,13 +31,13 @@ from torch import Tensor, nn
 
 from faithmap.core.constraints import SEED, Interval, Satisfies, options
 from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.metric import MetricResult
+from faithmap.core.metric import MetricResult, check_map_shape
 from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
+from faithmap.core.ordering import pixel_ranks
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, Target, TargetLike
 from faithmap.core.validation import check_choice, check_float, check_inputs, check_int
 from faithmap.errors import InvalidParameterError
-from faithmap.metrics.curves import check_attributions, pixel_ranks
 from faithmap.metrics.draws import key_table, row_normal
 
 _CHUNK_ELEMENTS = 2**24
@@ -300,7 +300,7 @@ def road(
     wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner, image=True)
     attributions = attribution_map(explanation)
-    check_attributions(attributions, checked, owner)
+    check_map_shape(attributions, checked, owner)
     if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
         target, rule = explanation.target, "explained"
     else:
