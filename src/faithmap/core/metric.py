@@ -271,6 +271,15 @@ def prepare(
     )
 
 
+EMPTY_MASK = "nan"
+"""What a sample with an empty ground-truth mask scores: NaN, skipped by the means."""
+
+
+def home_device(explanation: object) -> torch.device:
+    """The device the results of a metric of ``explanation`` alone go back to."""
+    return attribution_map(explanation).device
+
+
 def read_map(explanation: object, owner: str) -> Tensor:
     """Signed maps ``(N, H, W)`` of an image explanation (channels summed), finite, float."""
     attributions = attribution_map(explanation).detach()

@@ -29,54 +29,16 @@ from torch import Tensor
 
 from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.cost import Cost
-from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.metric import MetricResult
+from faithmap.core.explanation import Explanation
+from faithmap.core.metric import EMPTY_MASK, MetricResult, home_device, read_map, read_masks
 from faithmap.core.registry import register_metric
 from faithmap.core.validation import check_choice, check_int
-from faithmap.errors import InvalidParameterError, ShapeError
+from faithmap.errors import InvalidParameterError
 
 Energy = Literal["positive", "absolute", "minmax"]
 """The energy of a map: ``max(a, 0)``, ``|a|``, or ``a - min(a)``."""
 Relevance = Literal["positive", "absolute", "signed"]
 """The relevance counted or ranked: ``max(a, 0)``, ``|a|``, or ``a`` itself."""
-
-EMPTY_MASK = "nan"
-"""What a sample with an empty mask scores: NaN, skipped by the means."""
-
-
-def maps_and_masks(explanation: object, masks: Tensor, owner: str) -> tuple[Tensor, Tensor]:
-    """Signed maps ``(N, H, W)`` (channels summed) and boolean masks on the maps' device."""
-    attributions = attribution_map(explanation).detach()
-    if attributions.dim() not in (3, 4):
-        raise ShapeError(
-            f"The attributions for {owner} must have shape (N, 1 or C, H, W) or (N, H, W). "
-            f"Got {tuple(attributions.shape)} instead."
-        )
-    maps = attributions.sum(1) if attributions.dim() == 4 else attributions
-    if not bool(torch.isfinite(maps).all()):
-        raise ShapeError(
-            f"The attributions for {owner} contain NaN or inf values. Check the method's output."
-        )
-    if not isinstance(masks, Tensor):
-        raise ShapeError(
-            f"The masks of {owner} must be a boolean tensor (N, 1, H, W). Got "
-            f"{type(masks).__name__} instead."
-        )
-    flat = masks[:, 0] if masks.dim() == 4 and masks.shape[1] == 1 else masks
-    if flat.shape != maps.shape:
-        raise ShapeError(
-            f"The masks of {owner} must have shape (N, 1, H, W) with the attribution map's N, "
-            f"height and width (row, column order), {(maps.shape[0], 1, *maps.shape[1:])}. Got "
-            f"{tuple(masks.shape)} instead."
-        )
-    if flat.dtype != torch.bool:
-        if bool(((flat != 0) & (flat != 1)).any()):
-            raise ShapeError(
-                f"The masks of {owner} must be boolean (or hold only 0 and 1). Got values other "
-                f"than 0 and 1 in a {flat.dtype} tensor; threshold them first, e.g. masks > 0.5."
-            )
-        flat = flat != 0
-    return maps.float(), flat.to(maps.device)
 
 
 def _relevance(maps: Tensor, part: str) -> Tensor:
@@ -110,17 +72,13 @@ def _result(
 
 def _mass_share(owner: str, explanation: object, masks: Tensor, part: str) -> MetricResult:
     """Share of the relevance ``part`` on the mask; NaN for an empty mask or a zero total."""
-    maps, flat = maps_and_masks(explanation, masks, owner)
+    maps = read_map(explanation, owner)
+    flat = read_masks(masks, maps, owner)
     relevance = _relevance(maps, part)
     total = relevance.sum(1)
     inside = (relevance * flat.flatten(1)).sum(1)
     values = _undefined_where(inside / total, ~flat.flatten(1).any(1) | (total == 0))
     return _result(owner, values, home_device(explanation), {"part": part})
-
-
-def home_device(explanation: object) -> torch.device:
-    """The device the results of ``explanation`` go back to."""
-    return attribution_map(explanation).device
 
 
 def _top(scores: Tensor, counts: Tensor, seed: int) -> Tensor:
@@ -221,7 +179,8 @@ def _top_share(
     """Share of the top-ranked pixels (``k``, or the mask's size) that lie on the mask."""
     check_choice(part, "part", owner, ("signed", "positive", "absolute"))
     check_int(seed, "seed", owner)
-    maps, flat = maps_and_masks(explanation, masks, owner)
+    maps = read_map(explanation, owner)
+    flat = read_masks(masks, maps, owner)
     inside = flat.flatten(1)
     sizes = inside.sum(1)
     if k is None:

@@ -23,11 +23,10 @@ from torch import Tensor
 from faithmap.core.constraints import Interval, Satisfies
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
-from faithmap.core.metric import MetricResult
+from faithmap.core.metric import EMPTY_MASK, MetricResult, home_device, read_map, read_masks
 from faithmap.core.registry import register_metric
 from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-from faithmap.metrics.localization import EMPTY_MASK, home_device, maps_and_masks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +147,8 @@ def pointing_game(
     """
     owner = "pointing_game"
     check_int(tolerance, "tolerance", owner, low=0)
-    maps, flat = maps_and_masks(explanation, masks, owner)
+    maps = read_map(explanation, owner)
+    flat = read_masks(masks, maps, owner)
     n, height, width = maps.shape
     peak = maps.flatten(1).argmax(1)
     rows = torch.arange(height, device=maps.device)[None, :, None] - (peak // width)[:, None, None]
