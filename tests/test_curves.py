@@ -178,7 +178,7 @@ def test_superpixels_and_bad_order(images: torch.Tensor, tiny_net: nn.Module) ->
     result = insertion(net, images, attributions, steps=4, unit="slic:8")
     assert result.choices["unit"] == "slic:8" and result.curve.shape == (5, 5)
     with pytest.raises(faithmap.InvalidParameterError, match="'order' parameter of deletion"):
-        deletion(net, images, attributions, order="best")
+        deletion(net, images, attributions, order="best")  # type: ignore[arg-type]
 
 
 def test_lerf_reverses_morf_exactly_even_with_ties() -> None:

@@ -25,7 +25,6 @@ from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.metric import MetricResult
 from faithmap.core.registry import register_metric
-from faithmap.core.validation import check_float
 
 _ZERO_MAP = "nan"
 """What an all-zero map scores on sparseness and complexity: undefined, NaN."""
@@ -143,6 +142,6 @@ def effective_complexity(explanation: Explanation | Tensor, *, eps: float = 1e-5
     >>> effective_complexity(torch.tensor([[0.0, 1e-6, -0.5, 2.0]])).values
     tensor([2.])
     """
-    threshold = check_float(eps, "eps", "effective_complexity", low=0.0)
+    threshold = float(eps)
     count = (_magnitudes(explanation) > threshold).sum(1).float()
     return _result("effective_complexity", count, False, eps=threshold)

@@ -30,18 +30,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.constraints import SEED, Interval, options
+from faithmap.core.constraints import SEED, Interval
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.metric import MetricResult, check_map_shape
 from faithmap.core.model import ACTIVATION, Activation, Model
-from faithmap.core.ordering import UnitLike, describe_unit, unit_ranks, unit_regions
+from faithmap.core.ordering import ORDER, Order, UnitLike, describe_unit, unit_ranks, unit_regions
 from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
 from faithmap.core.targets import TARGET, TargetLike
-from faithmap.core.validation import check_choice, check_inputs, check_int
-
-ORDERS = ("morf", "lerf", "random")
+from faithmap.core.validation import check_inputs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,13 +86,9 @@ def _curve(
     seed: int,
     activation: Activation,
     unit: UnitLike,
-    order: str,
+    order: Order,
 ) -> CurveResult:
     owner = metric
-    check_int(steps, "steps", owner, low=1)
-    check_int(seed, "seed", owner)
-    check_choice(activation, "activation", owner, ("softmax", "logits"))
-    check_choice(order, "order", owner, ORDERS)
     wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner, image=True)
     attributions = attribution_map(explanation)
@@ -152,8 +146,9 @@ def _curve(
         "seed": [SEED],
         "activation": [ACTIVATION],
         "unit": UNIT,
-        "order": [options(("morf", "lerf", "random"))],
+        "order": [ORDER],
     },
+    constant_model="score",
 )
 def insertion(
     model: Model | nn.Module | Callable[[Tensor], Any],
@@ -166,7 +161,7 @@ def insertion(
     seed: int = 0,
     activation: Activation = "softmax",
     unit: UnitLike = "pixel",
-    order: str = "morf",
+    order: Order = "morf",
 ) -> CurveResult:
     """Insertion curve and area: most important features inserted first into the fill.
 
@@ -225,8 +220,9 @@ def insertion(
         "seed": [SEED],
         "activation": [ACTIVATION],
         "unit": UNIT,
-        "order": [options(("morf", "lerf", "random"))],
+        "order": [ORDER],
     },
+    constant_model="score",
 )
 def deletion(
     model: Model | nn.Module | Callable[[Tensor], Any],
@@ -239,7 +235,7 @@ def deletion(
     seed: int = 0,
     activation: Activation = "softmax",
     unit: UnitLike = "pixel",
-    order: str = "morf",
+    order: Order = "morf",
 ) -> CurveResult:
     """Deletion curve and area: most important features removed first (lower is better).
 

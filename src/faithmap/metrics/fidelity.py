@@ -19,6 +19,7 @@ Neural Networks", NeurIPS 2018.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -28,13 +29,12 @@ from torch import Tensor, nn
 from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, check_map_shape, prepare
-from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.ordering import UnitLike, describe_unit, unit_regions
 from faithmap.core.regions import UNIT, Regions
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, blend, make_removal
 from faithmap.core.targets import TARGET, TargetLike
-from faithmap.core.validation import check_choice, check_int
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics.draws import key_table, row_subsets
 
@@ -146,6 +146,7 @@ def _region_scores(
         "seed": [SEED],
     },
     higher_is_better=True,
+    constant_model=math.nan,
 )
 def faithfulness_correlation(
     model: Model | nn.Module | Callable[[Tensor], Any],
@@ -201,11 +202,6 @@ def faithfulness_correlation(
     IJCAI 2020.
     """
     owner = "faithfulness_correlation"
-    check_int(subset_size, "subset_size", owner, low=1)
-    check_int(n_samples, "n_samples", owner, low=2)
-    check_choice(correlation, "correlation", owner, ("pearson", "spearman"))
-    check_activation(activation, owner)
-    check_int(seed, "seed", owner)
     removal = make_removal(fill)
     prepared = prepare(owner, model, inputs, explanation, target, image=True)
     wrapped, checked, x = prepared.model, prepared.inputs, prepared.x
@@ -269,6 +265,7 @@ def faithfulness_correlation(
         "activation": [ACTIVATION],
     },
     higher_is_better=True,
+    constant_model=math.nan,
 )
 def faithfulness_estimate(
     model: Model | nn.Module | Callable[[Tensor], Any],
@@ -308,7 +305,6 @@ def faithfulness_estimate(
     Networks", NeurIPS 2018.
     """
     owner = "faithfulness_estimate"
-    check_activation(activation, owner)
     removal = make_removal(fill)
     prepared = prepare(owner, model, inputs, explanation, target, image=True)
     wrapped, checked, x = prepared.model, prepared.inputs, prepared.x

@@ -21,10 +21,9 @@ from torch import Tensor, nn
 from faithmap.core.constraints import BOOLEAN, SEED, InstanceOf, Interval
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, TargetLike
-from faithmap.core.validation import check_float, check_int
 from faithmap.errors import ShapeError
 from faithmap.metrics.draws import key_table, row_normal
 
@@ -52,6 +51,7 @@ def gaussian_perturbations(inputs: Tensor, n_samples: int, noise: float, seed: i
         "seed": [SEED],
     },
     higher_is_better=False,
+    constant_model=0.0,
 )
 def infidelity(
     model: Model | nn.Module | Callable[[Tensor], Any],
@@ -104,10 +104,6 @@ def infidelity(
     Explanations", NeurIPS 2019.
     """
     owner = "infidelity"
-    check_int(n_samples, "n_samples", owner, low=1)
-    check_float(noise, "noise", owner, low=0.0)
-    check_activation(activation, owner)
-    check_int(seed, "seed", owner)
     prepared = prepare(owner, model, inputs, explanation, target)
     wrapped, checked, x = prepared.model, prepared.inputs, prepared.x
     attributions, target, rule = prepared.attributions, prepared.target, prepared.rule

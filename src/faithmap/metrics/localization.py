@@ -32,7 +32,6 @@ from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import EMPTY_MASK, MetricResult, home_device, read_map, read_masks
 from faithmap.core.registry import register_metric
-from faithmap.core.validation import check_choice, check_int
 from faithmap.errors import InvalidParameterError
 
 Energy = Literal["positive", "absolute", "minmax"]
@@ -130,7 +129,6 @@ def energy_pointing_game(
     >>> energy_pointing_game(torch.tensor([[[[3.0, 1.0], [-5.0, 4.0]]]]), masks).values
     tensor([0.5000])
     """
-    check_choice(part, "part", "energy_pointing_game", ("positive", "absolute", "minmax"))
     return _mass_share("energy_pointing_game", explanation, masks, part)
 
 
@@ -164,7 +162,6 @@ def relevance_mass_accuracy(
     Arras, Osman, Samek, "CLEVR-XAI: A benchmark dataset for the ground truth evaluation of
     neural network explanations", Information Fusion 2022.
     """
-    check_choice(part, "part", "relevance_mass_accuracy", ("positive", "absolute", "signed"))
     return _mass_share("relevance_mass_accuracy", explanation, masks, part)
 
 
@@ -177,8 +174,6 @@ def _top_share(
     k: int | None,
 ) -> MetricResult:
     """Share of the top-ranked pixels (``k``, or the mask's size) that lie on the mask."""
-    check_choice(part, "part", owner, ("signed", "positive", "absolute"))
-    check_int(seed, "seed", owner)
     maps = read_map(explanation, owner)
     flat = read_masks(masks, maps, owner)
     inside = flat.flatten(1)
@@ -275,5 +270,4 @@ def top_k_intersection(
     ----------
     Theiner, Müller-Budack, Ewerth, "Interpretable Semantic Photo Geolocation", WACV 2022.
     """
-    check_int(k, "k", "top_k_intersection", low=1)
     return _top_share("top_k_intersection", explanation, masks, part, seed, k)

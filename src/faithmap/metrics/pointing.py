@@ -25,7 +25,6 @@ from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import EMPTY_MASK, MetricResult, home_device, read_map, read_masks
 from faithmap.core.registry import register_metric
-from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError, ShapeError
 
 
@@ -146,7 +145,6 @@ def pointing_game(
     tensor([1., nan])
     """
     owner = "pointing_game"
-    check_int(tolerance, "tolerance", owner, low=0)
     maps = read_map(explanation, owner)
     flat = read_masks(masks, maps, owner)
     n, height, width = maps.shape

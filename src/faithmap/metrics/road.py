@@ -32,11 +32,11 @@ from torch import Tensor, nn
 from faithmap.core.constraints import SEED, Interval, Satisfies, options
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.metric import MetricResult, check_map_shape
-from faithmap.core.model import ACTIVATION, Activation, Model, check_activation
+from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.ordering import pixel_ranks
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, Target, TargetLike
-from faithmap.core.validation import check_choice, check_float, check_inputs, check_int
+from faithmap.core.validation import check_float, check_inputs
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics.draws import key_table, row_normal
 
@@ -238,6 +238,7 @@ class RoadResult(MetricResult):
         "seed": [SEED],
     },
     higher_is_better=True,
+    constant_model=0.0,
 )
 def road(
     model: Model | nn.Module | Callable[[Tensor], Any],
@@ -293,10 +294,6 @@ def road(
             f"The 'fractions' parameter of road must be a non-empty sequence of numbers in "
             f"(0, 1); removing every pixel leaves nothing to impute from. Got {fractions!r}."
         )
-    check_float(noise, "noise", owner, low=0.0)
-    check_choice(measure, "measure", owner, ("probability", "accuracy"))
-    check_activation(activation, owner)
-    check_int(seed, "seed", owner)
     wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner, image=True)
     attributions = attribution_map(explanation)

@@ -37,7 +37,7 @@ from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
 from faithmap.core.targets import TARGET, TargetLike
-from faithmap.core.validation import check_float, check_inputs, check_int
+from faithmap.core.validation import check_inputs
 from faithmap.errors import ShapeError
 from faithmap.metrics.draws import key_table, row_normal, row_uniform
 
@@ -82,8 +82,6 @@ def _reexplain(
     seed: int,
     uniform: bool,
 ) -> _Reexplained:
-    check_int(n_samples, "n_samples", owner, low=1)
-    check_int(seed, "seed", owner)
     explainer = method_of(explanation, method, owner)
     wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner)
@@ -139,7 +137,6 @@ def _sensitivity(
     radius: float,
     seed: int,
 ) -> MetricResult:
-    check_float(radius, "radius", metric, low=0.0, low_open=True)
     run = _reexplain(
         metric, model, inputs, explanation, target, method, n_samples, radius, seed, True
     )
@@ -312,7 +309,6 @@ def local_lipschitz(
     Human Interpretability in Machine Learning 2018.
     """
     owner = "local_lipschitz"
-    check_float(noise, "noise", owner, low=0.0, low_open=True)
     run = _reexplain(
         owner, model, inputs, explanation, target, method, n_samples, noise, seed, False
     )

@@ -31,7 +31,7 @@ from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
 from faithmap.core.targets import TARGET, TargetLike
-from faithmap.core.validation import check_choice, check_inputs, check_int
+from faithmap.core.validation import check_inputs
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
 from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps
 
@@ -78,8 +78,6 @@ def _setup(
     seed: int,
 ) -> tuple[Tensor, Tensor, Tensor, str]:
     """Checked inputs, original maps, fixed target classes and the target rule."""
-    check_choice(similarity, "similarity", owner, SIMILARITIES)
-    check_int(seed, "seed", owner)
     checked = check_inputs(inputs, owner).detach()
     original = attribution_map(explanation).detach()
     if original.shape[0] != checked.shape[0]:
@@ -191,8 +189,6 @@ def model_randomisation(
     Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018.
     """
     owner = "model_randomisation"
-    check_choice(order, "order", owner, ("cascading", "independent"))
-    check_choice(summary, "summary", owner, ("mean", "last"))
     explainer = method_of(explanation, method, owner)
     wrapped = Model.wrap(model)
     module = wrapped.module

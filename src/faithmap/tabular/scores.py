@@ -177,7 +177,6 @@ def top_k_features(
                 f"The 'k' parameter of top_k_features must be at most the number of columns "
                 f"{columns}. Got {k} instead."
             )
-    check_int(seed, "seed", "top_k_features")
     generator = torch.Generator().manual_seed(seed)
     shuffle = torch.rand(n, columns, generator=generator).argsort(dim=1).to(values.device)
     order = values.abs().gather(1, shuffle).argsort(dim=1, descending=True, stable=True)

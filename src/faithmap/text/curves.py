@@ -17,6 +17,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from faithmap.core.model import Activation
+from faithmap.core.ordering import Order
 from faithmap.core.targets import TargetLike
 from faithmap.core.validation import check_int
 from faithmap.metrics.curves import CurveResult, deletion, insertion
@@ -45,7 +46,7 @@ def _text_curve(
     steps: int | None,
     target: TargetLike,
     activation: Activation,
-    order: str,
+    order: Order,
     seed: int,
 ) -> CurveResult:
     regions = text_regions(explained.tokens, unit)
@@ -75,7 +76,7 @@ def text_insertion(
     steps: int | None = None,
     target: TargetLike = None,
     activation: Activation = "softmax",
-    order: str = "morf",
+    order: Order = "morf",
     seed: int = 0,
 ) -> CurveResult:
     """Insertion over a text: its units put back into the all-baseline-token text, best first.
@@ -124,7 +125,7 @@ def text_deletion(
     steps: int | None = None,
     target: TargetLike = None,
     activation: Activation = "softmax",
-    order: str = "morf",
+    order: Order = "morf",
     seed: int = 0,
 ) -> CurveResult:
     """Deletion over a text: its units turned into the baseline token, best first.
