@@ -31,15 +31,14 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.core.constraints import SEED, Interval
-from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.metric import MetricResult, check_map_shape
+from faithmap.core.explanation import Explanation
+from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.ordering import ORDER, Order, UnitLike, describe_unit, unit_ranks, unit_regions
 from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
 from faithmap.core.targets import TARGET, TargetLike
-from faithmap.core.validation import check_inputs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,17 +88,11 @@ def _curve(
     order: Order,
 ) -> CurveResult:
     owner = metric
-    wrapped = Model.wrap(model)
-    checked = check_inputs(inputs, owner, image=True)
-    attributions = attribution_map(explanation)
-    check_map_shape(attributions, checked, owner)
+    prepared = prepare(owner, model, inputs, explanation, target, image=True)
+    wrapped, checked, x = prepared.model, prepared.inputs, prepared.x
+    attributions, target, rule = prepared.attributions, prepared.target, prepared.rule
     removal = make_removal(fill)
-    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
-        target, rule = explanation.target, "explained"
-    else:
-        rule = "predicted" if target is None else "given"
-    device = wrapped.device or checked.device
-    x = checked.detach().to(device)
+    device = x.device
     regions = unit_regions(unit, x)
     with wrapped.ledger.track() as tracker:
         resolved = wrapped.target(x, target)

@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithmap.core.constraints import SEED, Interval, Satisfies, options
-from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.metric import MetricResult, check_map_shape
+from faithmap.core.explanation import Explanation
+from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.ordering import pixel_ranks
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, Target, TargetLike
-from faithmap.core.validation import check_float, check_inputs
+from faithmap.core.validation import check_float
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics.draws import key_table, row_normal
 
@@ -294,16 +294,10 @@ def road(
             f"The 'fractions' parameter of road must be a non-empty sequence of numbers in "
             f"(0, 1); removing every pixel leaves nothing to impute from. Got {fractions!r}."
         )
-    wrapped = Model.wrap(model)
-    checked = check_inputs(inputs, owner, image=True)
-    attributions = attribution_map(explanation)
-    check_map_shape(attributions, checked, owner)
-    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
-        target, rule = explanation.target, "explained"
-    else:
-        rule = "predicted" if target is None else "given"
-    device = wrapped.device or checked.device
-    x = checked.detach().to(device)
+    prepared = prepare(owner, model, inputs, explanation, target, image=True)
+    wrapped, checked, x = prepared.model, prepared.inputs, prepared.x
+    attributions, target, rule = prepared.attributions, prepared.target, prepared.rule
+    device = x.device
     height, width = x.shape[-2:]
     with wrapped.ledger.track() as tracker:
         resolved = wrapped.target(x, target)
