@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.constraints import SEED, Interval
+from faithmap.core.constraints import SEED, Constraints, Interval
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ACTIVATION, Activation, Model
@@ -130,17 +130,21 @@ def _curve(
     )
 
 
+CURVE_CONSTRAINTS: Constraints = {
+    "target": TARGET,
+    "fill": FILL_OR_REMOVAL,
+    "steps": [Interval(int, 1)],
+    "seed": [SEED],
+    "activation": [ACTIVATION],
+    "unit": UNIT,
+    "order": [ORDER],
+}
+"""The parameters insertion and deletion share."""
+
+
 @register_metric(
     "insertion",
-    constraints={
-        "target": TARGET,
-        "fill": FILL_OR_REMOVAL,
-        "steps": [Interval(int, 1)],
-        "seed": [SEED],
-        "activation": [ACTIVATION],
-        "unit": UNIT,
-        "order": [ORDER],
-    },
+    constraints=CURVE_CONSTRAINTS,
     constant_model="score",
 )
 def insertion(
@@ -206,15 +210,7 @@ def insertion(
 
 @register_metric(
     "deletion",
-    constraints={
-        "target": TARGET,
-        "fill": FILL_OR_REMOVAL,
-        "steps": [Interval(int, 1)],
-        "seed": [SEED],
-        "activation": [ACTIVATION],
-        "unit": UNIT,
-        "order": [ORDER],
-    },
+    constraints=CURVE_CONSTRAINTS,
     constant_model="score",
 )
 def deletion(
