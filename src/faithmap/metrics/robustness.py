@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.constraints import BOOLEAN, SEED, Interval
+from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation, attribution_map
 from faithmap.core.method import METHOD, Method
@@ -162,15 +162,19 @@ def _sensitivity(
     )
 
 
+SENSITIVITY_CONSTRAINTS: Constraints = {
+    "target": TARGET,
+    "method": METHOD,
+    "n_samples": [Interval(int, 1)],
+    "radius": [Interval(float, 0.0, closed="right")],
+    "seed": [SEED],
+}
+"""The parameters max_sensitivity and avg_sensitivity share."""
+
+
 @register_metric(
     "max_sensitivity",
-    constraints={
-        "target": TARGET,
-        "method": METHOD,
-        "n_samples": [Interval(int, 1)],
-        "radius": [Interval(float, 0.0, closed="right")],
-        "seed": [SEED],
-    },
+    constraints=SENSITIVITY_CONSTRAINTS,
     higher_is_better=False,
 )
 def max_sensitivity(
@@ -223,13 +227,7 @@ def max_sensitivity(
 
 @register_metric(
     "avg_sensitivity",
-    constraints={
-        "target": TARGET,
-        "method": METHOD,
-        "n_samples": [Interval(int, 1)],
-        "radius": [Interval(float, 0.0, closed="right")],
-        "seed": [SEED],
-    },
+    constraints=SENSITIVITY_CONSTRAINTS,
     higher_is_better=False,
 )
 def avg_sensitivity(
