@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.core.batching import MeasuredSizes, fastest_batch_size
-from faithmap.core.constraints import check_param, options
+from faithmap.core.constraints import options
 from faithmap.core.cost import Ledger
 from faithmap.core.onnx import open_session
 from faithmap.core.targets import Target, TargetLike, resolve_target
@@ -33,11 +33,6 @@ RowInputs = Callable[[Tensor, Tensor], Tensor]
 """Builds the input rows for pairs ``(sample index, perturbation index)``, both ``(B,)``."""
 ACTIVATION = options(get_args(Activation))
 """The constraint of an ``activation`` parameter."""
-
-
-def check_activation(value: object, owner: str) -> None:
-    """Raise unless ``value`` is an :data:`Activation`."""
-    check_param(value, "activation", owner, [ACTIVATION])
 
 
 GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]

@@ -151,12 +151,6 @@ def make_removal(fill: FillLike | Removal) -> Removal:
     return Removal(fill=fill)
 
 
-def check_fill(fill: FillLike | Removal) -> None:
-    """Raise :class:`InvalidParameterError` unless ``fill`` is a valid fill (checked by
-    :class:`Removal` itself, so the valid names live in one place)."""
-    make_removal(fill)
-
-
 def blend(inputs: Tensor, substrate: Tensor, keep: Tensor) -> Tensor:
     """Keep ``inputs`` where ``keep`` is 1, ``substrate`` where it is 0 (one fused op)."""
     return torch.lerp(substrate, inputs, keep.to(inputs.dtype))
