@@ -11,6 +11,7 @@ from typing import Any
 from torch import Tensor
 
 from faithmap.core.cost import Cost
+from faithmap.core.targets import ScoreFunction
 from faithmap.errors import ShapeError
 
 
@@ -30,6 +31,12 @@ class Explanation:
         its shape and hash), enough to reproduce the result; what :meth:`save` writes.
     target : Tensor or None
         The explained class of each sample ``(N,)``, or ``None`` for a callable target.
+    score : callable, tuple of callables or None
+        The callable target (or one per sample) that was explained, ``None`` for classes;
+        metrics score it unless told otherwise. Not saved: a loaded explanation has ``None``.
+    model : Mapping
+        What was declared about the model: ``outputs`` and ``preprocessing`` (see
+        :meth:`faithmap.Model.record`); saved with the explanation.
     cost : Cost
         Forward and backward passes and seconds spent, target resolution included.
     ranking : Tensor or None
@@ -47,6 +54,10 @@ class Explanation:
     config: Mapping[str, Any]
     target: Tensor | None
     cost: Cost
+    score: ScoreFunction | tuple[ScoreFunction, ...] | None = field(
+        default=None, repr=False, compare=False
+    )
+    model: Mapping[str, Any] = field(default_factory=dict)
     ranking: Tensor | None = None
     curves: Mapping[str, Tensor] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -72,6 +83,7 @@ class Explanation:
         metadata = {
             "method": self.method,
             "config": json.dumps(dict(self.config), default=repr),
+            "model": json.dumps(dict(self.model), default=repr),
             "cost": json.dumps(
                 {
                     "forward": self.cost.forward,
@@ -98,6 +110,7 @@ class Explanation:
             method=metadata.get("method", "unknown"),
             config=json.loads(metadata.get("config", "{}")),
             target=tensors.get("target"),
+            model=json.loads(metadata.get("model", "{}")),
             cost=Cost(
                 int(cost.get("forward", 0)),
                 int(cost.get("backward", 0)),

@@ -124,8 +124,9 @@ class Method(ABC):
             The model to explain; it is left exactly as it was given.
         inputs : Tensor
             One batch, batch first; images are ``(N, C, H, W)``.
-        target : None, int, sequence or tensor of ints, or callable
-            The output to explain (``None``: each sample's predicted class).
+        target : None, int, sequence or tensor of ints, callable, or one callable per sample
+            The output to explain (``None``: each sample's predicted class); a callable is
+            kept on the explanation, so metrics score the same output.
         """
         wrapped = Model.wrap(model)
         checked = check_inputs(inputs, type(self).__name__, image=self.image_only)
@@ -142,6 +143,8 @@ class Method(ABC):
             method=self.name,
             config=self.config(),
             target=None if resolved.classes is None else resolved.classes.to(home),
+            score=resolved.function,
+            model=wrapped.record(),
             cost=tracker.cost,
             ranking=None if result.ranking is None else result.ranking.to(home),
             curves={name: curve.detach().to(home) for name, curve in result.curves.items()},

@@ -207,7 +207,8 @@ class Prepared:
     attributions : Tensor
         The explanation's map, float, on the model's device.
     target : TargetLike
-        What to score: the given target, else the explanation's, else ``None`` (predicted).
+        What to score: the given target, else the explanation's (its classes, or the callable
+        it explained), else ``None`` (the predicted class, for class-score outputs only).
     rule : {"explained", "predicted", "given"}
         How the target was chosen, recorded in the result's choices.
     """
@@ -257,7 +258,9 @@ def prepare(
         check_map_shape(attributions, checked, owner)
     device = wrapped.device or checked.device
     rule: TargetRule
-    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
+    if target is None and isinstance(explanation, Explanation) and explanation.score is not None:
+        target, rule = explanation.score, "explained"
+    elif target is None and isinstance(explanation, Explanation) and explanation.target is not None:
         target, rule = explanation.target, "explained"
     else:
         rule = "predicted" if target is None else "given"

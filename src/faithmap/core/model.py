@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, get_args
@@ -24,11 +24,17 @@ from faithmap.core.batching import MeasuredSizes, fastest_batch_size
 from faithmap.core.constraints import options
 from faithmap.core.cost import Ledger
 from faithmap.core.onnx import open_session
+from faithmap.core.preprocessing import Preprocessing, as_preprocessing
 from faithmap.core.targets import Target, TargetLike, resolve_target
 from faithmap.core.validation import check_choice, check_int
-from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
+from faithmap.errors import FaithmapError, InvalidParameterError, ModelError, TargetError
 
-Activation = Literal["softmax", "logits"]
+Activation = Literal["softmax", "logits", "log_odds"]
+"""The readout of a model's outputs: ``"softmax"`` (class probabilities), ``"logits"`` (the raw
+outputs, whatever the model returns) or ``"log_odds"`` (``log p - log(1 - p)``, which does not
+saturate where probabilities do)."""
+Outputs = Literal["logits", "probabilities", "log_probabilities"]
+"""What a classifier returns; it decides how each readout is computed (never a second softmax)."""
 RowInputs = Callable[[Tensor, Tensor], Tensor]
 """Builds the input rows for pairs ``(sample index, perturbation index)``, both ``(B,)``."""
 ACTIVATION = options(get_args(Activation))
@@ -55,20 +61,48 @@ def _input_gradient(scores: Tensor, rows: Tensor) -> Tensor:
     return gradient
 
 
+def _logit_log_odds(logits: Tensor) -> Tensor:
+    """``log p_c - log(1 - p_c)`` of softmax probabilities, exact where ``p_c`` rounds to 1.
+
+    ``log(1 - p_c)`` is the log-sum-exp of the other classes minus that of all; it is computed
+    that way for each row's top class (the one that saturates) and as ``log(-expm1(log p))``
+    for the others, whose ``p <= 0.5`` keeps it accurate, so the cost stays ``O(B C)``.
+    """
+    log_p = logits.log_softmax(dim=1)
+    total = logits.logsumexp(dim=1, keepdim=True)
+    top = logits.argmax(dim=1, keepdim=True)
+    without_top = logits.scatter(1, top, float("-inf")).logsumexp(dim=1, keepdim=True)
+    log_rest = (-torch.expm1(log_p.clamp(max=-torch.finfo(logits.dtype).eps))).log()
+    is_top = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top, True)
+    return log_p - torch.where(is_top, without_top - total, log_rest)
+
+
+def _is_callable_target(target: TargetLike) -> bool:
+    """A callable, or one callable per sample."""
+    if callable(target) and not isinstance(target, Tensor):
+        return True
+    return isinstance(target, list | tuple) and len(target) > 0 and all(callable(t) for t in target)
+
+
 class Model:
     """A model as faithmap sees it.
 
     Parameters
     ----------
     model : nn.Module or callable
-        Maps a batch ``(B, ...)`` to outputs ``(B, C)`` (logits, or probabilities if
-        ``outputs="probabilities"``). A callable may return a numpy array.
+        Maps a batch ``(B, ...)`` to outputs ``(B, ...)``: class scores ``(B, C)`` for a
+        classifier, any shape for other models (a detector's ``(B, K, A)``) when the target is
+        a callable reading one score per row. A callable may return a numpy array.
     batch_size : int or None, default=None
         Rows per model call. ``None`` measures the fastest size on the first call for each
         input shape (see :func:`faithmap.core.batching.fastest_batch_size`); the measurement is
         kept for the module, so later ``Model`` objects of the same module reuse it.
-    outputs : {"logits", "probabilities"}, default="logits"
-        What the model returns; with ``"probabilities"`` no softmax is applied on top.
+    outputs : {"logits", "probabilities", "log_probabilities"}, default="logits"
+        What the model returns. A probability model gets no second softmax; its ``"logits"``
+        readout is the probabilities themselves and ``"log_odds"`` is ``log p - log(1 - p)``.
+    preprocessing : Preprocessing, mapping or None, default=None
+        What the network expects (size, channel order, normalisation), applied inside every
+        call so inputs, removals and attributions stay in the user's pixel space.
     eval_mode : bool, default=True
         Put an ``nn.Module`` in eval mode while faithmap uses it (and restore it after).
 
@@ -85,7 +119,8 @@ class Model:
         model: nn.Module | Callable[[Tensor], Any],
         *,
         batch_size: int | None = None,
-        outputs: Literal["logits", "probabilities"] = "logits",
+        outputs: Outputs = "logits",
+        preprocessing: Preprocessing | Mapping[str, Any] | None = None,
         eval_mode: bool = True,
     ) -> None:
         if isinstance(model, Model):
@@ -101,10 +136,13 @@ class Model:
             check_int(batch_size, "batch_size", "Model", low=1)
         self.module = model
         self.batch_size = batch_size
-        self.outputs_kind = check_choice(outputs, "outputs", "Model", ("logits", "probabilities"))
+        check_choice(outputs, "outputs", "Model", get_args(Outputs))
+        self.outputs_kind: Outputs = outputs
+        self.preprocessing = as_preprocessing(preprocessing)
         self.eval_mode = eval_mode
         self.ledger = Ledger()
         self.num_outputs: int | None = None
+        self.output_shape: tuple[int, ...] | None = None
         self._sizes = MeasuredSizes.of(model)
 
     @classmethod
@@ -112,20 +150,38 @@ class Model:
         """``model`` itself if it is a :class:`Model`, else a new one wrapping it."""
         return model if isinstance(model, Model) else cls(model)
 
+    def like(self, module: nn.Module | Callable[[Tensor], Any]) -> Model:
+        """A :class:`Model` of another network declared as this one (outputs, preprocessing,
+        batch size, eval mode): for metrics that run a changed copy of the model."""
+        return Model(
+            module,
+            batch_size=self.batch_size,
+            outputs=self.outputs_kind,
+            preprocessing=self.preprocessing,
+            eval_mode=self.eval_mode,
+        )
+
     @classmethod
     def from_onnx(
         cls,
         path: str | Path,
         *,
         batch_size: int | None = None,
+        outputs: Outputs = "logits",
+        preprocessing: Preprocessing | Mapping[str, Any] | None = None,
         providers: Sequence[str] | None = None,
+        extra_inputs: Mapping[str, Any] | None = None,
+        output: int | str = 0,
     ) -> Model:
         """A model running the ONNX file ``path`` with ONNX Runtime.
 
-        See :func:`faithmap.core.onnx.open_session` for ``path`` and ``providers``; the session
-        is called with numpy arrays of the dtype its graph declares.
+        See :func:`faithmap.core.onnx.open_session` for ``path``, ``providers``,
+        ``extra_inputs`` (the graph's other inputs, given as constants) and ``output`` (which
+        graph output is explained); ``outputs`` and ``preprocessing`` are as for
+        :class:`Model`. The session is called with numpy arrays of the dtype its graph declares.
         """
-        return cls(open_session(path, providers=providers), batch_size=batch_size)
+        session = open_session(path, providers=providers, extra_inputs=extra_inputs, output=output)
+        return cls(session, batch_size=batch_size, outputs=outputs, preprocessing=preprocessing)
 
     @property
     def measured_batch_sizes(self) -> dict[tuple[Any, ...], tuple[int, int]]:
@@ -133,9 +189,21 @@ class Model:
         dtype, device and pass kind (shared by every ``Model`` of the same module)."""
         return self._sizes.table
 
+    def record(self) -> dict[str, Any]:
+        """What was declared about the model, JSON-friendly: stored with explanations and in the
+        benchmark's config hash."""
+        return {"outputs": self.outputs_kind, "preprocessing": self.preprocessing.record()}
+
     def __repr__(self) -> str:
         name = type(self.module).__name__
-        return f"Model({name}, batch_size={self.batch_size}, outputs={self.outputs_kind!r})"
+        declared = (
+            ""
+            if self.preprocessing.is_identity and self.preprocessing.size is None
+            else (f", preprocessing={self.preprocessing!r}")
+        )
+        return (
+            f"Model({name}, batch_size={self.batch_size}, outputs={self.outputs_kind!r}{declared})"
+        )
 
     @property
     def device(self) -> torch.device | None:
@@ -181,38 +249,79 @@ class Model:
 
     # -------------------------------------------------------------- forward
     def _call(self, batch: Tensor) -> Tensor:
-        """One call of the wrapped model, its output checked and shaped ``(B, C)``."""
+        """One call of the wrapped model on a preprocessed batch, its output checked.
+
+        Any output shape with one row per sample is accepted (a ``(B,)`` output becomes
+        ``(B, 1)``); whether it can be read as class scores is checked where a class is read.
+        """
         try:
-            output = self.module(batch)
+            output = self.module(self.preprocessing(batch))
         except FaithmapError:
             raise
         except Exception as err:
             raise ModelError(
                 f"The model raised {type(err).__name__} on a batch of shape {tuple(batch.shape)}: "
-                f"{err}. Check that the model accepts inputs of this shape and dtype."
+                f"{err}. Check that the model accepts inputs of this shape and dtype (and the "
+                "declared preprocessing, if any)."
             ) from err
         if isinstance(output, np.ndarray):
             output = torch.from_numpy(output).to(batch.device)
         if not isinstance(output, Tensor):
             raise ModelError(
-                "The model must return a tensor (or numpy array) of shape (B, C). Got "
-                f"{type(output).__name__} instead; wrap it so it returns the logits tensor."
+                "The model must return a tensor (or numpy array) with one row per sample. Got "
+                f"{type(output).__name__} instead; wrap it so it returns the output tensor."
             )
         if output.dim() == 1:
             output = output.unsqueeze(1)
-        if output.dim() != 2 or output.shape[0] != batch.shape[0]:
+        if output.dim() == 0 or output.shape[0] != batch.shape[0]:
             raise ModelError(
-                f"The model must return outputs of shape ({batch.shape[0]}, C) for a batch of "
-                f"{batch.shape[0]}. Got {tuple(output.shape)} instead."
+                f"The model must return one output row per sample: shape ({batch.shape[0]}, ...) "
+                f"for a batch of {batch.shape[0]}. Got {tuple(output.shape)} instead."
             )
-        self.num_outputs = int(output.shape[1])
+        if not output.is_floating_point():
+            output = output.float()
+        self.output_shape = tuple(output.shape[1:])
+        self.num_outputs = int(output.shape[1]) if output.dim() == 2 else None
         return output
 
+    def check_class_scores(self, output_shape: tuple[int, ...] | None, reading: str) -> None:
+        """Raise unless outputs of ``(B, *output_shape)`` are class scores ``(B, C)``."""
+        if output_shape is None or len(output_shape) == 1:
+            return
+        shape = f"(B, {', '.join(map(str, output_shape))})"
+        fix = (
+            "Pass activation='logits' so a callable target reads the raw outputs."
+            if "readout" in reading
+            else "Pass a callable target that maps the outputs to one score per row (e.g. a "
+            "detector's best box score for one object)."
+        )
+        raise TargetError(
+            f"The model's outputs have shape {shape}, not (B, C) class scores, so {reading} is "
+            f"not defined. {fix}"
+        )
+
     def activate(self, output: Tensor, activation: Activation) -> Tensor:
-        """Apply the output activation: softmax probabilities, or the raw outputs."""
-        if activation == "softmax" and self.outputs_kind == "logits":
-            return output.softmax(dim=1)
-        return output
+        """The readout of raw outputs: softmax probabilities, the raw outputs, or log-odds.
+
+        Uses the declared ``outputs``: probabilities are never put through a second softmax,
+        and log-probabilities are exponentiated.
+        """
+        if activation == "logits":
+            return output
+        self.check_class_scores(tuple(output.shape[1:]), f"the {activation!r} readout")
+        kind = self.outputs_kind
+        if activation == "softmax":
+            if kind == "logits":
+                return output.softmax(dim=1)
+            return output.exp() if kind == "log_probabilities" else output
+        eps = torch.finfo(output.dtype).eps
+        if kind == "probabilities":
+            p = output.clamp(min=torch.finfo(output.dtype).tiny, max=1.0 - eps / 2)
+            return p.log() - (-p).log1p()
+        if kind == "log_probabilities":
+            log_p = output.clamp(max=-eps)
+            return log_p - (-torch.expm1(log_p)).log()
+        return _logit_log_odds(output)
 
     def _batch_size_for(self, sample: Tensor, gradients: bool, rows: int) -> int:
         """The batch size for a job of ``rows`` rows shaped like ``sample``.
@@ -260,14 +369,20 @@ class Model:
         return torch.cat(chunks).clone()
 
     def predict(self, inputs: Tensor) -> Tensor:
-        """The predicted class of each sample, ``(N,)`` int64."""
-        return self.outputs(inputs).argmax(dim=1)
+        """The predicted class of each sample, ``(N,)`` int64 (class-score outputs only)."""
+        outputs = self.outputs(inputs)
+        self.check_class_scores(tuple(outputs.shape[1:]), "the predicted class")
+        return outputs.argmax(dim=1)
 
     def target(self, inputs: Tensor, target: TargetLike) -> Target:
         """Resolve ``target`` for the batch ``inputs`` (a forward pass only if it is ``None``)."""
-        if self.num_outputs is None and not callable(target) and target is not None:
+        if self.output_shape is None and target is not None and not _is_callable_target(target):
             with self.preserved(), torch.inference_mode():
                 self._call(inputs[:1].to(self.device or inputs.device))
+        if self.output_shape is not None and not _is_callable_target(target):
+            self.check_class_scores(
+                self.output_shape, "the predicted class" if target is None else "a class target"
+            )
         return resolve_target(
             target, inputs.shape[0], self.num_outputs, lambda: self.predict(inputs), inputs.device
         )

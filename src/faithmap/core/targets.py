@@ -1,9 +1,11 @@
 """What a method explains: the output score each sample is attributed against.
 
 A target is given as ``None`` (the predicted class), an ``int`` (one class for every sample),
-an ``(N,)`` integer tensor or sequence (one class per sample), or a callable mapping the model's
-output of a batch to one score per row (detection, segmentation, regression). Callables must
-score each row on its own: faithmap calls them on batches of perturbed copies.
+an ``(N,)`` integer tensor or sequence (one class per sample), a callable mapping the model's
+output of a batch to one score per row (detection, segmentation, regression), or one such
+callable per sample (each object of each image its own score). Callables receive the raw
+outputs, whatever their shape, and must score each row on its own: faithmap calls them on
+batches of perturbed copies. Class targets need ``(B, C)`` class-score outputs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from torch import Tensor
 from faithmap.core.constraints import ConstraintList, Satisfies
 from faithmap.errors import TargetError
 
-TargetLike = None | int | Sequence[int] | Tensor | Callable[[Tensor], Tensor]
+ScoreFunction = Callable[[Tensor], Tensor]
+"""A callable target: the model's outputs of a batch ``(B, ...)`` to one score per row ``(B,)``."""
+TargetLike = None | int | Sequence[int] | Tensor | ScoreFunction | Sequence[ScoreFunction]
 
 
 def is_target_like(value: object) -> bool:
@@ -32,7 +36,8 @@ def is_target_like(value: object) -> bool:
 TARGET: ConstraintList = [
     Satisfies(
         is_target_like,
-        "None (the predicted class), an int, one int per sample or a callable score",
+        "None (the predicted class), an int, one int per sample, a callable score or one "
+        "callable per sample",
         invalid="cat",
     )
 ]
@@ -43,31 +48,61 @@ TARGET: ConstraintList = [
 class Target:
     """A resolved target for a batch of ``N`` samples.
 
-    Exactly one of ``classes`` (``(N,)`` int64 on the model's device) and ``score_fn`` is set.
+    Exactly one of ``classes`` (``(N,)`` int64 on the model's device), ``score_fn`` (one
+    callable for every sample) and ``score_fns`` (one callable per sample) is set.
     """
 
     classes: Tensor | None = None
-    score_fn: Callable[[Tensor], Tensor] | None = None
+    score_fn: ScoreFunction | None = None
+    score_fns: tuple[ScoreFunction, ...] | None = None
+
+    @property
+    def function(self) -> ScoreFunction | tuple[ScoreFunction, ...] | None:
+        """The callable target (or one per sample), ``None`` for class targets."""
+        return self.score_fn if self.score_fn is not None else self.score_fns
 
     def select(self, output: Tensor, samples: Tensor) -> Tensor:
         """Score of each row of ``output``; row ``j`` belongs to sample ``samples[j]``."""
         if self.classes is not None:
+            if output.dim() != 2:
+                raise TargetError(
+                    f"A class target reads (B, C) class scores, but the model's outputs have "
+                    f"shape {tuple(output.shape)}. Pass a callable target that maps the outputs "
+                    "to one score per row."
+                )
             return output.gather(1, self.classes[samples].unsqueeze(1)).squeeze(1)
-        assert self.score_fn is not None  # invariant of the dataclass, not user input
-        scores = self.score_fn(output)
-        if not isinstance(scores, Tensor) or scores.shape != (output.shape[0],):
-            got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-            raise TargetError(
-                f"A callable target must return one score per row, a tensor of shape "
-                f"({output.shape[0]},). Got {got} instead."
-            )
+        if self.score_fn is not None:
+            return _checked(self.score_fn(output), output.shape[0])
+        assert self.score_fns is not None  # invariant of the dataclass, not user input
+        groups: dict[int, list[int]] = {}  # rows by function, so each is called once
+        for row, sample in enumerate(samples.tolist()):
+            groups.setdefault(id(self.score_fns[sample]), []).append(row)
+        scores = output.new_zeros(output.shape[0])
+        for positions in groups.values():
+            rows = torch.tensor(positions, device=output.device)
+            function = self.score_fns[int(samples[positions[0]])]
+            values = _checked(function(output[rows]), rows.shape[0])
+            scores = scores.index_put((rows,), values.to(scores.dtype))
         return scores
 
     def subset(self, index: Tensor) -> Target:
         """The target of the samples ``index`` of the batch."""
-        if self.classes is None:
-            return self
-        return Target(classes=self.classes[index])
+        if self.classes is not None:
+            return Target(classes=self.classes[index])
+        if self.score_fns is not None:
+            return Target(score_fns=tuple(self.score_fns[i] for i in index.tolist()))
+        return self
+
+
+def _checked(scores: object, rows: int) -> Tensor:
+    """``scores`` if it is one score per row, else a clear error."""
+    if not isinstance(scores, Tensor) or scores.shape != (rows,):
+        got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise TargetError(
+            f"A callable target must return one score per row, a tensor of shape ({rows},). "
+            f"Got {got} instead."
+        )
+    return scores
 
 
 def resolve_target(
@@ -84,6 +119,14 @@ def resolve_target(
     """
     if callable(target) and not isinstance(target, Tensor):
         return Target(score_fn=target)
+    if isinstance(target, list | tuple) and any(callable(t) for t in target):
+        functions = tuple(target)
+        if not all(callable(f) for f in functions) or len(functions) != n:
+            raise TargetError(
+                f"A per-sample target must hold one callable per sample ({n}). Got "
+                f"{len(functions)} entries, {sum(map(callable, functions))} of them callable."
+            )
+        return Target(score_fns=functions)
     if target is None:
         classes = predicted().to(device=device, dtype=torch.long)
     elif isinstance(target, bool):

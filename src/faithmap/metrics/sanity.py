@@ -202,12 +202,7 @@ def model_randomisation(
             owner, wrapped, inputs, explanation, target, similarity, seed
         )
     clone = copy.deepcopy(module)
-    twin = Model(
-        clone,
-        batch_size=wrapped.batch_size,
-        outputs="probabilities" if wrapped.outputs_kind == "probabilities" else "logits",
-        eval_mode=wrapped.eval_mode,
-    )
+    twin = wrapped.like(clone)
     layers = _layers(clone)
     if not layers:
         raise ModelError(

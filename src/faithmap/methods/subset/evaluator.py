@@ -30,15 +30,28 @@ Confidence = Literal["entropy", "evidential"]
 
 @dataclass(frozen=True)
 class _Readout(Target):
-    """Reads ``(probability of the target, confidence)`` from one batch of raw outputs."""
+    """Reads ``(score of the target, confidence)`` from one batch of raw outputs.
+
+    For a class target the score is the class probability and the confidence is read from the
+    whole class distribution (LiMA's ``1 - H(p) / log K`` or SMDL's evidential form). A
+    callable target (a detector's box score, a regression output) has no class distribution:
+    its score is read from the probabilities for class-score outputs ``(B, C)`` and from the
+    raw outputs otherwise, and the confidence term is that same score clipped to [0, 1], so the
+    objective rewards subsets the model is sure of *for the target*, as VPS does for boxes.
+    """
 
     model: Model | None = None
     form: Confidence = "entropy"
 
     def select(self, output: Tensor, samples: Tensor) -> Tensor:
         assert self.model is not None  # set by SubsetScores, not user input
+        target = Target(self.classes, self.score_fn, self.score_fns)
+        if self.classes is None:
+            read = self.model.activate(output, "softmax") if output.dim() == 2 else output
+            score = target.select(read, samples)
+            return torch.stack([score, score.clamp(0.0, 1.0)], 1)
         probs = self.model.activate(output, "softmax")
-        target = Target(self.classes, self.score_fn).select(probs, samples)
+        score = target.select(probs, samples)
         classes = output.shape[1]
         if self.form == "evidential":
             evidence = output.clamp(-10.0, 10.0).exp() + 1.0
@@ -47,7 +60,7 @@ class _Readout(Target):
             entropy = -(probs * (probs + 1e-7).log()).sum(1)
             scale = math.log(classes) if classes > 1 else 1.0
             confidence = 1.0 - entropy / scale
-        return torch.stack([target, confidence], 1)
+        return torch.stack([score, confidence], 1)
 
 
 def _embedding_layer(module: nn.Module, name: str | None) -> tuple[nn.Module, bool]:
@@ -101,7 +114,7 @@ class SubsetScores:
         embedding: str | Literal[False] | None,
         complement_substrate: Tensor | None = None,
     ) -> None:
-        if confidence == "evidential" and model.outputs_kind == "probabilities":
+        if confidence == "evidential" and model.outputs_kind != "logits":
             raise InvalidParameterError(
                 "The evidential confidence needs the model's logits, but the model returns "
                 "probabilities. Use confidence_form='entropy'."
@@ -155,8 +168,9 @@ class SubsetScores:
 
     def _run(self, samples: Tensor, keeps: Tensor, sides: Tensor) -> Tensor:
         """Score ``M`` subsets through the model in one call, reading embeddings if needed."""
+        target = self.target.subset(samples)
         readout = _Readout(
-            self.target.subset(samples).classes, self.target.score_fn, self.model, self.form
+            target.classes, target.score_fn, target.score_fns, model=self.model, form=self.form
         )
         pixels = keeps.to(self.inputs.dtype)
 
