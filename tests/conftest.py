@@ -30,6 +30,15 @@ LIGHT_PARAMS: dict[str, dict[str, Any]] = {
 """Settings that keep every method fast on 16x16 test images."""
 
 
+@pytest.fixture(autouse=True)
+def _batch_size_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test gets an empty batch-size cache folder: none writes to the user's real cache."""
+    folder = tmp_path_factory.mktemp("faithmap-cache")
+    monkeypatch.setenv("FAITHMAP_CACHE_DIR", str(folder))
+
+
 def light_params(name: str) -> dict[str, Any]:
     """Fast settings for a registered method (empty: its defaults)."""
     return dict(LIGHT_PARAMS.get(name, {}))

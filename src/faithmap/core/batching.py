@@ -1,43 +1,116 @@
-"""Choosing a batch size by measuring throughput.
+"""Choosing a batch size by measuring throughput, at a small share of the job's cost.
 
 The fastest batch size is not the largest that fits: on a 2-core CPU a small CNN's backward
 pass runs about 1.5x slower per sample at batch 256 than at 8-32 (cache pressure), while a GPU
 keeps gaining up to thousands. So faithmap times candidate sizes on the real model and input
 shape and keeps the fastest per sample.
+
+Measuring is itself work, so it is bounded by the job it serves (:class:`Calibration`): only the
+sizes the job can use are timed, the scan stops once doubling the size gains less than timing
+noise, and its time is held to a share of the job's estimated time. Measurements are kept for
+the life of the module and, for an ``nn.Module``, across processes in a per-user cache file
+(:func:`cache_file`) keyed by the module's architecture, input shape, dtype, device and pass
+kind; the file is safe to delete and is never the reason a run fails.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import tempfile
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_BATCH_BYTES = 256 * 2**20
+SMALL_JOB = 8
+"""A job of at most this many rows runs in one call, unmeasured: timing costs more than it saves."""
+CACHE_ENV = "FAITHMAP_CACHE_DIR"
+"""Environment variable naming the cache folder; ``off`` (or ``0``, ``false``, ``none``) disables
+the cache file."""
+CACHE_FILE = "batch_sizes.json"
+CACHE_VERSION = 1
+MAX_CACHE_ENTRIES = 512
+_OFF = {"off", "0", "false", "no", "none", "disabled"}
+
+_log = logging.getLogger(__name__)
 
 
-def _best_time(
+@dataclass
+class Calibration:
+    """What one measurement may spend, and what it found.
+
+    ``rows`` is the job's size; the measurement's time is held to ``share`` of the job's
+    estimated time (``rows`` times the best seconds per sample found so far), or ``floor``
+    seconds if that is more. ``known`` holds seconds per sample measured earlier (this process
+    or the cache file), which are not timed again. After the measurement, ``timings`` holds every
+    size's seconds per sample and ``complete`` says whether the scan ended on its own (the gain
+    fell below noise, a call grew long, the memory cap) rather than at the job's size or budget.
+    """
+
+    rows: int
+    share: float = 0.2
+    floor: float = 0.02
+    known: dict[int, float] = field(default_factory=dict)
+    timings: dict[int, float] = field(default_factory=dict)
+    complete: bool = False
+
+    def budget(self, seconds_per_sample: float) -> float:
+        """The seconds the measurement may spend, given the best seconds per sample so far."""
+        return max(self.floor, self.share * self.rows * seconds_per_sample)
+
+
+_CALIBRATION: ContextVar[Calibration | None] = ContextVar("faithmap_calibration", default=None)
+"""The bounds of the measurement under way: :meth:`MeasuredSizes.size_for` sets them around its
+``measure`` callback, and :func:`fastest_batch_size` reads them when not given ``calibration``."""
+
+
+def _time_calls(
     run: Callable[[Tensor], object],
     batch: Tensor,
     *,
     min_repeats: int,
-    min_seconds: float,
+    window: float,
     max_repeats: int,
+    first_call: bool,
 ) -> float:
-    """The fastest of repeated timed calls: at least ``min_repeats`` and ``min_seconds`` in all.
+    """The fastest of repeated timed calls of ``run(batch)``.
 
-    The minimum, not the mean, is what the machine can do; other processes only add to it.
+    A call shorter than ``window`` is repeated until ``min_repeats`` calls and ``window`` seconds
+    in all; a longer one is timed once (twice for the first size, whose first call pays for lazy
+    set-up). The minimum, not the mean, is what the machine can do; other processes only add.
     """
-    run(batch)
     timings: list[float] = []
-    while len(timings) < max_repeats and (len(timings) < min_repeats or sum(timings) < min_seconds):
+    while len(timings) < max_repeats:
         start = time.perf_counter()
         run(batch)
         timings.append(time.perf_counter() - start)
+        if 0 < window <= timings[0]:
+            if len(timings) >= (2 if first_call else 1):
+                break
+        elif len(timings) >= min_repeats and sum(timings) >= window:
+            break
     return min(timings)
+
+
+def _predicted_calls(call: float, window: float, min_repeats: int, max_repeats: int) -> int:
+    """How many calls :func:`_time_calls` makes for calls of ``call`` seconds (not the first)."""
+    if 0 < window <= call:
+        return 1
+    return max(min_repeats, min(max_repeats, math.ceil(window / max(call, 1e-9))))
 
 
 def fastest_batch_size(
@@ -48,58 +121,232 @@ def fastest_batch_size(
     min_repeats: int = 3,
     min_seconds: float = 0.03,
     max_repeats: int = 20,
-    patience: int = 3,
-    slower: float = 1.15,
+    patience: int = 2,
     tolerance: float = 1.05,
-    budget_seconds: float = 0.25,
+    long_call: float = 0.25,
     finalists: int = 3,
     rounds: int = 2,
+    calibration: Calibration | None = None,
 ) -> tuple[int, dict[int, float]]:
     """The batch size with the lowest measured seconds per sample.
 
-    ``run`` is called on ``sample`` (one row, batch first) repeated to each candidate size, once
-    to warm up and then repeatedly (see :func:`_best_time`). The search stops after
-    ``patience`` sizes in a row more than ``slower`` times the best per-sample time, at a size
-    whose input exceeds ``MAX_BATCH_BYTES``, or once one call takes over ``budget_seconds`` (a
-    call that long already amortises per-call overhead). The ``finalists`` fastest sizes are
-    then timed again in turns, ``rounds`` times, each keeping its best: a machine's slow moment
-    during one size's turn in the scan would otherwise decide the choice. Of the sizes within
-    ``tolerance`` of the fastest (timing noise), the largest is chosen: fewer calls mean less
-    Python overhead around each. Returns it and the seconds per sample of each size timed.
+    ``run`` is called on ``sample`` (one row, batch first) repeated to each candidate size, in
+    increasing order (see :func:`_time_calls`: repeated until ``min_seconds`` for short calls).
+    The scan stops after ``patience`` sizes in a row that beat the best per-sample time by less
+    than ``tolerance`` (timing noise), at a size whose input exceeds ``MAX_BATCH_BYTES``, or once
+    one call takes over ``long_call`` seconds (a call that long already amortises per-call
+    overhead). The ``finalists`` fastest sizes are then timed again in turns, ``rounds`` times,
+    each keeping its best: a machine's slow moment during one size's turn in the scan would
+    otherwise decide the choice. Of the sizes within ``tolerance`` of the fastest, the largest is
+    chosen: fewer calls mean less Python overhead around each.
+
+    ``calibration`` (by default the one :meth:`MeasuredSizes.size_for` set up, if any) bounds
+    the time spent: a size is timed only if its predicted cost fits the job's budget, and sizes
+    it already knows are not timed again; its ``timings`` and ``complete`` are filled in.
+    Returns the chosen size and the seconds per sample of each size known.
     """
+    plan = calibration if calibration is not None else _CALIBRATION.get()
+    started = time.perf_counter()
+    known = dict(plan.known) if plan is not None else {}
     row_bytes = sample[:1].numel() * sample.element_size()
     per_sample: dict[int, float] = {}
-    best, worse_in_a_row = candidates[0], 0
+    best: int | None = None
+    no_gain, complete, timed_any = 0, False, False
+
+    def budget() -> float:
+        if plan is None or best is None:
+            return math.inf
+        return plan.budget(per_sample[best])
+
+    def window() -> float:
+        return min(min_seconds, budget() / 8)
+
+    def batch_of(size: int) -> Tensor:
+        return sample[:1].expand(size, *sample.shape[1:]).contiguous()
+
     for size in candidates:
         if size > 1 and size * row_bytes > MAX_BATCH_BYTES:
+            complete = True
             break
-        batch = sample[:1].expand(size, *sample.shape[1:]).contiguous()
-        seconds = _best_time(
-            run, batch, min_repeats=min_repeats, min_seconds=min_seconds, max_repeats=max_repeats
-        )
-        per_sample[size] = seconds / size
-        if per_sample[size] < per_sample[best]:
-            best = size
-        if per_sample[size] > slower * per_sample[best]:
-            worse_in_a_row += 1
+        if size in known:
+            seconds = known[size] * size
         else:
-            worse_in_a_row = 0
-        if worse_in_a_row >= patience or seconds > budget_seconds:
+            if best is not None:
+                call = size * per_sample[best]
+                calls = _predicted_calls(call, window(), min_repeats, max_repeats)
+                if time.perf_counter() - started + calls * call > budget():
+                    break
+            seconds = _time_calls(
+                run,
+                batch_of(size),
+                min_repeats=min_repeats,
+                window=window(),
+                max_repeats=max_repeats,
+                first_call=not timed_any,
+            )
+            timed_any = True
+        per_sample[size] = seconds / size
+        if best is None:
+            best = size
+        elif per_sample[size] * tolerance < per_sample[best]:
+            best, no_gain = size, 0
+        else:
+            no_gain += 1
+            if per_sample[size] < per_sample[best]:
+                best = size
+        if no_gain >= patience or seconds > long_call:
+            complete = True
             break
-    ranked = sorted(per_sample, key=per_sample.__getitem__)[:finalists]
+    else:
+        complete = True
+    if best is None:  # nothing fitted the budget, not even the first size
+        best = candidates[0]
+    fresh = [size for size in per_sample if size not in known]
+    ranked = sorted(fresh, key=per_sample.__getitem__)[:finalists]
     for _ in range(rounds if len(ranked) > 1 else 0):
         for size in ranked:
-            batch = sample[:1].expand(size, *sample.shape[1:]).contiguous()
-            seconds = _best_time(run, batch, min_repeats=1, min_seconds=0.0, max_repeats=1)
+            call = size * per_sample[size]
+            if time.perf_counter() - started + call > budget():
+                break
+            seconds = _time_calls(
+                run, batch_of(size), min_repeats=1, window=0.0, max_repeats=1, first_call=False
+            )
             per_sample[size] = min(per_sample[size], seconds / size)
-    fastest = min(per_sample.values())
-    chosen = max(size for size, t in per_sample.items() if t <= tolerance * fastest)
+    fastest = min(per_sample.values(), default=0.0)
+    chosen = max((size for size, t in per_sample.items() if t <= tolerance * fastest), default=best)
+    if plan is not None:
+        plan.timings = dict(per_sample)
+        plan.complete = complete
     return chosen, per_sample
 
 
+# ------------------------------------------------------------------ the cache across processes
+def cache_file() -> Path | None:
+    """The per-user file of measured batch sizes, or ``None`` when the cache is off.
+
+    ``$FAITHMAP_CACHE_DIR/batch_sizes.json`` if that variable is set (``off``, ``0``, ``false``
+    or ``none`` disable the file), else ``$XDG_CACHE_HOME/faithmap/`` or ``~/.cache/faithmap/``.
+    Deleting it only means the next run measures again.
+    """
+    folder = os.environ.get(CACHE_ENV)
+    if folder is not None and folder.strip().lower() in _OFF:
+        return None
+    if folder:
+        return Path(folder).expanduser() / CACHE_FILE
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "faithmap" / CACHE_FILE
+
+
+def fingerprint(model: Any) -> str | None:
+    """A hash of what decides an ``nn.Module``'s speed, not of its weights' values.
+
+    The classes (and their ``forward`` code), the module tree with each layer's settings
+    (``repr``), and the names, shapes and dtypes of parameters and buffers. ``None`` for anything
+    else (a plain callable is measured once per process, not cached across processes).
+    """
+    if not isinstance(model, nn.Module):
+        return None
+    digest = hashlib.sha256()
+    for module in model.modules():
+        cls = type(module)
+        digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+        code = getattr(getattr(cls, "forward", None), "__code__", None)
+        if code is not None:
+            digest.update(code.co_code)
+            digest.update(repr(code.co_consts).encode())
+    digest.update(repr(model).encode())
+    for kind, tensors in (("p", model.named_parameters()), ("b", model.named_buffers())):
+        for name, tensor in tensors:
+            digest.update(f"{kind}:{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"{device}:{torch.cuda.get_device_name(device)}"
+    return f"{device}:{platform.machine()}:{torch.get_num_threads()}threads"
+
+
+def _cache_key(model_fingerprint: str, key: tuple[Any, ...]) -> str:
+    shape, dtype, device, gradients = key
+    kind = "forward_backward" if gradients else "forward"
+    device_name = _device_name(torch.device(device))
+    version = f"torch{torch.__version__}"
+    return f"{model_fingerprint}|{list(shape)}|{dtype}|{device_name}|{kind}|{version}"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    """The cache's entries; an empty table if the file is missing, unreadable or corrupt."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def _entry(raw: object) -> tuple[int, int, dict[int, float]] | None:
+    """``(size, covered, seconds per sample by size)`` of a cache entry, or ``None`` if invalid."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        size, covered = int(raw["size"]), int(raw["covered"])
+        timings = {int(k): float(v) for k, v in dict(raw["per_sample"]).items()}
+        valid = size >= 1 and covered >= 1 and all(v > 0 for v in timings.values())
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (size, covered, timings) if valid else None
+
+
+def _write_cache(path: Path, key: str, size: int, covered: int, timings: dict[int, float]) -> None:
+    """Add one entry: re-read the file, then write a temporary file and rename it over.
+
+    Two processes writing at once can lose one's entry (it is measured again next time), but
+    never leave a broken file; any error is logged and ignored.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entries = _read_cache(path)
+        entries[key] = {
+            "size": size,
+            "covered": covered,
+            "per_sample": {str(k): v for k, v in sorted(timings.items())},
+            "saved": time.time(),
+        }
+        if len(entries) > MAX_CACHE_ENTRIES:
+            by_age = sorted(entries, key=lambda k: float(entries[k].get("saved", 0.0)))
+            for stale in by_age[: len(entries) - MAX_CACHE_ENTRIES]:
+                del entries[stale]
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".batch_sizes.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump({"version": CACHE_VERSION, "entries": entries}, out, indent=1)
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+    except Exception as err:  # the cache must never be why a run fails
+        _log.debug("faithmap could not write its batch-size cache %s: %s", path, err)
+
+
+# ------------------------------------------------------------------ measurements per model
 Measurements = dict[tuple[Any, ...], tuple[int, int]]
 _MEASURED: weakref.WeakKeyDictionary[Any, Measurements] = weakref.WeakKeyDictionary()
-"""Per wrapped module: (chosen batch size, largest size timed) by input shape and pass kind."""
+"""Per wrapped module: (chosen batch size, largest job size covered) by input shape and kind."""
+Timings = dict[tuple[Any, ...], dict[int, float]]
+_TIMINGS: weakref.WeakKeyDictionary[Any, Timings] = weakref.WeakKeyDictionary()
+"""Per wrapped module: seconds per sample by batch size, by input shape and pass kind."""
+
+
+@contextlib.contextmanager
+def _bounded(calibration: Calibration) -> Iterator[None]:
+    token = _CALIBRATION.set(calibration)
+    try:
+        yield
+    finally:
+        _CALIBRATION.reset(token)
 
 
 class MeasuredSizes:
@@ -107,24 +354,43 @@ class MeasuredSizes:
 
     The table is kept for as long as the model lives, so every :class:`~faithmap.Model` made
     around the same module reuses it; a model that cannot be weakly referenced (a bound method,
-    a builtin) gets a table of its own.
+    a builtin) gets a table of its own. For an ``nn.Module`` the measurements are also kept in
+    the cache file (:func:`cache_file`), so another process with the same architecture reuses
+    them.
     """
 
-    def __init__(self, table: Measurements) -> None:
+    def __init__(self, table: Measurements, timings: Timings | None = None, model: Any = None):
         self._table = table
+        self._timings: Timings = {} if timings is None else timings
+        self._model = model
+        self._fingerprint: str | bool | None = False  # False: not computed yet
 
     @classmethod
     def of(cls, model: Any) -> MeasuredSizes:
         """The measurements shared by every wrapper of ``model``."""
         try:
-            return cls(_MEASURED.setdefault(model, {}))
+            return cls(_MEASURED.setdefault(model, {}), _TIMINGS.setdefault(model, {}), model)
         except TypeError:
-            return cls({})
+            return cls({}, {}, model)
 
     @property
     def table(self) -> Measurements:
-        """A copy of the measurements: ``(size, largest size timed)`` by shape and pass kind."""
+        """A copy of the measurements: ``(size, largest job size covered)`` by shape and kind."""
         return dict(self._table)
+
+    def _cache_key(self, key: tuple[Any, ...]) -> tuple[Path, str] | None:
+        path = cache_file()
+        if path is None:
+            return None
+        if self._fingerprint is False:
+            try:
+                self._fingerprint = fingerprint(self._model)
+            except Exception as err:  # an odd module is just not cached
+                _log.debug("faithmap could not fingerprint %r: %s", type(self._model), err)
+                self._fingerprint = None
+        if not isinstance(self._fingerprint, str):
+            return None
+        return path, _cache_key(self._fingerprint, key)
 
     def size_for(
         self,
@@ -135,13 +401,36 @@ class MeasuredSizes:
     ) -> int:
         """The batch size for a job of ``rows`` rows shaped like ``sample``.
 
-        Sizes are measured, by ``measure(candidates)``, only up to the job's size (no point
-        timing 1024 rows for a job of 33); a later, larger job measures again up to its own.
+        A job of at most ``SMALL_JOB`` rows runs in one call, unmeasured. Otherwise the size
+        comes from this process's table, else the cache file, else ``measure(candidates)``
+        with the candidates up to the job's size (no point timing 1024 rows for a job of 33),
+        bounded by a :class:`Calibration` for the job. A later, larger job measures again up to
+        its own size, timing only the sizes not yet known.
         """
+        row_bytes = max(1, sample[:1].numel() * sample.element_size())
+        if rows <= SMALL_JOB:
+            return max(1, min(rows, MAX_BATCH_BYTES // row_bytes))
         key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
-        size, largest_timed = self._table.get(key, (0, 0))
-        if largest_timed < rows and largest_timed < CANDIDATES[-1]:
-            largest = next((c for c in CANDIDATES if c >= rows), CANDIDATES[-1])
+        size, covered = self._table.get(key, (0, 0))
+        if covered >= rows:
+            return size
+        cached = self._cache_key(key)
+        if cached is not None:
+            found = _entry(_read_cache(cached[0]).get(cached[1]))
+            if found is not None:
+                size, covered, timings = found
+                self._table[key] = (size, covered)
+                self._timings[key] = {**timings, **self._timings.get(key, {})}
+                if covered >= rows:
+                    return size
+        largest = next((c for c in CANDIDATES if c >= rows), CANDIDATES[-1])
+        plan = Calibration(rows=rows, known=dict(self._timings.get(key, {})))
+        with _bounded(plan):
             size = measure(tuple(c for c in CANDIDATES if c <= largest))
-            self._table[key] = (size, largest)
+        covered = CANDIDATES[-1] if plan.complete else largest
+        self._table[key] = (size, covered)
+        if plan.timings:
+            self._timings[key] = dict(plan.timings)
+        if cached is not None:
+            _write_cache(cached[0], cached[1], size, covered, self._timings.get(key, {}))
         return size

@@ -14,17 +14,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Cost:
-    """Forward passes, backward passes and wall-clock seconds."""
+    """Forward passes, backward passes and wall-clock seconds.
+
+    ``seconds`` is the work itself; ``calibration_seconds`` is the time spent measuring the
+    model's best batch size along the way (zero once it is known, in this process or the cache
+    file), kept apart so that the two can be compared.
+    """
 
     forward: int = 0
     backward: int = 0
     seconds: float = 0.0
+    calibration_seconds: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(
             self.forward + other.forward,
             self.backward + other.backward,
             self.seconds + other.seconds,
+            self.calibration_seconds + other.calibration_seconds,
         )
 
     def __sub__(self, other: Cost) -> Cost:
@@ -32,6 +39,7 @@ class Cost:
             self.forward - other.forward,
             self.backward - other.backward,
             self.seconds - other.seconds,
+            self.calibration_seconds - other.calibration_seconds,
         )
 
     @property
@@ -84,12 +92,13 @@ class Tracker:
     def cost(self) -> Cost:
         """The cost so far, or the final cost once the block has exited.
 
-        Its seconds leave out the model's one-time batch-size measurement
-        (``Ledger.calibration_seconds``), which is not part of the work being tracked.
+        Its seconds leave out the model's batch-size measurement
+        (``Ledger.calibration_seconds``), which is not part of the work being tracked; that
+        time is reported apart, as ``calibration_seconds``.
         """
         if self.final is not None:
             return self.final
         spent = self.ledger.snapshot() - self.start
         calibration = self.ledger.calibration_seconds - self.calibration_at_start
         elapsed = time.perf_counter() - self.started_at - calibration
-        return Cost(spent.forward, spent.backward, elapsed)
+        return Cost(spent.forward, spent.backward, elapsed, calibration)
