@@ -19,6 +19,22 @@ import typer
 
 from faithmap.api import get_method
 from faithmap.cli.common import app, clean_errors, errors, parse_param, say
+from faithmap.cli.declared import (
+    ChannelsOption,
+    KeepAspectOption,
+    MeanOption,
+    OnnxInputOption,
+    OutputsOption,
+    PadValueOption,
+    ScaleOption,
+    SizeOption,
+    StdOption,
+    ThreadsOption,
+    declared_outputs,
+    declared_preprocessing,
+    onnx_inputs,
+    set_threads,
+)
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import Method
 from faithmap.core.model import Model
@@ -32,11 +48,21 @@ TEXT_MODEL = "word_cnn"
 """The ``--model`` name of faithmap's own text classifier (the default for ``--text``)."""
 
 
-def _load(spec: str, architecture: str | None, trust_pickle: bool, batch_size: int | None) -> Model:
+def _load(
+    spec: str,
+    architecture: str | None,
+    trust_pickle: bool,
+    batch_size: int | None,
+    **declared: Any,
+) -> Model:
     from faithmap.zoo.loaders import load_model
 
     return load_model(
-        spec, architecture=architecture, trust_pickle=trust_pickle, batch_size=batch_size
+        spec,
+        architecture=architecture,
+        trust_pickle=trust_pickle,
+        batch_size=batch_size,
+        **declared,
     )
 
 
@@ -223,7 +249,16 @@ def explain_command(
     sample: Annotated[
         int, typer.Option(help="Which built-in sample (its seed) when no input is given.")
     ] = 0,
-    size: Annotated[int, typer.Option(help="Side images are resized to.")] = 64,
+    size: SizeOption = None,
+    keep_aspect: KeepAspectOption = False,
+    pad_value: PadValueOption = 0.0,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    scale: ScaleOption = 1.0,
+    channels: ChannelsOption = "rgb",
+    outputs: OutputsOption = "logits",
+    onnx_input: OnnxInputOption = None,
+    threads: ThreadsOption = None,
     background: Annotated[
         Path | None, typer.Option(help="For CSV rows: a CSV of background rows (baselines).")
     ] = None,
@@ -236,8 +271,14 @@ def explain_command(
         int | None, typer.Option(help="Rows per model call; default: the fastest, measured.")
     ] = None,
 ) -> None:
-    """Explain an image, a folder of images, a CSV file of rows or a text; save the results."""
+    """Explain an image, a folder of images, a CSV file of rows or a text; save the results.
+
+    Declare your model once: --size HxW (and --keep-aspect), --channels, --mean/--std or
+    --scale, and --outputs; faithmap applies them inside every model call, so attributions
+    stay on your images' pixels and metrics read the model's scores as it returns them.
+    """
     with clean_errors():
+        set_threads(threads)
         params = dict(parse_param(p) for p in param or [])
         if text is not None:
             if source is not None:
@@ -270,19 +311,39 @@ def explain_command(
             return
         configured = get_method(method or "integrated_gradients", **params)
         spec = model or "cnn"
-        wrapped = _load(spec, architecture, trust_pickle, batch_size)
+        builtin = spec in BUILTIN_MODELS
+        preprocessing = declared_preprocessing(
+            size if size is not None or not builtin else "64",
+            keep_aspect=keep_aspect,
+            pad_value=pad_value,
+            mean=mean,
+            std=std,
+            scale=scale,
+            channels=channels,
+        )
+        wrapped = _load(
+            spec,
+            architecture,
+            trust_pickle,
+            batch_size,
+            outputs=declared_outputs(outputs),
+            preprocessing=preprocessing,
+            extra_inputs=onnx_inputs(onnx_input) or None,
+        )
         masks = None
         if source is None:
-            shapes = make_shapes(1, seed=sample, size=size)
+            shapes = make_shapes(1, seed=sample)
             x, masks, stems = shapes.images, shapes.masks, [f"sample{sample}"]
+            x = preprocessing.fit(x)
+            masks = preprocessing.fit(masks.float()) > 0.5
             say(f"sample{sample}: true class {CLASS_NAMES[int(shapes.labels[0])]}")
         elif source.is_dir():
-            folder = read_folder(source, size)
+            folder = read_folder(source, preprocessing)
             for bad, why in folder.failures.items():
                 errors.print(f"skipped {bad}: {why}", highlight=False, soft_wrap=True)
             x, stems = folder.images, [path.stem for path in folder.paths]
         else:
-            x, stems = read_image(source, size), [source.stem]
+            x, stems = read_image(source, preprocessing), [source.stem]
         _explain_images(
             x,
             stems,

@@ -178,6 +178,15 @@ class Preprocessing:
             "std": list(self.std) if self.std else None,
         }
 
+    def fitted_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image of ``height x width`` is resized to before any padding."""
+        if self.size is None:
+            return height, width
+        if not self.keep_aspect:
+            return self.size
+        ratio = min(self.size[0] / height, self.size[1] / width)
+        return max(1, round(height * ratio)), max(1, round(width * ratio))
+
     def fit(self, images: Tensor) -> Tensor:
         """``images`` ``(N, C, H, W)`` brought to ``size`` by the resize policy (no other step).
 
@@ -192,11 +201,15 @@ class Preprocessing:
                 "leave 'size' unset for inputs that are not images."
             )
         height, width = self.size
-        if not self.keep_aspect:
-            return F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False)
-        ratio = min(height / images.shape[-2], width / images.shape[-1])
-        inner = (max(1, round(images.shape[-2] * ratio)), max(1, round(images.shape[-1] * ratio)))
-        resized = F.interpolate(images, size=inner, mode="bilinear", align_corners=False)
+        inner = self.fitted_shape(images.shape[-2], images.shape[-1])
+        resized = images
+        if inner != tuple(images.shape[-2:]):
+            shrinking = inner[0] < images.shape[-2] or inner[1] < images.shape[-1]
+            resized = F.interpolate(
+                images, size=inner, mode="bilinear", align_corners=False, antialias=shrinking
+            )
+        if inner == (height, width):
+            return resized
         top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
         return F.pad(
             resized,

@@ -8,17 +8,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faithmap.core.preprocessing import Preprocessing
 from faithmap.errors import InvalidParameterError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 """File endings :func:`read_folder` treats as images."""
 
 
-def read_image(path: Path, size: int | None = 64) -> torch.Tensor:
+def read_image(path: Path, size: int | Preprocessing | None = 64) -> torch.Tensor:
     """An image file as a ``(1, 3, H, W)`` float tensor in [0, 1].
 
     Alpha is dropped, grey images are repeated over three channels, and with ``size`` the image
-    is resized to ``size x size`` with anti-aliasing (64: the built-in models' input).
+    is resized to ``size x size`` with anti-aliasing (64: the built-in models' input); with a
+    :class:`~faithmap.core.preprocessing.Preprocessing`, to its size by its resize policy
+    (exact ``H x W``, or letterboxed with ``keep_aspect``); ``None`` keeps the file's size.
 
     Raises
     ------
@@ -49,10 +52,15 @@ def read_image(path: Path, size: int | None = 64) -> torch.Tensor:
         )
     array = array[..., :1] if array.shape[2] == 2 else array[..., :3]  # drop alpha
     array = np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
-    if size is not None:
+    if isinstance(size, Preprocessing):
+        fitted = size.fitted_shape(array.shape[0], array.shape[1])
+        if fitted != array.shape[:2]:
+            array = resize(array, fitted, anti_aliasing=True)  # type: ignore[no-untyped-call]
+    elif size is not None:
         array = resize(array, (size, size), anti_aliasing=True)  # type: ignore[no-untyped-call]
     tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
-    return tensor.clamp(0.0, 1.0).unsqueeze(0)
+    tensor = tensor.clamp(0.0, 1.0).unsqueeze(0)
+    return size.fit(tensor) if isinstance(size, Preprocessing) else tensor
 
 
 @dataclass(frozen=True)
@@ -74,13 +82,16 @@ class ImageFolder:
     failures: dict[Path, str]
 
 
-def read_folder(folder: Path, size: int = 64) -> ImageFolder:
+def read_folder(folder: Path, size: int | Preprocessing | None = 64) -> ImageFolder:
     """Every image file of ``folder`` (not its sub-folders), skipping and reporting bad ones.
+
+    ``size`` is as for :func:`read_image`; with ``None`` every image must have the same size.
 
     Raises
     ------
     InvalidParameterError
-        If ``folder`` is not a folder or holds no readable image.
+        If ``folder`` is not a folder, holds no readable image, or (with ``size=None``) holds
+        images of different sizes.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -98,5 +109,12 @@ def read_folder(folder: Path, size: int = 64) -> ImageFolder:
         raise InvalidParameterError(
             f"The folder {str(folder)!r} holds no readable image (looked for "
             f"{', '.join(IMAGE_SUFFIXES)}){found}."
+        )
+    sizes = {tuple(image.shape[-2:]) for image in images}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
+        raise InvalidParameterError(
+            f"The images of {str(folder)!r} have different sizes ({listed}); give the model's "
+            "input size (--size HxW on the command line) so they are resized to it."
         )
     return ImageFolder(torch.cat(images), paths, failures)

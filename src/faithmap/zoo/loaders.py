@@ -31,7 +31,8 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
-from faithmap.core.model import Model
+from faithmap.core.model import Model, Outputs
+from faithmap.core.preprocessing import Preprocessing
 from faithmap.errors import (
     FileProblemError,
     InvalidParameterError,
@@ -59,6 +60,9 @@ def load_model(
     options: Mapping[str, Any] | None = None,
     trust_pickle: bool = False,
     batch_size: int | None = None,
+    outputs: Outputs = "logits",
+    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+    extra_inputs: Mapping[str, Any] | None = None,
 ) -> Model:
     """Load a model from a file, an import path or a library name, ready to explain.
 
@@ -84,6 +88,12 @@ def load_model(
         whoever wrote the file: only for checkpoints from a source you trust.
     batch_size : int or None, default=None
         Rows per model call, passed to :class:`faithmap.Model`; ``None`` measures the fastest.
+    outputs : {"logits", "probabilities", "log_probabilities"}, default="logits"
+        What the model returns, passed to :class:`faithmap.Model`.
+    preprocessing : Preprocessing, mapping or None, default=None
+        What the model expects (size, channel order, normalisation), applied inside each call.
+    extra_inputs : mapping or None, default=None
+        For an ONNX graph with several inputs: constants for all but the explained one.
 
     Returns
     -------
@@ -130,7 +140,18 @@ def load_model(
     text = str(spec)
     path = Path(spec)
     if text.endswith(".onnx"):
-        return Model.from_onnx(path, batch_size=batch_size)
+        return Model.from_onnx(
+            path,
+            batch_size=batch_size,
+            outputs=outputs,
+            preprocessing=preprocessing,
+            extra_inputs=extra_inputs,
+        )
+    if extra_inputs:
+        raise InvalidParameterError(
+            "extra_inputs are constants for the other inputs of an ONNX graph; "
+            f"{text!r} is not an ONNX file."
+        )
     if isinstance(spec, str) and spec in BUILTIN_MODELS:
         module = load_builtin(spec)
     elif isinstance(spec, str) and spec.startswith(("torchvision:", "timm:", "hf:")):
@@ -152,7 +173,7 @@ def load_model(
         raise FileProblemError(
             f"No model file or known model name {text!r}. Give {_SPEC_FORMS}; check the path."
         )
-    return Model(module.eval(), batch_size=batch_size)
+    return Model(module.eval(), batch_size=batch_size, outputs=outputs, preprocessing=preprocessing)
 
 
 def _from_file(
