@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_BATCH_BYTES = 256 * 2**20
-SMALL_JOB = 8
+SMALL_JOB = 16
 """A job of at most this many rows runs in one call, unmeasured: timing costs more than it saves."""
 CACHE_ENV = "FAITHMAP_CACHE_DIR"
 """Environment variable naming the cache folder; ``off`` (or ``0``, ``false``, ``none``) disables
@@ -83,7 +83,7 @@ def _time_calls(
     batch: Tensor,
     *,
     min_repeats: int,
-    window: float,
+    window: float | Callable[[float], float],
     max_repeats: int,
     first_call: bool,
 ) -> float:
@@ -91,13 +91,16 @@ def _time_calls(
 
     A call shorter than ``window`` is repeated until ``min_repeats`` calls and ``window`` seconds
     in all; a longer one is timed once (twice for the first size, whose first call pays for lazy
-    set-up). The minimum, not the mean, is what the machine can do; other processes only add.
+    set-up). ``window`` may be a function of the first call's seconds. The minimum, not the mean,
+    is what the machine can do; other processes only add.
     """
     timings: list[float] = []
     while len(timings) < max_repeats:
         start = time.perf_counter()
         run(batch)
         timings.append(time.perf_counter() - start)
+        if callable(window):
+            window = window(timings[0])
         if 0 < window <= timings[0]:
             if len(timings) >= (2 if first_call else 1):
                 break
@@ -132,17 +135,19 @@ def fastest_batch_size(
 
     ``run`` is called on ``sample`` (one row, batch first) repeated to each candidate size, in
     increasing order (see :func:`_time_calls`: repeated until ``min_seconds`` for short calls).
-    The scan stops after ``patience`` sizes in a row that beat the best per-sample time by less
-    than ``tolerance`` (timing noise), at a size whose input exceeds ``MAX_BATCH_BYTES``, or once
-    one call takes over ``long_call`` seconds (a call that long already amortises per-call
-    overhead). The ``finalists`` fastest sizes are then timed again in turns, ``rounds`` times,
-    each keeping its best: a machine's slow moment during one size's turn in the scan would
-    otherwise decide the choice. Of the sizes within ``tolerance`` of the fastest, the largest is
-    chosen: fewer calls mean less Python overhead around each.
+    The scan stops after ``patience`` sizes in a row that do not beat, by more than
+    ``tolerance`` (timing noise), the per-sample time of the last size that did (so a slow but
+    steady gain over several sizes still counts), at a size whose input exceeds
+    ``MAX_BATCH_BYTES``, or once one call takes over ``long_call`` seconds (a call that long
+    already amortises per-call overhead). The ``finalists`` fastest sizes are then timed again
+    in turns, ``rounds`` times, each keeping its best: a machine's slow moment during one size's
+    turn in the scan would otherwise decide the choice. Of the sizes within ``tolerance`` of the
+    fastest, the largest is chosen: fewer calls mean less Python overhead around each.
 
     ``calibration`` (by default the one :meth:`MeasuredSizes.size_for` set up, if any) bounds
-    the time spent: a size is timed only if its predicted cost fits the job's budget, and sizes
-    it already knows are not timed again; its ``timings`` and ``complete`` are filled in.
+    the time spent: a size is timed only if its predicted cost fits the job's budget (if the
+    budget runs out while every doubling still gained, the next size is chosen untimed), and
+    sizes it already knows are not timed again; its ``timings`` and ``complete`` are filled in.
     Returns the chosen size and the seconds per sample of each size known.
     """
     plan = calibration if calibration is not None else _CALIBRATION.get()
@@ -152,6 +157,8 @@ def fastest_batch_size(
     per_sample: dict[int, float] = {}
     best: int | None = None
     no_gain, complete, timed_any = 0, False, False
+    reference = math.inf  # the per-sample time at the last gain above noise
+    refused: int | None = None  # the size the budget did not allow timing
 
     def budget() -> float:
         if plan is None or best is None:
@@ -160,6 +167,14 @@ def fastest_batch_size(
 
     def window() -> float:
         return min(min_seconds, budget() / 8)
+
+    def first_window(size: int) -> Callable[[float], float]:
+        def after(first_call: float) -> float:
+            if plan is None:
+                return min_seconds
+            return min(min_seconds, plan.budget(first_call / size) / 8)
+
+        return after
 
     def batch_of(size: int) -> Tensor:
         return sample[:1].expand(size, *sample.shape[1:]).contiguous()
@@ -175,25 +190,24 @@ def fastest_batch_size(
                 call = size * per_sample[best]
                 calls = _predicted_calls(call, window(), min_repeats, max_repeats)
                 if time.perf_counter() - started + calls * call > budget():
+                    refused = size
                     break
             seconds = _time_calls(
                 run,
                 batch_of(size),
                 min_repeats=min_repeats,
-                window=window(),
+                window=window() if best is not None else first_window(size),
                 max_repeats=max_repeats,
                 first_call=not timed_any,
             )
             timed_any = True
         per_sample[size] = seconds / size
-        if best is None:
+        if best is None or per_sample[size] < per_sample[best]:
             best = size
-        elif per_sample[size] * tolerance < per_sample[best]:
-            best, no_gain = size, 0
+        if per_sample[size] * tolerance < reference:  # a gain above noise since the last one
+            reference, no_gain = per_sample[size], 0
         else:
             no_gain += 1
-            if per_sample[size] < per_sample[best]:
-                best = size
         if no_gain >= patience or seconds > long_call:
             complete = True
             break
@@ -214,6 +228,9 @@ def fastest_batch_size(
             per_sample[size] = min(per_sample[size], seconds / size)
     fastest = min(per_sample.values(), default=0.0)
     chosen = max((size for size, t in per_sample.items() if t <= tolerance * fastest), default=best)
+    if refused is not None and no_gain == 0 and chosen == max(per_sample):
+        # the budget ran out while each doubling still gained: one more doubling is a safe bet
+        chosen = refused
     if plan is not None:
         plan.timings = dict(per_sample)
         plan.complete = complete
