@@ -311,3 +311,35 @@ def test_a_larger_job_extends_the_measurement(
     sizes.size_for(sample, False, 100_000, measure)
     ((_, covered),) = sizes.table.values()
     assert covered == 1024 and calls and not set(calls) & {s for s in first_calls if s < 8}
+
+
+def test_concurrent_writers_never_leave_a_broken_file(cache: Path) -> None:
+    import threading
+
+    path = cache / "batch_sizes.json"
+
+    def write(i: int) -> None:
+        for j in range(10):
+            batching._write_cache(path, f"key-{i}-{j}", 4, 64, {1: 1e-3, 2: 6e-4})
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    written = entries(cache)  # valid JSON: some entries may be lost, never the file
+    assert written and all(value["size"] == 4 for value in written.values())
+    assert [p.name for p in cache.iterdir()] == ["batch_sizes.json"]  # no temporary files left
+
+
+def test_invalid_and_oldest_entries_are_dropped_on_write(
+    cache: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batching, "MAX_CACHE_ENTRIES", 2)
+    path = cache / "batch_sizes.json"
+    cache.mkdir()
+    path.write_text(json.dumps({"version": 1, "entries": {"bad": {"size": -1}, "worse": 3}}))
+    for i in range(3):
+        clock.now += 1.0
+        batching._write_cache(path, f"key-{i}", 4, 64, {1: 1e-3})
+    assert sorted(entries(cache)) == ["key-1", "key-2"]

@@ -317,15 +317,24 @@ def _entry(raw: object) -> tuple[int, int, dict[int, float]] | None:
     return (size, covered, timings) if valid else None
 
 
+def _saved_at(entry: dict[str, Any]) -> float:
+    """When an entry was written (0 if it does not say)."""
+    try:
+        return float(entry.get("saved", 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _write_cache(path: Path, key: str, size: int, covered: int, timings: dict[int, float]) -> None:
     """Add one entry: re-read the file, then write a temporary file and rename it over.
 
-    Two processes writing at once can lose one's entry (it is measured again next time), but
-    never leave a broken file; any error is logged and ignored.
+    Invalid entries are dropped, and the oldest beyond ``MAX_CACHE_ENTRIES``. Two processes
+    writing at once can lose one's entry (it is measured again next time), but never leave a
+    broken file; any error is logged and ignored.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        entries = _read_cache(path)
+        entries = {k: v for k, v in _read_cache(path).items() if _entry(v) is not None}
         entries[key] = {
             "size": size,
             "covered": covered,
@@ -333,7 +342,7 @@ def _write_cache(path: Path, key: str, size: int, covered: int, timings: dict[in
             "saved": time.time(),
         }
         if len(entries) > MAX_CACHE_ENTRIES:
-            by_age = sorted(entries, key=lambda k: float(entries[k].get("saved", 0.0)))
+            by_age = sorted(entries, key=lambda k: _saved_at(entries[k]))
             for stale in by_age[: len(entries) - MAX_CACHE_ENTRIES]:
                 del entries[stale]
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".batch_sizes.", suffix=".tmp")
