@@ -9,6 +9,7 @@
     ├── TargetError (ValueError)                a target is out of range or cannot be resolved
     ├── ModelError (RuntimeError)               the model raised or returned something unusable
     ├── MissingDependencyError (ImportError)    an optional package is not installed
+    ├── ResourceError (MemoryError)             a job would need more memory than is available
     └── FileProblemError (OSError)              a model or data file is missing or unreadable
 
 Each class derives from the built-in exception a caller would catch without knowing faithmap
@@ -53,3 +54,8 @@ class MissingDependencyError(FaithmapError, ImportError):
 
 class FileProblemError(FaithmapError, OSError):
     """A model, weights or data file is missing, unreadable, or refused as unsafe."""
+
+
+class ResourceError(FaithmapError, MemoryError):
+    """A job would need more memory than is available; raised before allocating, with the bytes
+    needed and how to need less (group features with ``regions=``, fewer samples)."""
