@@ -108,7 +108,8 @@ def test_agrees_with_captum_given_the_same_coalitions() -> None:
     x = torch.rand(2, 2, 6, 6, dtype=torch.float64)
     method = KernelShap(regions=LABELS, n_samples=40, exact=False, activation="logits")
     ours = method.explain(net, x, target=2).attributions[:, 0]
-    coalitions, _ = method.coalitions(6)
+    distinct, repeats = method.coalitions(6)
+    coalitions = distinct.repeat_interleave(repeats.long(), dim=0)  # each as often as drawn
 
     class SameCoalitions(CaptumKernelShap):  # type: ignore[misc]
         def kernel_shap_perturb_generator(

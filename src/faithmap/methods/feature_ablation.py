@@ -29,9 +29,12 @@ class FeatureAblation(Method):
 
     Parameters
     ----------
-    regions : str, Regions or Tensor, default="slic:25"
+    regions : str, Regions, Tensor or list of lists, default="slic:25"
         The features of an image: ``"patches:K"``, ``"slic:K"``, ``"pixels"`` or a label map
-        (see :func:`faithmap.core.regions.make_regions`).
+        (see :func:`faithmap.core.regions.make_regions`). For a tabular batch ``(N, F)``: every
+        column (``"slic"``, ``"columns"``), windows of ``K`` columns (``"windows:K"``), or
+        feature groups (a list of column-index lists, or an ``(F,)`` integer label array), each
+        column getting its group's value.
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
         What a removed feature becomes.
     activation : {"logits", "softmax"}, default="logits"
@@ -64,16 +67,24 @@ class FeatureAblation(Method):
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)
-        keep = torch.ones(features.count + 1, features.count, device=inputs.device)
-        keep[1:].fill_diagonal_(0.0)
+        count = features.count
+
+        def coalitions(indices: Tensor) -> Tensor:
+            # Coalition 0 keeps everything, coalition i > 0 removes feature i - 1; built per
+            # batch, so R features never cost an (R + 1, R) matrix.
+            keep = torch.ones(indices.shape[0], count, device=indices.device)
+            removed = (indices > 0).nonzero().squeeze(1)
+            keep[removed, indices[removed] - 1] = 0.0
+            return keep
+
         scores = score_coalitions(
             model,
             inputs,
             target,
             features,
             self.fill,
-            lambda indices: keep[indices],
-            features.count + 1,
+            coalitions,
+            count + 1,
             activation=self.activation,
         )
         drops = scores[:, :1] - scores[:, 1:]

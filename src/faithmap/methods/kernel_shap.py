@@ -18,6 +18,7 @@ from faithmap.core.removal import FILL, FillSpec
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.coalitions import (
+    check_fit_memory,
     make_features,
     score_coalitions,
     solve_normal_equations,
@@ -25,6 +26,15 @@ from faithmap.methods.coalitions import (
 
 MAX_EXACT_FEATURES = 14
 """Exact enumeration scores ``2**R`` coalitions; beyond 14 features that is over 16k passes."""
+
+
+def fit_bytes(count: int, n_samples: int) -> int:
+    """Bytes KernelSHAP allocates at its peak for ``count`` features and ``n_samples``
+    coalitions: the float64 normal equations ``(R, R)`` with their eigen-decomposition (about
+    four such matrices) and the coalition and design matrices ``(S, R)`` (about four)."""
+    if count <= MAX_EXACT_FEATURES:
+        n_samples = max(n_samples, 2**count)
+    return 8 * (4 * count * count + 4 * n_samples * count)
 
 
 def all_coalitions(count: int) -> Tensor:
@@ -88,16 +98,20 @@ class KernelShap(Method):
     ``score(x) - score(x with every feature removed)``. When ``2**R <= n_samples`` (or
     ``exact=True``, up to 14 features) every coalition is scored and the values are exact;
     otherwise ``n_samples - 2`` coalitions are drawn from the kernel in complementary pairs
-    (Covert and Lee 2021). The same coalitions serve every input and one linear system is
-    solved for the whole batch.
+    (Covert and Lee 2021), and each distinct coalition is scored once, weighted by how often it
+    was drawn (with few features the small coalitions repeat: fewer passes, the same fit). The
+    same coalitions serve every input and one linear system is solved for the whole batch.
 
     Parameters
     ----------
-    regions : str, Regions or Tensor, default="slic:25"
-        The features of an image (see :func:`faithmap.core.regions.make_regions`); the columns of a
-        tabular batch ``(N, F)``.
+    regions : str, Regions, Tensor or list of lists, default="slic:25"
+        The features of an image (see :func:`faithmap.core.regions.make_regions`). For a tabular
+        batch ``(N, F)``: every column (``"slic"``, ``"columns"``), windows of ``K`` columns
+        (``"windows:K"``), or feature groups (a list of column-index lists, or an ``(F,)``
+        integer label array), each column getting its group's value.
     n_samples : int, default=1000
-        Forward passes per input, including the full and the empty coalition.
+        Coalitions per input, including the full and the empty one: the most forward passes
+        per input (repeated draws are scored once).
     exact : bool or None, default=None
         ``None``: enumerate when ``2**R <= n_samples``; ``True``: always (at most 14 features);
         ``False``: always sample.
@@ -105,6 +119,12 @@ class KernelShap(Method):
         What a removed feature becomes (the baseline).
     activation : {"logits", "softmax"}, default="logits"
     seed : int, default=0
+
+    Raises
+    ------
+    ResourceError
+        Before allocating, when the regression over this many features would need more than
+        half the available memory (48,000 columns: about 74 GB); group the features.
 
     References
     ----------
@@ -151,11 +171,17 @@ class KernelShap(Method):
             coalitions = all_coalitions(count)
             return coalitions, shapley_kernel(coalitions)
         generator = torch.Generator().manual_seed(self.seed)
-        coalitions = paired_samples(count, (self.n_samples - 2) // 2, generator)
-        return coalitions, torch.ones(coalitions.shape[0], dtype=torch.float64)
+        drawn = paired_samples(count, (self.n_samples - 2) // 2, generator)
+        # A coalition drawn k times is scored once with regression weight k: the same fit,
+        # fewer passes (few features repeat their small coalitions often).
+        coalitions, repeats = torch.unique(drawn, dim=0, return_counts=True)
+        return coalitions, repeats.double()
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)
+        check_fit_memory(
+            "KernelSHAP", fit_bytes, features.count, self.n_samples, device=inputs.device
+        )
         coalitions, weights = self.coalitions(features.count)
         ends = torch.stack([torch.ones(features.count), torch.zeros(features.count)]).double()
         keep = torch.cat([ends, coalitions]).to(inputs.device)

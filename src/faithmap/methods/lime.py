@@ -16,10 +16,18 @@ from faithmap.core.registry import register_method
 from faithmap.core.removal import FILL, FillSpec
 from faithmap.core.targets import Target
 from faithmap.methods.coalitions import (
+    check_fit_memory,
     make_features,
     score_coalitions,
     weighted_least_squares,
 )
+
+
+def fit_bytes(count: int, n_samples: int) -> int:
+    """Bytes LIME allocates at its peak for ``count`` features and ``n_samples`` coalitions:
+    the float64 ridge normal equations ``(R, R)`` with their eigen-decomposition (about five
+    such matrices) and the coalition and centred design matrices ``(S, R)`` (about four)."""
+    return 8 * (5 * count * count + 4 * n_samples * count)
 
 
 def lime_coalitions(count: int, n_samples: int, generator: torch.Generator) -> Tensor:
@@ -49,9 +57,11 @@ class Lime(Method):
 
     Parameters
     ----------
-    regions : str, Regions or Tensor, default="slic:25"
-        The features of an image (see :func:`faithmap.core.regions.make_regions`); the columns of a
-        tabular batch ``(N, F)``.
+    regions : str, Regions, Tensor or list of lists, default="slic:25"
+        The features of an image (see :func:`faithmap.core.regions.make_regions`). For a tabular
+        batch ``(N, F)``: every column (``"slic"``, ``"columns"``), windows of ``K`` columns
+        (``"windows:K"``), or feature groups (a list of column-index lists, or an ``(F,)``
+        integer label array), each column getting its group's value.
     n_samples : int, default=1000
         Forward passes per input.
     kernel_width : float, default=0.25
@@ -99,6 +109,7 @@ class Lime(Method):
 
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         features = make_features(self.regions, inputs)
+        check_fit_memory("LIME", fit_bytes, features.count, self.n_samples, device=inputs.device)
         generator = torch.Generator().manual_seed(self.seed)
         keep = lime_coalitions(features.count, self.n_samples, generator).to(inputs.device)
         scores = score_coalitions(
