@@ -5,11 +5,18 @@ with ``predict_proba`` / ``decision_function`` / ``predict`` is wrapped by
 :func:`tabular_model`: rows go to it as a float64 numpy array (or a pandas DataFrame with its
 column names when it was fitted on one, so scikit-learn sees the names it was fitted with), and
 its outputs come back as a tensor ``(N, C)`` on the rows' device and dtype.
+
+An estimator is a :class:`EstimatorModel`: its batch size is measured like any model's, over
+sizes up to :data:`ESTIMATOR_CANDIDATES` (an estimator's calls carry a fixed overhead of
+input validation and per-call set-up that only large batches amortise; the usual torch
+candidates stop at 1024 rows).
 """
 
 from __future__ import annotations
 
 import pickle
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.batching import MAX_BATCH_BYTES, SMALL_JOB, Calibration, fastest_batch_size
 from faithmap.core.model import Model
 from faithmap.core.validation import check_choice
 from faithmap.errors import FileProblemError, InvalidParameterError, ModelError
@@ -71,6 +79,96 @@ class EstimatorFunction:
         return torch.as_tensor(result.astype(np.float64)).to(device=rows.device, dtype=rows.dtype)
 
 
+ESTIMATOR_CANDIDATES = (64, 256, 1024, 4096, 16384, 65536, 262144)
+"""The batch sizes timed for an estimator (rows per call), up to the job's size."""
+ESTIMATOR_SEARCH: dict[str, Any] = {
+    "min_repeats": 1,
+    "min_seconds": 0.01,
+    "long_call": 0.05,
+    "patience": 2,
+    "finalists": 2,
+    "rounds": 1,
+}
+"""How :func:`~faithmap.core.batching.fastest_batch_size` searches them: a call over
+``long_call`` seconds already amortises an estimator's per-call overhead, so the scan stops
+there, and each size is timed briefly (its calls are long). The time spent is bounded by the
+job, as for any model (:class:`~faithmap.core.batching.Calibration`)."""
+
+COVERS_ALL = 2**62
+"""The job size recorded for a measurement that holds for any job."""
+Sizes = dict[tuple[Any, ...], tuple[int, int]]
+Timings = dict[tuple[Any, ...], dict[int, float]]
+_ESTIMATOR_SIZES: weakref.WeakKeyDictionary[Any, tuple[Sizes, Timings]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per estimator: (chosen batch size, largest job covered) and the seconds per sample of each
+size timed, by output, row width, dtype and device."""
+
+
+class EstimatorModel(Model):
+    """A :class:`~faithmap.core.model.Model` of a fitted estimator (an :class:`EstimatorFunction`).
+
+    The same as any ``Model`` (one stream of batches, costs counted, outputs declared as
+    probabilities for ``predict_proba``), except how an unset ``batch_size`` is measured: by
+    :func:`~faithmap.core.batching.fastest_batch_size` over :data:`ESTIMATOR_CANDIDATES` up to
+    the job's size, so a large job is called in chunks of tens of thousands of rows, not 1024.
+    The sizes are kept per estimator and reused by every ``EstimatorModel`` of it; the time
+    spent measuring is counted in the ledger's ``calibration_seconds``.
+    """
+
+    module: EstimatorFunction
+
+    def _batch_size_for(self, sample: Tensor, gradients: bool, rows: int) -> int:
+        if self.batch_size is not None or gradients:
+            return super()._batch_size_for(sample, gradients, rows)
+        return self.estimator_batch_size(sample, rows)
+
+    @property
+    def estimator_batch_sizes(self) -> Sizes:
+        """The sizes measured for this estimator: ``(size, largest job covered)`` by output, row
+        shape, dtype and device (shared by every ``EstimatorModel`` of the estimator)."""
+        return dict(self._tables()[0])
+
+    def _tables(self) -> tuple[Sizes, Timings]:
+        estimator = self.module.estimator
+        try:
+            return _ESTIMATOR_SIZES.setdefault(estimator, ({}, {}))
+        except TypeError:  # not weakly referenceable: tables of this model's own
+            tables: tuple[Sizes, Timings] = self.__dict__.setdefault("_own_sizes", ({}, {}))
+            return tables
+
+    def estimator_batch_size(self, sample: Tensor, rows: int) -> int:
+        """The measured batch size for a job of ``rows`` rows shaped like ``sample``.
+
+        A job of at most ``SMALL_JOB`` rows runs in one call. Otherwise sizes are timed up to the
+        first candidate at least as large as the job, within the job's calibration budget, and
+        kept; a later, larger job measures again up to its own size, timing only new sizes.
+        """
+        row_bytes = max(1, sample[:1].numel() * sample.element_size())
+        if rows <= SMALL_JOB:
+            return max(1, min(rows, MAX_BATCH_BYTES // row_bytes))
+        sizes, timings = self._tables()
+        key = (self.module.output, tuple(sample.shape[1:]), sample.dtype, str(sample.device))
+        size, covered = sizes.get(key, (0, 0))
+        if covered >= rows:
+            return size
+        largest = next((c for c in ESTIMATOR_CANDIDATES if c >= rows), ESTIMATOR_CANDIDATES[-1])
+        plan = Calibration(rows=rows, known=dict(timings.get(key, {})))
+        started = time.perf_counter()
+        size, _ = fastest_batch_size(
+            self._call,
+            sample[:1].detach(),
+            candidates=tuple(c for c in ESTIMATOR_CANDIDATES if c <= largest),
+            calibration=plan,
+            **ESTIMATOR_SEARCH,
+        )
+        self.ledger.calibration_seconds += time.perf_counter() - started
+        # A scan that ended on its own (no gain, a long call) holds for any larger job.
+        sizes[key] = (size, COVERS_ALL if plan.complete else largest)
+        timings[key] = dict(plan.timings)
+        return size
+
+
 def fitted_columns(estimator: Any) -> tuple[str, ...] | None:
     """The column names ``estimator`` was fitted with (scikit-learn's ``feature_names_in_``)."""
     names = getattr(estimator, "feature_names_in_", None)
@@ -97,11 +195,13 @@ def tabular_model(
         ``predict`` (a regressor). The estimator's outputs are explained as they are: no
         softmax is applied on top of them, whatever a method's ``activation``.
     batch_size : int or None, default=None
-        Rows per call (``None``: measured, see :class:`~faithmap.core.model.Model`).
+        Rows per call (``None``: measured, see :class:`~faithmap.core.model.Model`; for an
+        estimator over sizes up to 262,144 rows, see :class:`EstimatorModel`).
 
     Returns
     -------
     Model
+        An :class:`EstimatorModel` for an estimator.
 
     References
     ----------
@@ -137,7 +237,7 @@ def tabular_model(
             f"{', '.join(methods)}."
         )
     function = EstimatorFunction(estimator, output, fitted_columns(estimator))
-    return Model(function, batch_size=batch_size, outputs="probabilities")
+    return EstimatorModel(function, batch_size=batch_size, outputs="probabilities")
 
 
 def load_estimator(path: Path, *, trust_pickle: bool = False) -> Any:
