@@ -26,11 +26,15 @@ problem", AISTATS 2020.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal
 
 from torch import Tensor
 
+from faithmap import errors
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import Method
 from faithmap.core.model import Model
@@ -79,6 +83,18 @@ def baseline_field(method: Method) -> str:
         "Drop the background, or use kernel_shap, lime, feature_ablation, "
         "integrated_gradients or gradient_shap."
     )
+
+
+@contextmanager
+def _quiet_constant_maps() -> Iterator[None]:
+    """No constant-map warning for the per-pair explanations of the expectation: the pair of a
+    row with an identical background row has an all-zero map by definition; only the average
+    over the background is the explanation."""
+    category = getattr(errors, "ConstantMapWarning", None)
+    with warnings.catch_warnings():
+        if category is not None:
+            warnings.simplefilter("ignore", category)
+        yield
 
 
 def check_background(background: Any, features: int, owner: str) -> Tensor:
@@ -146,9 +162,10 @@ def explain_with_background(
         resolved = model.target(rows.to(model.device or rows.device), target)
         classes = None if resolved.classes is None else resolved.classes.to(rows.device)
         per_pair = target if classes is None else classes.repeat_interleave(count)
-        inner = replace(method, **{field: tiled}).explain(
-            model, rows.repeat_interleave(count, 0), per_pair
-        )
+        with _quiet_constant_maps():  # a row equal to a background row has a zero map
+            inner = replace(method, **{field: tiled}).explain(
+                model, rows.repeat_interleave(count, 0), per_pair
+            )
     attributions = inner.attributions.view(n, count, *inner.attributions.shape[1:]).mean(1)
     return Explanation(
         attributions=attributions,
