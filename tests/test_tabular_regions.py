@@ -90,7 +90,7 @@ def test_windows_of_columns() -> None:
 
 
 def test_columns_and_the_image_default_mean_every_column() -> None:
-    for regions in ("columns", "pixels", "slic:25"):
+    for regions in ("columns", "pixels", "slic:25", "patches:8"):
         result = KernelShap(regions=regions, n_samples=64).explain(model(), ROW, target=0)
         assert result.cost.forward == 2**6
     regions = make_regions("columns", torch.zeros(3, 5))
@@ -124,7 +124,7 @@ def test_explain_rows_passes_groups_and_keeps_efficiency_over_a_background() -> 
         ([[0, 0]], "repeated columns"),
         (torch.tensor([0.0, 0.5, 1.0, 1.0, 2.0, 2.0]), "integer group per column"),
         (torch.tensor([0, 1, 2]), r"shape \(6,\)"),
-        ("patches:4", "windows:K"),
+        ("patches:4", "windows:K"),  # make_regions itself refuses image partitions on rows
     ],
 )
 def test_bad_groups_say_what_is_wrong(regions: Any, message: str) -> None:

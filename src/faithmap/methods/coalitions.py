@@ -60,10 +60,12 @@ def make_features(spec: RegionsLike, inputs: Tensor) -> Features:
 
     Images ``(N, C, H, W)`` take any image partition; rows ``(N, F)`` take ``"columns"``,
     ``"windows:K"``, feature groups (a list of column-index lists) or an ``(F,)`` label array.
-    The image specs ``"slic"`` / ``"slic:K"`` (the methods' default) mean every column for rows.
+    The image-only specs ``"slic"``, ``"slic:K"``, ``"patches"``, ``"patches:K"`` (the methods'
+    defaults) mean every column for rows, as they always have.
     """
     if inputs.dim() == 2:
-        if isinstance(spec, str) and spec.partition(":")[0] in ("slic", "columns", "pixels"):
+        image_only = ("slic", "patches", "columns", "pixels")
+        if isinstance(spec, str) and spec.partition(":")[0] in image_only:
             return Features(int(inputs.shape[1]), None)
         regions = make_regions(spec, inputs)
         return Features(regions.count, regions)

@@ -32,9 +32,9 @@ class FeatureAblation(Method):
     regions : str, Regions, Tensor or list of lists, default="slic:25"
         The features of an image: ``"patches:K"``, ``"slic:K"``, ``"pixels"`` or a label map
         (see :func:`faithmap.core.regions.make_regions`). For a tabular batch ``(N, F)``: every
-        column (``"slic"``, ``"columns"``), windows of ``K`` columns (``"windows:K"``), or
-        feature groups (a list of column-index lists, or an ``(F,)`` integer label array), each
-        column getting its group's value.
+        column (``"columns"``, or an image spec such as the default), windows of ``K`` columns
+        (``"windows:K"``), or feature groups (a list of column-index lists, or an ``(F,)``
+        integer label array), each column getting its group's value.
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
         What a removed feature becomes.
     activation : {"logits", "softmax"}, default="logits"

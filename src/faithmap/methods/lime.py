@@ -59,9 +59,9 @@ class Lime(Method):
     ----------
     regions : str, Regions, Tensor or list of lists, default="slic:25"
         The features of an image (see :func:`faithmap.core.regions.make_regions`). For a tabular
-        batch ``(N, F)``: every column (``"slic"``, ``"columns"``), windows of ``K`` columns
-        (``"windows:K"``), or feature groups (a list of column-index lists, or an ``(F,)``
-        integer label array), each column getting its group's value.
+        batch ``(N, F)``: every column (``"columns"``, or an image spec such as the default),
+        windows of ``K`` columns (``"windows:K"``), or feature groups (a list of column-index
+        lists, or an ``(F,)`` integer label array), each column getting its group's value.
     n_samples : int, default=1000
         Forward passes per input.
     kernel_width : float, default=0.25
