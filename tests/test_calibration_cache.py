@@ -35,10 +35,17 @@ SCRIPT = textwrap.dedent(
     from torch import nn
     import faithmap
 
+    class Net(nn.Module):  # nested code in forward: its fingerprint must not hold addresses
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+            self.head = nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x):
+            return self.head(sum(layer(x) for layer in [self.layers]))
+
     torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)
-    )
+    net = Net()
     x = torch.rand(4, 3, 8, 8)
     explanation = faithmap.explain(net, x, method="integrated_gradients", steps=8)
     sizes = faithmap.Model(net).measured_batch_sizes

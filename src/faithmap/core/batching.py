@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import torch
@@ -203,6 +204,7 @@ def fastest_batch_size(
             if best is not None:
                 call = size * per_sample[best]
                 calls = _predicted_calls(call, window(), min_repeats, max_repeats)
+                calls += 0 if timed_any else 1  # the warm-up, when the known sizes had none
                 if time.perf_counter() - started + calls * call > budget():
                     refused = size
                     break
@@ -282,14 +284,28 @@ def fingerprint(model: Any) -> str | None:
         cls = type(module)
         digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
         code = getattr(getattr(cls, "forward", None), "__code__", None)
-        if code is not None:
-            digest.update(code.co_code)
-            digest.update(repr(code.co_consts).encode())
+        if isinstance(code, CodeType):
+            _hash_code(digest, code)
     digest.update(repr(model).encode())
     for kind, tensors in (("p", model.named_parameters()), ("b", model.named_buffers())):
         for name, tensor in tensors:
             digest.update(f"{kind}:{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
     return digest.hexdigest()[:24]
+
+
+def _hash_code(digest: Any, code: CodeType) -> None:
+    """Add a function's code to ``digest``, nested code (comprehensions, lambdas) included.
+
+    Not ``repr`` of the nested code objects: theirs holds a memory address, which differs in
+    every process.
+    """
+    digest.update(code.co_code)
+    digest.update(repr(code.co_names).encode())
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType):
+            _hash_code(digest, constant)
+        else:
+            digest.update(repr(constant).encode())
 
 
 def _device_name(device: torch.device) -> str:
