@@ -174,6 +174,7 @@ def fastest_batch_size(
     no_gain, complete, timed_any = 0, False, False
     reference = math.inf  # the per-sample time at the last gain above noise
     refused: int | None = None  # the size the budget did not allow timing
+    ratio = 1.0  # the last improvement of the best per-sample time: the next may be as large
 
     def budget() -> float:
         if plan is None or best is None:
@@ -205,7 +206,9 @@ def fastest_batch_size(
                 call = size * per_sample[best]
                 calls = _predicted_calls(call, window(), min_repeats, max_repeats)
                 calls += 0 if timed_any else 1  # the warm-up, when the known sizes had none
-                if time.perf_counter() - started + calls * call > budget():
+                # the job may run faster still, and so shrink the budget: assume the last gain again
+                allowed = plan.budget(per_sample[best] * ratio) if plan is not None else math.inf
+                if time.perf_counter() - started + calls * call > allowed:
                     refused = size
                     break
             seconds = _time_calls(
@@ -219,6 +222,8 @@ def fastest_batch_size(
             timed_any = True
         per_sample[size] = seconds / size
         if best is None or per_sample[size] < per_sample[best]:
+            if best is not None:
+                ratio = per_sample[size] / per_sample[best]
             best = size
         if per_sample[size] * tolerance < reference:  # a gain above noise since the last one
             reference, no_gain = per_sample[size], 0
