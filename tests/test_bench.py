@@ -56,11 +56,11 @@ def test_config_is_frozen_and_normalised() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"models": ["vgg"]}, "Unknown model 'vgg'.*Valid names are: cnn"),
+        ({"models": ["vgg"]}, "Unknown model 'vgg'.*no such file. Valid names are: cnn.*model file"),
         ({"methods": []}, "No method"),
         ({"methods": ["saliency", "gradcam++"]}, "Unknown method 'gradcam\\+\\+'.*rise"),
         ({"metrics": ["auc"]}, "Unknown metric 'auc'.*Valid names are: .*insertion"),
-        ({"data": "imagenet"}, "Unknown data set 'imagenet'.*Valid names are: shapes"),
+        ({"data": "imagenet"}, "Unknown data 'imagenet'.*no such folder. Valid names are: shapes"),
         ({"executor": "dask"}, "Unknown executor 'dask'.*Valid names are: local, ray"),
         ({"n_samples": 0}, "'n_samples' parameter of BenchConfig must be an int >= 1"),
         ({"chunk_size": 0}, "'chunk_size' parameter of BenchConfig must be an int >= 1"),

@@ -13,13 +13,16 @@ BMVC 2018 (the insertion and deletion curves passed on to the report).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from faithmap.bench.report import write_report
 from faithmap.bench.report.data import ReportData, ReportRow
+from faithmap.bench.sources import DataSource, data_source
 from faithmap.bench.store import Run, Store
 from faithmap.bench.work import load_data
 from faithmap.errors import InvalidParameterError
@@ -31,8 +34,30 @@ def _complete(by_sample: dict[int, Tensor], samples: int) -> Tensor | None:
     return torch.stack([by_sample[i] for i in range(samples)])
 
 
-def report_data(store: Store, run: Run | None = None) -> ReportData:
+def _stored_data(config: Mapping[str, Any]) -> DataSource:
+    """The data a stored run used, from its recorded identity."""
+    recorded = config["data"]
+    if isinstance(recorded, str):
+        return data_source(recorded)
+    if recorded.get("path") is None:
+        raise InvalidParameterError(
+            f"The run used data given as tensors in Python ({recorded.get('name')!r}); its "
+            "report needs them: call write_run_report(store, run, out, data=DataSource) with "
+            "the same data."
+        )
+    fields = {k: recorded[k] for k in ("masks", "keep_aspect", "name") if k in recorded}
+    if recorded.get("size"):
+        fields["size"] = tuple(recorded["size"])
+    return data_source(recorded["path"], **fields)
+
+
+def report_data(
+    store: Store, run: Run | None = None, *, data: DataSource | None = None
+) -> ReportData:
     """Everything the report shows about ``run`` (default: the store's latest run).
+
+    ``data`` is the run's data; ``None`` reads it again from what the run recorded (the
+    built-in data, or the same folder).
 
     Raises
     ------
@@ -50,7 +75,7 @@ def report_data(store: Store, run: Run | None = None) -> ReportData:
         )
     config = run.config
     samples = int(config["n_samples"])
-    data = load_data(str(config["data"]), samples, int(config["data_seed"]))
+    loaded = load_data(data or _stored_data(config), samples, int(config["data_seed"]))
     attributions = {
         key: stacked
         for key, found in maps.items()
@@ -82,8 +107,8 @@ def report_data(store: Store, run: Run | None = None) -> ReportData:
         higher_is_better={row.metric: row.higher_is_better for row in rows},
         curves=complete_curves,
         attributions=attributions,
-        images=data.images,
-        masks=data.masks,
+        images=loaded.images,
+        masks=loaded.masks,
         versions=run.versions,
     )
 
@@ -92,7 +117,9 @@ REPORT_NAME = "report.html"
 """The report's file name inside a benchmark's output folder."""
 
 
-def write_run_report(store: Store, run: Run | None, out: Path) -> Path | None:
+def write_run_report(
+    store: Store, run: Run | None, out: Path, *, data: DataSource | None = None
+) -> Path | None:
     """Write the HTML report of ``run`` as ``out / "report.html"`` (exports beside it).
 
     Returns ``None`` when the run has no rows yet (no task finished, or only skipped ones).
@@ -100,4 +127,4 @@ def write_run_report(store: Store, run: Run | None, out: Path) -> Path | None:
     run = run or store.run()
     if len(store.done(run)) == len(store.skipped(run)):  # no task with rows yet
         return None
-    return write_report(report_data(store, run), Path(out) / REPORT_NAME)
+    return write_report(report_data(store, run, data=data), Path(out) / REPORT_NAME)

@@ -26,12 +26,13 @@ from types import MappingProxyType
 from typing import Any
 
 from faithmap.api import get_method
+from faithmap.bench.sources import DataSource, ModelSource, data_source, model_source
 from faithmap.core.registry import METHODS
 from faithmap.core.validation import check_int
 from faithmap.data import ShapesBatch, make_shapes
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics import DEFAULT_METRICS, METRICS
-from faithmap.zoo import BUILTIN_MODELS, ZOO_MODELS
+from faithmap.zoo import BUILTIN_MODELS
 
 DATASETS: Mapping[str, Callable[..., ShapesBatch]] = MappingProxyType({"shapes": make_shapes})
 """Built-in data sets a benchmark can run on, with ground-truth masks, by name."""
@@ -96,11 +97,19 @@ class BenchConfig:
 
     Parameters
     ----------
-    data : {"shapes"}, default="shapes"
-        The built-in data set: :func:`faithmap.data.make_shapes` images with object masks.
-    models : sequence of str, default=:data:`faithmap.zoo.BUILTIN_MODELS`
-        Names from :data:`faithmap.zoo.ZOO_MODELS` (the built-in models and their
-        adversarially trained versions).
+    data : "shapes", folder, mapping, tensors or DataSource, default="shapes"
+        The built-in data set (:func:`faithmap.data.make_shapes` images with object masks), a
+        folder of images (labels from class sub-folders), a mapping ``{"path": folder,
+        "masks": mask_folder, "size": "HxW", "keep_aspect": bool}``, tensors ``images`` or
+        ``(images, masks)``, or a :class:`~faithmap.bench.sources.DataSource`. Becomes a
+        ``DataSource``. A folder holding fewer images than ``n_samples`` sets ``n_samples``.
+    models : sequence, default=:data:`faithmap.zoo.BUILTIN_MODELS`
+        Each a name from :data:`faithmap.zoo.ZOO_MODELS` (the built-in models and their
+        adversarially trained versions), a model file or ``torchvision:``/``timm:``/``hf:``
+        spec, a mapping ``{"spec": ..., "outputs": ..., "mean": ..., "size": ...}`` (any
+        :class:`~faithmap.core.preprocessing.Preprocessing` field), or a
+        :class:`faithmap.Model` / ``nn.Module``. Stored as their names;
+        :meth:`model_source` gives each one's :class:`~faithmap.bench.sources.ModelSource`.
     methods : sequence of str, default=every registered method
         Names from :func:`faithmap.available`.
     metrics : sequence of str, default=:data:`faithmap.metrics.DEFAULT_METRICS`
@@ -137,7 +146,7 @@ class BenchConfig:
         On unknown names or invalid parameters, listing the valid ones, before any work.
     """
 
-    models: Sequence[str] = BUILTIN_MODELS
+    models: Sequence[Any] = BUILTIN_MODELS
     methods: Sequence[str] = field(default_factory=lambda: tuple(METHODS.names()))
     metrics: Sequence[str] = DEFAULT_METRICS
     n_samples: int = 16
@@ -148,7 +157,7 @@ class BenchConfig:
         default_factory=lambda: DEFAULT_METHOD_PARAMS
     )
     batch_size: int | None = None
-    data: str = "shapes"
+    data: Any = "shapes"
     metric_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     chunk_size: int = 8
     executor: str = "local"
@@ -157,8 +166,19 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising the fields of a frozen dataclass
-        set_(self, "data", _names([self.data], "data set", tuple(DATASETS))[0])
-        set_(self, "models", _names(self.models, "model", ZOO_MODELS))
+        listed = [self.models] if isinstance(self.models, str) else list(self.models)
+        if not listed:
+            raise InvalidParameterError("No model in the benchmark configuration.")
+        sources = list(dict.fromkeys(model_source(value) for value in listed))  # drop repeats
+        names = [source.name for source in sources]
+        if len(set(names)) != len(names):
+            raise InvalidParameterError(
+                f"Two benchmark models share a name ({', '.join(names)}); give each a distinct "
+                "name (a model table's name = '...')."
+            )
+        set_(self, "_sources", {source.name: source for source in sources})
+        set_(self, "models", tuple(names))
+        set_(self, "data", data_source(self.data))
         set_(self, "methods", _names(self.methods, "method", METHODS.names()))
         set_(self, "metrics", _names(self.metrics, "metric", sorted(METRICS)))
         set_(self, "executor", _names([self.executor], "executor", EXECUTORS)[0])
@@ -190,6 +210,27 @@ class BenchConfig:
             get_method(name, **self.params(name))  # validates the parameters now
         for name in self.metrics:
             _check_metric_params(name, self.metric_params.get(name, {}))
+        self._fit_data()
+
+    def _fit_data(self) -> None:
+        """Bound ``n_samples`` by the data and refuse metrics the data cannot score."""
+        data: DataSource = self.data
+        count = data.count()
+        if count is not None and self.n_samples > count:
+            object.__setattr__(self, "n_samples", count)
+        has_masks = data.is_builtin or data.masks is not None or data.mask_tensors is not None
+        needing = [m for m in self.metrics if METRICS[m].needs_masks]
+        if needing and not has_masks:
+            raise InvalidParameterError(
+                f"The metrics {', '.join(needing)} score against ground-truth masks, but the data "
+                f"{data.name!r} has none. Give a mask folder (--masks, or masks in the data "
+                "table), or drop these metrics."
+            )
+
+    def model_source(self, name: str) -> ModelSource:
+        """Where the model ``name`` comes from and what was declared about it."""
+        sources: dict[str, ModelSource] = self._sources  # type: ignore[attr-defined]
+        return sources[name]
 
     def params(self, method: str) -> dict[str, Any]:
         """The parameters given to ``method``: ``method_params`` plus the seed if it has one."""
@@ -213,12 +254,12 @@ class BenchConfig:
         """
         return _json(
             {
-                "data": self.data,
+                "data": self.data.identity(),
                 "n_samples": self.n_samples,
                 "data_seed": self.data_seed,
                 "seed": self.seed,
                 "chunk_size": self.chunk_size,
-                "models": list(self.models),
+                "models": [self.model_source(name).identity() for name in self.models],
                 "methods": {m: get_method(m, **self.params(m)).config() for m in self.methods},
                 "metrics": {m: self.metric_kwargs(m) for m in self.metrics},
             }
@@ -234,6 +275,8 @@ class BenchConfig:
         """The whole configuration as plain JSON-ready values."""
         record = {f.name: getattr(self, f.name) for f in fields(self)}
         record["out"] = str(self.out)
+        record["data"] = self.data.identity()
+        record["models"] = [self.model_source(name).identity() for name in self.models]
         for name in ("method_params", "metric_params"):
             record[name] = {k: dict(v) for k, v in record[name].items()}
         return _json(record)

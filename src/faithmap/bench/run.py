@@ -65,7 +65,7 @@ def run_bench(
         check_ray()
     tasks = plan(config)
     for name in config.models:  # a missing model fails before any work
-        load_model(name, config.batch_size)
+        load_model(config.model_source(name), config.batch_size)
     started = time.perf_counter()
     with Store(config.out) as store:
         run = store.open_run(config)
@@ -91,5 +91,5 @@ def run_bench(
         }
         write_results(config, rows, time.perf_counter() - started, extra=extra)
         if report:
-            write_run_report(store, run, config.out)
+            write_run_report(store, run, config.out, data=config.data)
     return rows

@@ -21,26 +21,26 @@ from typing import Any
 from torch import Tensor
 
 from faithmap.api import get_method
-from faithmap.bench.config import DATASETS, BenchConfig
+from faithmap.bench.config import BenchConfig
 from faithmap.bench.plan import Task
+from faithmap.bench.sources import DataSource, ImageData, ModelSource
 from faithmap.core.cost import Cost
 from faithmap.core.model import Model
-from faithmap.data import ShapesBatch
 from faithmap.errors import ModelError
 from faithmap.metrics import METRICS
-from faithmap.zoo import load_builtin
 
 
 @dataclass(frozen=True)
 class Job:
     """What every task of a run shares, as plain picklable values."""
 
-    data: str
+    data: DataSource
     n_samples: int
     data_seed: int
     metrics: tuple[str, ...]
     metric_params: dict[str, dict[str, Any]]
     batch_size: int | None
+    models: dict[str, ModelSource]
 
     @staticmethod
     def of(config: BenchConfig) -> Job:
@@ -52,6 +52,7 @@ class Job:
             metrics=tuple(config.metrics),
             metric_params={m: config.metric_kwargs(m) for m in config.metrics},
             batch_size=config.batch_size,
+            models={name: config.model_source(name) for name in config.models},
         )
 
 
@@ -109,15 +110,15 @@ class TaskResult:
 
 
 @lru_cache(maxsize=4)
-def load_data(data: str, n_samples: int, data_seed: int) -> ShapesBatch:
+def load_data(data: DataSource, n_samples: int, data_seed: int) -> ImageData:
     """The run's samples (one data set per process, reused by every task)."""
-    return DATASETS[data](n_samples, seed=data_seed)
+    return data.load(n_samples, data_seed)
 
 
 @lru_cache(maxsize=8)
-def load_model(name: str, batch_size: int | None) -> Model:
-    """A built-in model, wrapped once per process and reused by every task."""
-    return Model(load_builtin(name), batch_size=batch_size)
+def load_model(source: ModelSource, batch_size: int | None) -> Model:
+    """A model, loaded and wrapped once per process and reused by every task."""
+    return source.load(batch_size)
 
 
 def run_task(job: Job, task: Task) -> TaskResult:
@@ -128,8 +129,8 @@ def run_task(job: Job, task: Task) -> TaskResult:
     """
     data = load_data(job.data, job.n_samples, job.data_seed)
     inputs = data.images[task.start : task.stop]
-    masks = data.masks[task.start : task.stop]
-    model = load_model(task.model, job.batch_size)
+    masks = None if data.masks is None else data.masks[task.start : task.stop]
+    model = load_model(job.models[task.model], job.batch_size)
     try:
         explanation = get_method(task.method, **task.params).explain(model, inputs)
     except ModelError as err:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,10 +21,24 @@ from faithmap.bench import (
 )
 from faithmap.bench.collect import REPORT_NAME, write_run_report
 from faithmap.bench.config import merge_params
+from faithmap.bench.sources import data_source, model_source
 from faithmap.bench.store import STORE_NAME
 from faithmap.bench.suites import SUITES, Suite, bench_findings
 from faithmap.cli.common import app, clean_errors, console, dotted_params, split_names
-from faithmap.core.validation import check_int
+from faithmap.cli.declared import (
+    ChannelsOption,
+    KeepAspectOption,
+    MeanOption,
+    OutputsOption,
+    PadValueOption,
+    ScaleOption,
+    SizeOption,
+    StdOption,
+    ThreadsOption,
+    declared_outputs,
+    declared_preprocessing,
+    set_threads,
+)
 from faithmap.errors import InvalidParameterError
 
 
@@ -41,10 +54,44 @@ def bench(
             "findings in the report. A --config and flags override it."
         ),
     ] = None,
-    data: Annotated[str | None, typer.Option(help="Built-in data set (shapes).")] = None,
-    models: Annotated[
-        str | None, typer.Option(help="Comma-separated models; default: all built-in.")
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Built-in data set (shapes), or a folder of images (labels from class "
+            "sub-folders)."
+        ),
     ] = None,
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            help="With a folder of images: a folder of ground-truth masks, one per image with "
+            "the same file name stem."
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated models: built-in names, model files (TorchScript, state "
+            "dict with --architecture, ONNX) or torchvision:/timm:/hf: names; default: all "
+            "built-in."
+        ),
+    ] = None,
+    architecture: Annotated[
+        str | None,
+        typer.Option(help="For a state-dict model file: its class, package.module:ClassName."),
+    ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(help="Allow pickled checkpoints (they can run code: trusted files only)."),
+    ] = False,
+    size: SizeOption = None,
+    keep_aspect: KeepAspectOption = False,
+    pad_value: PadValueOption = 0.0,
+    mean: MeanOption = None,
+    std: StdOption = None,
+    scale: ScaleOption = 1.0,
+    channels: ChannelsOption = "rgb",
+    outputs: OutputsOption = "logits",
     methods: Annotated[
         str | None, typer.Option(help="Comma-separated methods; default: all registered.")
     ] = None,
@@ -82,17 +129,32 @@ def bench(
     batch_size: Annotated[
         int | None, typer.Option(help="Rows per model call; default: the fastest, measured.")
     ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(help="torch CPU threads (torch.set_num_threads); default: torch's own."),
-    ] = None,
+    threads: ThreadsOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
 ) -> None:
-    """Benchmark methods × models × metrics; resumes a stored run of the same configuration."""
+    """Benchmark methods × models × metrics; resumes a stored run of the same configuration.
+
+    Your own models and data: --models my.onnx,cnn --data photos/ --masks masks/; --size,
+    --channels, --mean/--std, --scale and --outputs declare what your model files expect and
+    return (the built-in models keep their own), and --size also brings the images to it.
+    """
     with clean_errors():
-        if threads is not None:
-            torch.set_num_threads(check_int(threads, "threads", "faithmap bench", low=1))
+        set_threads(threads)
+        declared = {
+            "architecture": architecture,
+            "trust_pickle": trust_pickle,
+            "outputs": declared_outputs(outputs),
+            "preprocessing": declared_preprocessing(
+                size,
+                keep_aspect=keep_aspect,
+                pad_value=pad_value,
+                mean=mean,
+                std=std,
+                scale=scale,
+                channels=channels,
+            ),
+        }
         chosen = _suite(suite)
         values: dict[str, Any] = (
             dict(chosen.bench_options())
@@ -107,9 +169,22 @@ def bench(
         )
         values["method_params"] = merge_params(values["method_params"], method_params)
         values["metric_params"] = merge_params(values.get("metric_params", {}), metric_params)
+        names = split_names(models, "models")
+        if data is not None and data != "shapes":
+            data_options: dict[str, Any] = {
+                "masks": None if masks is None else str(masks),
+                "size": size,
+            }
+            if keep_aspect:
+                data_options["keep_aspect"] = True
+            data_value: Any = data_source(data, **data_options)
+        elif masks is not None:
+            raise InvalidParameterError("--masks goes with --data FOLDER (a folder of images).")
+        else:
+            data_value = data
         flags = {
-            "data": data,
-            "models": split_names(models, "models"),
+            "data": data_value,
+            "models": None if names is None else [model_source(n, **declared) for n in names],
             "methods": split_names(methods, "methods"),
             "metrics": split_names(metrics, "metrics"),
             "n_samples": samples,

@@ -12,6 +12,7 @@ trained CNN so their answers mean something.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from faithmap.core.preprocessing import Preprocessing
 from faithmap.zoo import load_builtin
 
 PROBABILITY_CLASSIFIER_PREPROCESSING = Preprocessing(
-    size=(48, 192), channels="bgr", mean=0.5, std=0.5
+    size=(48, 192), channels="bgr", mean=(0.5,), std=(0.5,)
 )
 """What :class:`ProbabilityClassifier` expects, declared for :class:`faithmap.Model`."""
 
@@ -43,7 +44,8 @@ class ProbabilityClassifier(nn.Module):
         rgb = (x * 0.5 + 0.5).flip(1)
         middle = rgb[..., 72:120]
         square = F.interpolate(middle, size=(64, 64), mode="bilinear", align_corners=False)
-        return self.cnn(square).softmax(dim=1)
+        logits: Tensor = self.cnn(square)
+        return logits.softmax(dim=1)
 
 
 def strip_images(images: Tensor) -> Tensor:
@@ -88,13 +90,15 @@ def export_onnx(module: nn.Module, path: str | Path, shape: tuple[int, ...]) -> 
     """Export ``module`` to ONNX at ``path`` for inputs ``(B, *shape)``, batch axis dynamic."""
     path = Path(path)
     example = torch.rand(2, *shape)
-    torch.onnx.export(
-        module.eval(),
-        (example,),
-        str(path),
-        input_names=["image"],
-        output_names=["output"],
-        dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}},
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter needs no onnxscript; deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(path),
+            input_names=["image"],
+            output_names=["output"],
+            dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}},
+            dynamo=False,
+        )
     return path
