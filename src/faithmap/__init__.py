@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from faithmap.core.cost import Cost
     from faithmap.core.explanation import Explanation
     from faithmap.core.model import Model
+    from faithmap.core.preprocessing import Preprocessing
     from faithmap.core.regions import Regions, make_regions
     from faithmap.core.registry import METHODS, METRICS, register_method, register_metric
     from faithmap.core.removal import Removal
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
         InvalidParameterError,
         MissingDependencyError,
         ModelError,
+        ResourceError,
         ShapeError,
         TargetError,
         UnknownNameError,
@@ -44,6 +46,8 @@ _HOMES = {
     "MissingDependencyError": "faithmap.errors",
     "Model": "faithmap.core.model",
     "ModelError": "faithmap.errors",
+    "Preprocessing": "faithmap.core.preprocessing",
+    "ResourceError": "faithmap.errors",
     "Regions": "faithmap.core.regions",
     "Removal": "faithmap.core.removal",
     "ShapeError": "faithmap.errors",
@@ -69,8 +73,10 @@ __all__ = [
     "MissingDependencyError",
     "Model",
     "ModelError",
+    "Preprocessing",
     "Regions",
     "Removal",
+    "ResourceError",
     "ShapeError",
     "TargetError",
     "UnknownNameError",
