@@ -9,6 +9,7 @@ from torch import nn
 
 import faithmap
 from faithmap import Model
+from faithmap.errors import ConstantMapWarning
 from faithmap.metrics import avg_sensitivity, input_perturbations, local_lipschitz, max_sensitivity
 
 
@@ -79,7 +80,8 @@ def test_lipschitz_of_integrated_gradients_on_a_linear_model() -> None:
 
 def test_a_model_that_ignores_its_input_scores_zero() -> None:
     net = Linear(scale=0.0)
-    saliency = faithmap.explain(net, IMAGES, method="saliency", target=0)
+    with pytest.warns(ConstantMapWarning, match="saliency returned an all-zero map"):
+        saliency = faithmap.explain(net, IMAGES, method="saliency", target=0)
     assert not bool(saliency.attributions.any())
     result = max_sensitivity(net, IMAGES, saliency, n_samples=3)
     torch.testing.assert_close(result.values, torch.zeros(3, dtype=torch.float64))

@@ -17,7 +17,7 @@ import faithmap
 from faithmap.core.method import Method
 from faithmap.core.model import Model
 from faithmap.core.targets import Target
-from faithmap.errors import InvalidParameterError, ModelError
+from faithmap.errors import ConstantMapWarning, InvalidParameterError, ModelError
 from faithmap.metrics import model_randomisation, random_logit
 from faithmap.metrics.similarity import average_ranks, spearman, ssim
 
@@ -257,7 +257,8 @@ def test_a_model_that_ignores_its_input_has_no_ranking_to_compare() -> None:
     net = nn.Sequential(nn.Flatten(), nn.Linear(144, 3))
     with torch.no_grad():
         cast(nn.Linear, net[1]).weight.zero_()
-    explanation = signed_saliency(net, x, torch.tensor([0, 1]))
+    with pytest.warns(ConstantMapWarning, match="saliency returned an all-zero map"):
+        explanation = signed_saliency(net, x, torch.tensor([0, 1]))
     assert not explanation.attributions.any()
     result = model_randomisation(net, x, explanation)
     assert bool(result.values.isnan().all())

@@ -12,6 +12,11 @@
     ├── ResourceError (MemoryError)             a job would need more memory than is available
     └── FileProblemError (OSError)              a model or data file is missing or unreadable
 
+    ConstantMapWarning (UserWarning)            a method returned a constant or all-zero map
+
+Warnings are not errors: :class:`ConstantMapWarning` is issued (``warnings.warn``) when an
+explanation holds a map with one value only, which scores like a random map.
+
 Each class derives from the built-in exception a caller would catch without knowing faithmap
 (``except ImportError`` still catches a missing optional package). Messages follow
 scikit-learn's form: what was wrong, what was expected, how to fix it, e.g. ``The 'steps'
@@ -54,6 +59,15 @@ class MissingDependencyError(FaithmapError, ImportError):
 
 class FileProblemError(FaithmapError, OSError):
     """A model, weights or data file is missing, unreadable, or refused as unsafe."""
+
+
+class ConstantMapWarning(UserWarning):
+    """A method returned a constant (often all-zero) attribution map for a sample.
+
+    Such a map ranks nothing, so every metric scores it like a random map. The message names the
+    method, the samples and the parameter to change (a window or regions too coarse for the input,
+    a saturated softmax, a model whose output does not depend on the input).
+    """
 
 
 class ResourceError(FaithmapError, MemoryError):

@@ -7,15 +7,26 @@ inputs, moves them to the model's device, resolves the target and tracks the cos
 declares its parameters' constraints as data in ``parameter_constraints`` (see
 :mod:`faithmap.core.constraints`); the base checks them once, when the method is made, and then
 calls :meth:`Method.check` for rules that tie several parameters together.
+
+Parameters whose good value depends on the input's size (a window, a patch grid) default to
+``None``, "scaled to the input": :meth:`Method.resolve` returns the method with them set for the
+inputs at hand, and the explanation's ``config`` records the values used. Every map an explanation
+returns passes one check here: a sample whose map is constant (or all zero) ranks nothing, so
+:meth:`Method.explain` warns (:class:`~faithmap.errors.ConstantMapWarning`) and names the
+parameter to change (:meth:`Method.constant_map_advice`).
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, Self, get_args
 
+import torch
 from torch import Tensor
 
 from faithmap.core.constraints import (
@@ -30,6 +41,7 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.targets import Target, TargetLike
 from faithmap.core.validation import check_inputs
+from faithmap.errors import ConstantMapWarning
 
 Reduce = Literal["sum", "mean", "max", "abs_sum", "none"]
 REDUCE = options(get_args(Reduce))
@@ -110,6 +122,34 @@ class Method(ABC):
         """
         return self.params()
 
+    def resolve(self, inputs: Tensor) -> Self:
+        """This method with its automatic parameters set for ``inputs`` (checked, on the device).
+
+        A parameter left ``None`` that means "scaled to the input" (a window, a patch grid) gets
+        the value this batch's size calls for; the result is what :meth:`explain` runs and what
+        the explanation's ``config`` records. A method without such parameters returns itself.
+        """
+        return self
+
+    def constant_map_advice(self, inputs: Tensor) -> str:
+        """What to change when this method returns a constant map for ``inputs`` (one sentence or
+        two, naming the parameter), for :class:`~faithmap.errors.ConstantMapWarning`.
+
+        The default names ``regions`` and a softmax ``activation`` when the method has them; a
+        method with another resolution parameter (a window, a grid) says so itself.
+        """
+        params = self.params()
+        advice = []
+        if "regions" in params:
+            advice.append(
+                f"Pass more, smaller regions (regions={params['regions']!r} now; for example "
+                "regions='patches:K' with a smaller K), so that removing one changes the output."
+            )
+        if params.get("activation") == "softmax":
+            advice.append("A saturated softmax is flat: try activation='logits'.")
+        advice.append("Check that the model's target output depends on the input.")
+        return " ".join(advice)
+
     def explain(
         self,
         model: ModelLike,
@@ -132,16 +172,18 @@ class Method(ABC):
         checked = check_inputs(inputs, type(self).__name__, image=self.image_only)
         device = wrapped.device or checked.device
         on_device = checked.detach().to(device)
+        method = self.resolve(on_device)
         with wrapped.ledger.track() as tracker:
             resolved = wrapped.target(on_device, target)
-            result = self.attribute(wrapped, on_device, resolved)
+            result = method.attribute(wrapped, on_device, resolved)
         if isinstance(result, Tensor):
             result = Attribution(result)
+        warn_constant_maps(method, result.attributions, on_device)
         home = checked.device
         return Explanation(
             attributions=result.attributions.detach().to(home),
             method=self.name,
-            config=self.config(),
+            config=method.config(),
             target=None if resolved.classes is None else resolved.classes.to(home),
             score=resolved.function,
             model=wrapped.record(),
@@ -154,6 +196,60 @@ class Method(ABC):
     @abstractmethod
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor | Attribution:
         """The attributions of checked inputs on the model's device (with extras, if any)."""
+
+
+_QUIET: ContextVar[bool] = ContextVar("faithmap_quiet_constant_maps", default=False)
+
+
+@contextmanager
+def quiet_constant_maps() -> Iterator[None]:
+    """Within this block, :meth:`Method.explain` issues no :class:`ConstantMapWarning`.
+
+    For code that explains on purpose where flat maps are an expected outcome (the sanity
+    checks re-explain with randomised layers); a user's own explanation always warns.
+    """
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
+def constant_samples(attributions: Tensor) -> Tensor:
+    """``(N,)`` whether each sample's map holds one value only (up to float rounding).
+
+    A map of fewer than two values is never called constant; NaN makes a map not constant.
+    """
+    flat = attributions.detach().flatten(1)
+    if flat.shape[1] < 2:
+        return torch.zeros(flat.shape[0], dtype=torch.bool, device=flat.device)
+    if not flat.is_floating_point():
+        flat = flat.double()
+    high, low = flat.amax(1), flat.amin(1)
+    rounding = 8 * torch.finfo(flat.dtype).eps * torch.maximum(high.abs(), low.abs())
+    return (high - low) <= rounding
+
+
+def warn_constant_maps(method: Method, attributions: Tensor, inputs: Tensor) -> None:
+    """Issue a :class:`ConstantMapWarning` naming ``method``, the samples whose map is constant
+    and :meth:`Method.constant_map_advice`; nothing when every map varies."""
+    if _QUIET.get() or attributions.dim() < 2:
+        return
+    constant = constant_samples(attributions)
+    if not bool(constant.any()):
+        return
+    samples = constant.nonzero().flatten().tolist()
+    shown = ", ".join(map(str, samples[:8])) + (", ..." if len(samples) > 8 else "")
+    values = attributions.detach().flatten(1)[constant, 0]
+    what = "an all-zero map" if bool((values == 0).all()) else "a constant map"
+    size = "x".join(map(str, inputs.shape[2:])) if inputs.dim() > 2 else str(inputs.shape[-1])
+    warnings.warn(
+        f"{method.name} returned {what} for {len(samples)} of {attributions.shape[0]} samples "
+        f"(sample {shown}; inputs of size {size}): it ranks nothing, so every metric scores it "
+        f"like a random map. {method.constant_map_advice(inputs)}",
+        ConstantMapWarning,
+        stacklevel=3,
+    )
 
 
 METHOD: ConstraintList = [None, STRING, InstanceOf((Method,), "a Method")]

@@ -323,6 +323,20 @@ class LayerMethod(Method):
     layer: str | None = None
     prefix_tokens: int | None = None
 
+    def constant_map_advice(self, inputs: Tensor) -> str:
+        advice = []
+        if self.params().get("relu"):
+            advice.append(
+                "The class evidence in the layer may be nowhere positive, which the final ReLU "
+                "turns into zeros: pass relu=False for the signed map."
+            )
+        advice.append(
+            f"{'Or name' if advice else 'Name'} another 'layer' (now {self.layer!r}): a layer "
+            "the target does not read, or with a 1x1 spatial grid, gives no spatial map; or "
+            "check that the model's target output depends on the input."
+        )
+        return " ".join(advice)
+
 
 @dataclass(frozen=True, kw_only=True)
 class GradientCam(LayerMethod):

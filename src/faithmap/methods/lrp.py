@@ -311,6 +311,7 @@ class Lrp(Method):
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False), torch.nn.ReLU(),
     ...                           torch.nn.Linear(3, 2, bias=False))
+    >>> _ = net[0].weight.data.abs_()  # every hidden unit active, so the output is not 0
     >>> x = torch.rand(1, 4)
     >>> relevance = Lrp(composite="epsilon", epsilon=1e-9).explain(net, x, 0).attributions
     >>> bool(torch.isclose(relevance.sum(), net(x)[0, 0], atol=1e-6))

@@ -75,12 +75,16 @@ class NoiseTunnel(Method):
 
     Examples
     --------
-    >>> import torch
+    >>> import torch, warnings
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
     >>> x = torch.rand(2, 3, 2, 2)
-    >>> exp = NoiseTunnel(kind="vargrad", n_samples=4).explain(net, x, target=0)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     exp = NoiseTunnel(kind="vargrad", n_samples=4).explain(net, x, target=0)
     >>> exp.attributions.shape, float(exp.attributions.abs().max())  # a linear model: no variance
     (torch.Size([2, 1, 2, 2]), 0.0)
+    >>> [warning.category.__name__ for warning in caught]  # a flat map says so
+    ['ConstantMapWarning']
     """
 
     parameter_constraints: ClassVar[Constraints] = {

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.method import METHOD, Method
+from faithmap.core.method import METHOD, Method, quiet_constant_maps
 from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
@@ -104,10 +104,12 @@ def _reexplain(
         chosen = resolved.score_fn if resolved.classes is None else resolved.classes
         # One draw at a time, all N images together: a method holding per-image data (regions
         # with one label map per image) lines up with the batch it was made for.
-        parts = [
-            explainer.explain(wrapped, x + shifts[:, draw], chosen).attributions.to(device)
-            for draw in range(n_samples)
-        ]
+        # The original explanation warned already if its maps are flat; its re-runs stay quiet.
+        with quiet_constant_maps():
+            parts = [
+                explainer.explain(wrapped, x + shifts[:, draw], chosen).attributions.to(device)
+                for draw in range(n_samples)
+            ]
         again = torch.stack(parts, dim=1).flatten(0, 1)
     if tuple(again.shape[1:]) != tuple(original.shape[1:]):
         raise ShapeError(
