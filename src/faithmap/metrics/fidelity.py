@@ -137,7 +137,7 @@ def _region_scores(
     "faithfulness_correlation",
     constraints={
         "target": TARGET,
-        "subset_size": [Interval(int, 1)],
+        "subset_size": [None, Interval(int, 1)],
         "n_samples": [Interval(int, 2)],
         "unit": UNIT,
         "fill": FILL_OR_REMOVAL,
@@ -154,7 +154,7 @@ def faithfulness_correlation(
     explanation: Explanation | Tensor,
     *,
     target: TargetLike = None,
-    subset_size: int = 224,
+    subset_size: int | None = None,
     n_samples: int = 100,
     unit: UnitLike = "pixel",
     fill: FillLike | Removal = 0.0,
@@ -177,9 +177,12 @@ def faithfulness_correlation(
         Attributions ``(N, 1 or C, H, W)`` (channels summed).
     target : None, int, tensor or callable
         ``None``: the explanation's target if it has one, else the predicted class.
-    subset_size : int, default=224
+    subset_size : int or None, default=None
         Units per subset (Quantus: 224 features; it draws single channel values, faithmap
-        draws whole pixels or regions).
+        draws whole pixels or regions). ``None`` scales it to the images:
+        ``min(224, max(1, units // 5))`` with ``units`` the fewest units of an image, that is
+        Quantus' 224 from 1,120 units up (224 at 64x64 and 48x192 pixels) and Xplique's fifth of
+        the units below (12 of the 64 pixels of an 8x8 image); ``choices`` records the size used.
     n_samples : int, default=100
         Subsets per sample (Quantus: 100; Xplique: 200).
     unit : str, Regions or Tensor, default="pixel"
@@ -212,16 +215,27 @@ def faithfulness_correlation(
         fewest = int(present_units.sum(1).min())
         everywhere = bool(present_units.all())
         keys = key_table(seed, x.shape[0], n_samples + 1, x.device)
-
-        def subsets(samples: Tensor, indices: Tensor, present: Tensor) -> Tensor:
-            chosen = None if everywhere else present
-            return row_subsets(keys[samples, indices], chosen, subset_size, regions.count)
-
+        if fewest < 2:
+            raise InvalidParameterError(
+                f"{owner} removes a subset of the units of each image, so it needs images of at "
+                f"least 2 units. Got an image of {fewest} {describe_unit(regions)} unit; use a "
+                "finer 'unit' (unit='pixel', or 'patches:K' with a smaller K)."
+            )
+        if subset_size is None:
+            subset_size = min(224, max(1, fewest // 5))
         if subset_size >= fewest:
             raise InvalidParameterError(
                 f"The 'subset_size' parameter of {owner} must be smaller than the number of "
-                f"units of every image ({fewest}). Got {subset_size} instead."
+                f"units of every image ({fewest}). Got {subset_size} instead; use "
+                f"subset_size={max(1, fewest // 5)}, or subset_size=None to scale it to the "
+                "images."
             )
+        size = subset_size
+
+        def subsets(samples: Tensor, indices: Tensor, present: Tensor) -> Tensor:
+            chosen = None if everywhere else present
+            return row_subsets(keys[samples, indices], chosen, size, regions.count)
+
         scores, removed_mass, _, classes, unit_name = _region_scores(
             owner,
             wrapped,

@@ -26,14 +26,14 @@ from torch import Tensor, nn
 
 from faithmap.core.constraints import BOOLEAN, SEED, options
 from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.method import METHOD, Method
+from faithmap.core.method import METHOD, Method, quiet_constant_maps
 from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_inputs
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
-from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps
+from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps, fits_ssim
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,7 +214,8 @@ def model_randomisation(
         for index, (_, layer) in enumerate(layers):
             saved = {k: v.clone() for k, v in layer.state_dict().items()}
             _reset(layer, seed + index)
-            maps = explainer.explain(twin, checked, classes).attributions.detach()
+            with quiet_constant_maps():  # a randomised model may well give flat maps
+                maps = explainer.explain(twin, checked, classes).attributions.detach()
             if maps.shape != original.shape:
                 raise ShapeError(
                     f"The method {explainer.name!r} returned maps of shape {tuple(maps.shape)}, "
@@ -252,7 +253,7 @@ def model_randomisation(
     "random_logit",
     constraints={
         "method": METHOD,
-        "similarity": [options(SIMILARITIES)],
+        "similarity": [None, options(SIMILARITIES)],
         "absolute": [BOOLEAN],
         "target": TARGET,
         "seed": [SEED],
@@ -265,7 +266,7 @@ def random_logit(
     explanation: Explanation | Tensor,
     *,
     method: Method | str | None = None,
-    similarity: Similarity = "ssim",
+    similarity: Similarity | None = None,
     absolute: bool = False,
     target: TargetLike = None,
     seed: int = 0,
@@ -283,8 +284,10 @@ def random_logit(
         The original explanation; a raw tensor needs ``method``.
     method : Method or str, optional
         The method to re-explain with (default: the explanation's, with its config).
-    similarity : {"ssim", "spearman"}, default="ssim"
-        As in :func:`model_randomisation`; SSIM is Quantus' default.
+    similarity : {"ssim", "spearman"} or None, default=None
+        As in :func:`model_randomisation`. ``None``: SSIM (Quantus' default) for image maps of at
+        least 11 x 11 pixels (its Gaussian window), Spearman for smaller maps and other inputs;
+        ``choices`` records the one used.
     absolute : bool, default=False
         Compare ``|a|`` instead of the signed maps.
     target : None, int or tensor of ints
@@ -307,8 +310,10 @@ def random_logit(
     wrapped = Model.wrap(model)
     with wrapped.ledger.track() as spent:
         checked, original, classes, rule = _setup(
-            owner, wrapped, inputs, explanation, target, similarity, seed
+            owner, wrapped, inputs, explanation, target, similarity or "ssim", seed
         )
+        if similarity is None:
+            similarity = "ssim" if fits_ssim(original) else "spearman"
         num_classes = wrapped.num_outputs or 0
         if num_classes < 2:
             raise InvalidParameterError(
@@ -318,7 +323,8 @@ def random_logit(
         draw = torch.randint(0, num_classes - 1, (checked.shape[0],), generator=generator)
         draw = draw.to(classes.device)
         other = draw + (draw >= classes).long()
-        maps = explainer.explain(wrapped, checked, other).attributions.detach()
+        with quiet_constant_maps():  # another class's map: flat is a finding, not a misuse
+            maps = explainer.explain(wrapped, checked, other).attributions.detach()
     if maps.shape != original.shape:
         raise ShapeError(
             f"The method {explainer.name!r} returned maps of shape {tuple(maps.shape)}, not the "

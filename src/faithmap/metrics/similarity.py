@@ -97,6 +97,12 @@ def ssim(first: Tensor, second: Tensor, *, data_range: float) -> Tensor:
     return cropped.reshape(n, -1).mean(1)
 
 
+def fits_ssim(maps: Tensor) -> bool:
+    """Whether ``maps`` ``(N, H, W)`` or ``(N, C, H, W)`` are images SSIM can compare (at least
+    11 x 11 pixels, its Gaussian window)."""
+    return maps.dim() in (3, 4) and min(maps.shape[-2:]) >= 11
+
+
 def compare_maps(original: Tensor, new: Tensor, similarity: str, absolute: bool) -> Tensor:
     """Per-sample similarity of two batches of maps ``(N, ...)``, of ``|a|`` if ``absolute``."""
     a, b = (original.abs(), new.abs()) if absolute else (original, new)
