@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar, Self
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from faithmap.core.model import ACTIVATION, Activation, Model
 from faithmap.core.registry import register_method
 from faithmap.core.removal import FILL, FillSpec, blend, make_removal
 from faithmap.core.targets import Target
+from faithmap.methods.scaling import grid_side
 
 
 def area_reference(pixels: int, area: float, *, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -43,8 +44,11 @@ class ExtremalPerturbation(Method):
         Fraction of the image the mask keeps.
     iterations : int, default=300
         Optimisation steps (TorchRay uses 800 at 224 x 224).
-    grid : int, default=8
-        Pixels between mask parameters (the mask's smoothness).
+    grid : int or None, default=None
+        Pixels between mask parameters (the mask's smoothness). ``None`` scales it to the
+        input: ``min(8, grid_side)`` with :func:`~faithmap.methods.scaling.grid_side`
+        ``= max(1, round(sqrt(H * W) / 8))``, so the lattice has about 8 or more parameters a
+        side (8 pixels from 64x64 up, 1 on 8x8); the explanation records the grid used.
     learning_rate : float, default=0.1
     area_weight : float, default=300.0
         Final weight of the area term.
@@ -72,7 +76,7 @@ class ExtremalPerturbation(Method):
     parameter_constraints: ClassVar[Constraints] = {
         "area": [Interval(float, 0.0, 1.0, closed="right")],
         "iterations": [Interval(int, 1)],
-        "grid": [Interval(int, 1)],
+        "grid": [None, Interval(int, 1)],
         "learning_rate": [Interval(float, 0.0, closed="right")],
         "area_weight": [Interval(float, 1.0)],
         "fill": FILL,
@@ -81,17 +85,34 @@ class ExtremalPerturbation(Method):
 
     area: float = 0.1
     iterations: int = 300
-    grid: int = 8
+    grid: int | None = None
     learning_rate: float = 0.1
     area_weight: float = 300.0
     fill: FillSpec = "blur"
     activation: Activation = "softmax"
 
+    def resolve(self, inputs: Tensor) -> Self:
+        """The grid for these images: ``None`` scaled to them (see ``grid``)."""
+        return replace(self, grid=self._grid(int(inputs.shape[-2]), int(inputs.shape[-1])))
+
+    def _grid(self, height: int, width: int) -> int:
+        """``grid``, or for ``None`` ``min(8, grid_side(height, width))``."""
+        return self.grid if self.grid is not None else min(8, grid_side(height, width))
+
+    def constant_map_advice(self, inputs: Tensor) -> str:
+        return (
+            f"Use a finer 'grid' (now {self.resolve(inputs).grid} px; grid=None scales it to the "
+            "input), more 'iterations' or a larger 'learning_rate', or activation='logits' if "
+            "the softmax is saturated; or check that the model's target output depends on the "
+            "input."
+        )
+
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
         n, _, height, width = inputs.shape
+        grid = self._grid(height, width)
         substrate = make_removal(self.fill).substrate(inputs)
         difference = inputs - substrate
-        lattice = (-(-height // self.grid) + 1, -(-width // self.grid) + 1)
+        lattice = (-(-height // grid) + 1, -(-width // grid) + 1)
         parameters = torch.full((n, 1, *lattice), 0.5, device=inputs.device, dtype=inputs.dtype)
         parameters.requires_grad_(True)
         optimiser = torch.optim.Adam([parameters], lr=self.learning_rate)

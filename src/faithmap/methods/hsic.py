@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar, Self
 
 import torch
 from torch import Tensor
@@ -15,7 +15,8 @@ from faithmap.core.regions import REGIONS, RegionsLike
 from faithmap.core.registry import register_method
 from faithmap.core.removal import FILL, FillSpec
 from faithmap.core.targets import Target
-from faithmap.methods.coalitions import make_features, score_coalitions
+from faithmap.methods.coalitions import score_coalitions
+from faithmap.methods.scaling import resolve_regions, scaled_features
 
 CHUNK = 16
 """Inputs whose ``n x n`` output kernels are held at once."""
@@ -61,9 +62,12 @@ class Hsic(Method):
 
     Parameters
     ----------
-    regions : str, Regions or Tensor, default="patches:8"
-        The features of an image (the paper's 8x8 grid for 64x64 images); the columns of a
-        tabular batch ``(N, F)``.
+    regions : str, Regions, Tensor or None, default=None
+        The features of an image; the columns of a tabular batch ``(N, F)``. ``None``: the
+        paper's 8x8 grid at any size, square patches of
+        :func:`~faithmap.methods.scaling.grid_side` pixels (``"patches:8"`` on 64x64,
+        ``"patches:28"`` on 224x224, ``"patches:12"`` on 48x192, ``"patches:1"`` on 8x8); the
+        explanation records the patches used.
     n_design : int, default=500
         Forward passes per input (xplique's default).
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
@@ -88,21 +92,25 @@ class Hsic(Method):
     """
 
     parameter_constraints: ClassVar[Constraints] = {
-        "regions": REGIONS,
+        "regions": [None, *REGIONS],
         "n_design": [Interval(int, 2)],
         "fill": FILL,
         "activation": [ACTIVATION],
         "seed": [SEED],
     }
 
-    regions: RegionsLike = "patches:8"
+    regions: RegionsLike | None = None
     n_design: int = 500
     fill: FillSpec = 0.0
     activation: Activation = "softmax"
     seed: int = 0
 
+    def resolve(self, inputs: Tensor) -> Self:
+        """The regions for these inputs: ``None`` becomes square patches scaled to them."""
+        return replace(self, regions=resolve_regions(self.regions, inputs))
+
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
-        features = make_features(self.regions, inputs)
+        features = scaled_features(self.regions, inputs)
         design = binary_design(features.count, self.n_design, self.seed).to(inputs.device)
         scores = score_coalitions(
             model,

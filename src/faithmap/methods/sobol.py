@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import ClassVar, Self
 
 import torch
 from torch import Tensor
@@ -15,7 +15,8 @@ from faithmap.core.regions import REGIONS, RegionsLike
 from faithmap.core.registry import register_method
 from faithmap.core.removal import FILL, FillSpec
 from faithmap.core.targets import Target
-from faithmap.methods.coalitions import make_features, score_coalitions
+from faithmap.methods.coalitions import score_coalitions
+from faithmap.methods.scaling import resolve_regions, scaled_features
 
 
 def replicated_design(count: int, n_design: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -50,14 +51,17 @@ class Sobol(Method):
     Each region is kept at a random level in ``[0, 1]`` (the input blended with the fill); the
     levels come from a scrambled Sobol sequence in the replicated design ``A``, ``B``,
     ``C_i = A`` with column ``i`` from ``B`` (Saltelli), costing ``n_design (R + 2)`` passes per
-    input; a region's attribution is its total Sobol index by Jansen's estimator. With the
-    default 8-pixel patches a 64x64 image has the paper's 8x8 grid of nearest-upsampled cells.
+        input; a region's attribution is its total Sobol index by Jansen's estimator. The default
+    regions are the paper's 8x8 grid of nearest-upsampled cells at any image size.
 
     Parameters
     ----------
-    regions : str, Regions or Tensor, default="patches:8"
+    regions : str, Regions, Tensor or None, default=None
         The features of an image (see :func:`faithmap.core.regions.make_regions`); the columns of a
-        tabular batch ``(N, F)``.
+        tabular batch ``(N, F)``. ``None``: square patches of
+        :func:`~faithmap.methods.scaling.grid_side` pixels, about 8x8 of them on any image
+        (``"patches:8"`` on 64x64, ``"patches:28"`` on 224x224, ``"patches:12"`` on 48x192,
+        ``"patches:1"`` on 8x8); the explanation records the patches used.
     n_design : int, default=32
         Rows of each design matrix (xplique's default; the paper used 32 to 64).
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
@@ -82,21 +86,25 @@ class Sobol(Method):
     """
 
     parameter_constraints: ClassVar[Constraints] = {
-        "regions": REGIONS,
+        "regions": [None, *REGIONS],
         "n_design": [Interval(int, 2)],
         "fill": FILL,
         "activation": [ACTIVATION],
         "seed": [SEED],
     }
 
-    regions: RegionsLike = "patches:8"
+    regions: RegionsLike | None = None
     n_design: int = 32
     fill: FillSpec = 0.0
     activation: Activation = "softmax"
     seed: int = 0
 
+    def resolve(self, inputs: Tensor) -> Self:
+        """The regions for these inputs: ``None`` becomes square patches scaled to them."""
+        return replace(self, regions=resolve_regions(self.regions, inputs))
+
     def attribute(self, model: Model, inputs: Tensor, target: Target) -> Tensor:
-        features = make_features(self.regions, inputs)
+        features = scaled_features(self.regions, inputs)
         count, n = features.count, self.n_design
         design_a, design_b = (d.to(inputs.device) for d in replicated_design(count, n, self.seed))
         columns = torch.arange(count, device=inputs.device)
