@@ -114,20 +114,25 @@ class Removal:
 
 
 def gaussian_blur(images: Tensor, size: int, sigma: float) -> Tensor:
-    """Depthwise Gaussian blur of ``(N, C, H, W)`` images with reflect padding."""
+    """Depthwise Gaussian blur of ``(N, C, H, W)`` images with reflect padding.
+
+    Any kernel fits any image: where the kernel reaches further than one reflection of a short
+    axis, the padding reflects again (scipy.ndimage's ``mode="mirror"``; the same as torch's
+    ``"reflect"`` wherever that one applies), and an axis of one pixel is constant along itself,
+    so a 1-pixel-high image is blurred along its width only.
+    """
     if images.dim() != 4:
         raise ShapeError(f"Blur needs images of shape (N, C, H, W). Got {tuple(images.shape)}.")
     half = size // 2
-    if half >= min(images.shape[-2:]):
-        raise InvalidParameterError(
-            f"The blur kernel of size {size} is too large for images of size "
-            f"{tuple(images.shape[-2:])}; use a blur_size below {2 * min(images.shape[-2:]) - 1}."
-        )
     offsets = torch.arange(size, device=images.device, dtype=images.dtype) - (size - 1) / 2
     kernel_1d = torch.exp(-(offsets**2) / (2 * sigma**2))
     kernel_1d = kernel_1d / kernel_1d.sum()
     channels = images.shape[1]
-    padded = F.pad(images, (half, size - 1 - half, half, size - 1 - half), mode="reflect")
+    if half < min(images.shape[-2:]):
+        padded = F.pad(images, (half, size - 1 - half, half, size - 1 - half), mode="reflect")
+    else:
+        padded = _mirror_pad(images, -2, half, size - 1 - half)
+        padded = _mirror_pad(padded, -1, half, size - 1 - half)
     rows = F.conv2d(
         padded,
         kernel_1d.view(1, 1, 1, size).expand(channels, 1, 1, size).contiguous(),
@@ -138,6 +143,20 @@ def gaussian_blur(images: Tensor, size: int, sigma: float) -> Tensor:
         kernel_1d.view(1, 1, size, 1).expand(channels, 1, size, 1).contiguous(),
         groups=channels,
     )
+
+
+def _mirror_pad(images: Tensor, dim: int, before: int, after: int) -> Tensor:
+    """``images`` padded along ``dim`` by reflection about the edge pixels, repeated as often as
+    the padding needs (``a b c`` -> ``... c b | a b c | b a ...``); a length-1 axis repeats."""
+    length = images.shape[dim]
+    index = torch.arange(-before, length + after, device=images.device)
+    if length == 1:
+        index = torch.zeros_like(index)
+    else:
+        period = 2 * (length - 1)
+        index = index.remainder(period)
+        index = torch.where(index < length, index, period - index)
+    return images.index_select(dim, index)
 
 
 def make_removal(fill: FillLike | Removal) -> Removal:
