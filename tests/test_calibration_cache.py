@@ -350,3 +350,10 @@ def test_invalid_and_oldest_entries_are_dropped_on_write(
         clock.now += 1.0
         batching._write_cache(path, f"key-{i}", 4, 64, {1: 1e-3})
     assert sorted(entries(cache)) == ["key-1", "key-2"]
+
+
+def test_an_explicit_long_call_limit_holds_within_a_budget(clock: FakeClock) -> None:
+    plan = Calibration(rows=100_000)
+    run = overhead_model(clock, {})
+    fastest_batch_size(run, torch.zeros(1, 2), calibration=plan, long_call=0.02)
+    assert max(plan.timings) == 16 and plan.complete  # 8 ms + 16 ms: the first call over 20 ms

@@ -39,6 +39,8 @@ CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_BATCH_BYTES = 256 * 2**20
 SMALL_JOB = 16
 """A job of at most this many rows runs in one call, unmeasured: timing costs more than it saves."""
+LONG_CALL = 0.25
+"""Seconds of one call after which an unbounded scan stops (see :func:`fastest_batch_size`)."""
 CACHE_ENV = "FAITHMAP_CACHE_DIR"
 """Environment variable naming the cache folder; ``off`` (or ``0``, ``false``, ``none``) disables
 the cache file."""
@@ -138,7 +140,7 @@ def fastest_batch_size(
     max_repeats: int = 20,
     patience: int = 2,
     tolerance: float = 1.05,
-    long_call: float = 0.25,
+    long_call: float | None = None,
     finalists: int = 3,
     rounds: int = 2,
     calibration: Calibration | None = None,
@@ -150,14 +152,14 @@ def fastest_batch_size(
     The scan stops after ``patience`` sizes in a row that do not beat, by more than
     ``tolerance`` (timing noise), the per-sample time of the last size that did (so a slow but
     steady gain over several sizes still counts), at a size whose input exceeds
-    ``MAX_BATCH_BYTES``, or, when no ``calibration`` bounds it, once one call takes over
-    ``long_call`` seconds (a call that long already amortises most per-call overhead; with a
-    budget, the budget decides: on these 2-core CPUs a ResNet-18 at 224² ran several times
-    faster per sample at batch 8 than at 1, whose calls already take over 0.25 s). The
-    ``finalists`` fastest sizes are then timed again in turns, ``rounds`` times, each keeping its
-    best: a machine's slow moment during one size's turn in the scan would otherwise decide the
-    choice. Of the sizes within ``tolerance`` of the fastest, the largest is chosen: fewer calls
-    mean less Python overhead around each.
+    ``MAX_BATCH_BYTES``, or once one call takes over ``long_call`` seconds (a call that long
+    already amortises most per-call overhead). By default that is ``LONG_CALL`` when no
+    ``calibration`` bounds the scan, and no limit when one does: the budget decides, since on
+    these 2-core CPUs a ResNet-18 at 224² ran several times faster per sample at batch 8 than at
+    1, whose calls already take over 0.25 s. The ``finalists`` fastest sizes are then timed
+    again in turns, ``rounds`` times, each keeping its best: a machine's slow moment during one
+    size's turn in the scan would otherwise decide the choice. Of the sizes within ``tolerance``
+    of the fastest, the largest is chosen: fewer calls mean less Python overhead around each.
 
     ``calibration`` (by default the one :meth:`MeasuredSizes.size_for` set up, if any) bounds
     the time spent: a size is timed only if its predicted cost fits the job's budget (if the
@@ -166,6 +168,7 @@ def fastest_batch_size(
     Returns the chosen size and the seconds per sample of each size known.
     """
     plan = calibration if calibration is not None else _CALIBRATION.get()
+    call_limit = long_call if long_call is not None else (LONG_CALL if plan is None else math.inf)
     started = time.perf_counter()
     known = dict(plan.known) if plan is not None else {}
     row_bytes = sample[:1].numel() * sample.element_size()
@@ -229,7 +232,7 @@ def fastest_batch_size(
             reference, no_gain = per_sample[size], 0
         else:
             no_gain += 1
-        if no_gain >= patience or (plan is None and seconds > long_call):
+        if no_gain >= patience or seconds > call_limit:
             complete = True
             break
     else:
