@@ -171,6 +171,28 @@ def test_hugging_face_directory(tmp_path: Path) -> None:
             torch.testing.assert_close(model.outputs(pixels), expected, rtol=0, atol=0)
 
 
+def test_hugging_face_image_processor_is_declared_once(tmp_path: Path) -> None:
+    import transformers
+
+    original = _tiny_vit_classifier()
+    original.save_pretrained(tmp_path / "vit")  # type: ignore[operator]
+    processor = transformers.ViTImageProcessor(
+        size={"height": 16, "width": 16}, image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.5]
+    )
+    processor.save_pretrained(tmp_path / "vit")
+    model = load_model(tmp_path / "vit", batch_size=2)
+    assert model.preprocessing.size == (16, 16)
+    assert model.preprocessing.mean == (0.5, 0.4, 0.3)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    prepared = processor(list(images), return_tensors="pt", do_rescale=False, do_resize=False)
+    pixel_values = prepared.pixel_values  # already 16 x 16: no resampling on either side
+    with torch.no_grad():
+        expected = original(pixel_values).logits
+        torch.testing.assert_close(model.outputs(images), expected, rtol=1e-5, atol=1e-5)
+    given = load_model(tmp_path / "vit", batch_size=2, preprocessing={"mean": "half"})
+    assert given.preprocessing.mean == (0.5, 0.5, 0.5)  # a declaration overrides the file
+
+
 def test_hugging_face_without_a_head() -> None:
     import transformers
 

@@ -9,6 +9,7 @@ read with ``torch.load(weights_only=True)`` or safetensors.
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
+from faithmap.core.preprocessing import Preprocessing
 from faithmap.errors import (
     FileProblemError,
     InvalidParameterError,
@@ -241,3 +243,45 @@ def load_hugging_face(name: str) -> nn.Module:
         )
     model: nn.Module = model_class.from_pretrained(name, local_files_only=True)
     return HuggingFaceLogits(model)
+
+
+def hugging_face_preprocessing(name: str) -> Preprocessing | None:
+    """What a Hugging Face image model expects, from its ``preprocessor_config.json``.
+
+    The image processor's normalisation (``image_mean``, ``image_std`` when ``do_normalize``)
+    and an exact ``{"height", "width"}`` size become a :class:`Preprocessing` on [0, 1]
+    inputs (the processor's ``rescale_factor`` 1/255 is faithmap's pixel space already). A
+    ``shortest_edge`` resize with a centre crop is not reproduced: give ``size`` yourself.
+    ``None`` when the model has no such file on disk (a text model, or none saved).
+    """
+    directory = Path(name)
+    if directory.is_dir():
+        file = directory / "preprocessor_config.json"
+        found = file if file.is_file() else None
+    else:
+        try:
+            from transformers.utils.hub import cached_file
+
+            located = cached_file(
+                name,
+                "preprocessor_config.json",
+                local_files_only=True,
+                _raise_exceptions_for_missing_entries=False,
+            )
+        except (ImportError, OSError, ValueError):
+            located = None
+        found = Path(located) if located else None
+    if found is None:
+        return None
+    try:
+        config = json.loads(found.read_text())
+    except (OSError, ValueError):
+        return None
+    size = config.get("size") if config.get("do_resize", True) else None
+    exact = (size["height"], size["width"]) if isinstance(size, dict) and "height" in size else None
+    normalise = config.get("do_normalize", False) and "image_mean" in config
+    return Preprocessing(
+        size=exact,
+        mean=tuple(config["image_mean"]) if normalise else None,
+        std=tuple(config["image_std"]) if normalise else None,
+    )

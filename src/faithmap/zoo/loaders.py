@@ -40,7 +40,12 @@ from faithmap.errors import (
     ModelError,
 )
 from faithmap.zoo import BUILTIN_MODELS, load_builtin
-from faithmap.zoo.libraries import load_hugging_face, load_timm, load_torchvision
+from faithmap.zoo.libraries import (
+    hugging_face_preprocessing,
+    load_hugging_face,
+    load_timm,
+    load_torchvision,
+)
 
 __all__ = ["load_model"]
 
@@ -92,6 +97,8 @@ def load_model(
         What the model returns, passed to :class:`faithmap.Model`.
     preprocessing : Preprocessing, mapping or None, default=None
         What the model expects (size, channel order, normalisation), applied inside each call.
+        ``None`` for a Hugging Face image model reads its ``preprocessor_config.json``
+        (normalisation, exact size) when one was saved with it.
     extra_inputs : mapping or None, default=None
         For an ONNX graph with several inputs: constants for all but the explained one.
 
@@ -165,8 +172,12 @@ def load_model(
             library
         ]
         module = loader(name)
+        if library == "hf" and preprocessing is None:
+            preprocessing = hugging_face_preprocessing(name)
     elif path.is_dir() and (path / "config.json").is_file():
         module = load_hugging_face(text)
+        if preprocessing is None:
+            preprocessing = hugging_face_preprocessing(text)
     elif path.is_file():
         module = _from_file(path, architecture, options, trust_pickle)
     else:
