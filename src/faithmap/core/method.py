@@ -140,7 +140,13 @@ class Method(ABC):
         """
         params = self.params()
         advice = []
-        if "regions" in params:
+        if "regions" in params and inputs.dim() == 2:
+            advice.append(
+                "Each column is a feature here, and removing any one of them alone leaves the "
+                f"output as it was: try another 'fill' (now {params.get('fill')!r}) or group "
+                "columns with 'regions'."
+            )
+        elif "regions" in params:
             advice.append(
                 f"Pass more, smaller regions (regions={params['regions']!r} now; for example "
                 "regions='patches:K' with a smaller K), so that removing one changes the output."
