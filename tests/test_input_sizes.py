@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,9 @@ from torch import nn
 
 import faithmap
 from faithmap import Model
+from faithmap.core.explanation import Explanation
 from faithmap.core.method import quiet_constant_maps
+from faithmap.core.registry import method_of
 from faithmap.core.removal import gaussian_blur
 from faithmap.data.synthetic import make_shapes
 from faithmap.errors import ConstantMapWarning, InvalidParameterError
@@ -202,6 +205,15 @@ def test_a_square_pair_is_the_int_window() -> None:
     )
     torch.testing.assert_close(as_int.attributions, as_pair.attributions, rtol=0, atol=0)
     assert as_pair.config["window"] == 3 and as_pair.config["stride"] == 2
+
+
+def test_a_saved_rectangular_window_explains_again(tmp_path: Path) -> None:
+    x = torch.rand(1, 3, 6, 9, dtype=torch.float64)
+    first = faithmap.explain(SumModel(), x, method="occlusion", target=0, window=(2, 3))
+    first.save(tmp_path / "occlusion.safetensors")
+    loaded = Explanation.load(tmp_path / "occlusion.safetensors")
+    again = method_of(loaded, None, "test").explain(SumModel(), x, target=0)
+    torch.testing.assert_close(again.attributions, first.attributions, rtol=0, atol=0)
 
 
 def test_a_window_larger_than_the_image_names_a_window_that_fits() -> None:

@@ -23,9 +23,10 @@ Size = int | tuple[int, int]
 
 
 def is_size(value: Any) -> bool:
-    """Whether ``value`` is an int >= 1 or a pair of them (bools refused)."""
-    if isinstance(value, tuple):
-        return len(value) == 2 and all(is_size(v) for v in value)
+    """Whether ``value`` is an int >= 1 or a pair of them (bools refused; a list pair is what a
+    saved explanation's JSON config gives back)."""
+    if isinstance(value, tuple | list):
+        return len(value) == 2 and all(isinstance(v, int) and is_size(v) for v in value)
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
