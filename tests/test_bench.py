@@ -56,7 +56,10 @@ def test_config_is_frozen_and_normalised() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"models": ["vgg"]}, "Unknown model 'vgg'.*no such file. Valid names are: cnn.*model file"),
+        (
+            {"models": ["vgg"]},
+            "Unknown model 'vgg'.*no such file. Valid names are: cnn.*model file",
+        ),
         ({"methods": []}, "No method"),
         ({"methods": ["saliency", "gradcam++"]}, "Unknown method 'gradcam\\+\\+'.*rise"),
         ({"metrics": ["auc"]}, "Unknown metric 'auc'.*Valid names are: .*insertion"),

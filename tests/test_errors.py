@@ -111,7 +111,8 @@ def test_model_that_raises_leaves_model_as_found(tiny_net: TinyNet) -> None:
 
 def test_model_with_wrong_output_shape(images: torch.Tensor) -> None:
     with pytest.raises(
-        ModelError, match=r"one output row per sample: shape \((\d+), ...\) for a batch of \1. Got \(2, 3\)"
+        ModelError,
+        match=r"one output row per sample: shape \((\d+), ...\) for a batch of \1. Got \(2, 3\)",
     ):
         faithmap.explain(lambda x: torch.zeros(2, 3), images, method="occlusion")
 

@@ -169,12 +169,16 @@ class Method(ABC):
         model : Model, nn.Module or callable
             The model to explain; it is left exactly as it was given.
         inputs : Tensor
-            One batch, batch first; images are ``(N, C, H, W)``.
+            One batch, batch first; images are ``(N, C, H, W)``; 1-D signals ``(N, C, T)``
+            (time series, audio) are explained as images of height one, maps ``(N, 1, T)``.
         target : None, int, sequence or tensor of ints, callable, or one callable per sample
             The output to explain (``None``: each sample's predicted class); a callable is
             kept on the explanation, so metrics score the same output.
         """
         wrapped = Model.wrap(model)
+        signals = isinstance(inputs, Tensor) and inputs.dim() == 3
+        if signals:  # 1-D signals (N, C, T) are explained as images of height one
+            wrapped, inputs = wrapped.for_signal_images(), inputs.unsqueeze(2)
         checked = check_inputs(inputs, type(self).__name__, image=self.image_only)
         device = wrapped.device or checked.device
         on_device = checked.detach().to(device)
@@ -186,8 +190,11 @@ class Method(ABC):
             result = Attribution(result)
         warn_constant_maps(method, result.attributions, on_device)
         home = checked.device
+        attributions = result.attributions.detach()
+        if signals and attributions.dim() == 4 and attributions.shape[2] == 1:
+            attributions = attributions.squeeze(2)
         return Explanation(
-            attributions=result.attributions.detach().to(home),
+            attributions=attributions.to(home),
             method=self.name,
             config=method.config(),
             target=None if resolved.classes is None else resolved.classes.to(home),

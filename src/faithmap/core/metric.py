@@ -249,11 +249,16 @@ def prepare(
     """The shared set-up of a metric that runs the model (see :class:`Prepared`).
 
     With ``image=True`` the inputs must be images ``(N, C, H, W)`` and the map ``(N, 1 or C, H,
-    W)`` of the same size; otherwise the map is only read.
+    W)`` of the same size, or 1-D signals ``(N, C, T)`` with maps ``(N, 1 or C, T)``, scored
+    as images of height one (:meth:`Model.for_signal_images`); otherwise the map is only read.
     """
     wrapped = Model.wrap(model)
-    checked = check_inputs(inputs, owner, image=image)
     attributions = attribution_map(explanation)
+    if image and isinstance(inputs, Tensor) and inputs.dim() == 3:  # signals (N, C, T)
+        wrapped = wrapped.for_signal_images()
+        inputs = inputs.unsqueeze(2)
+        attributions = attributions.unsqueeze(-2) if attributions.dim() == 3 else attributions
+    checked = check_inputs(inputs, owner, image=image)
     if image:
         check_map_shape(attributions, checked, owner)
     device = wrapped.device or checked.device

@@ -143,6 +143,7 @@ class Model:
         self.ledger = Ledger()
         self.num_outputs: int | None = None
         self.output_shape: tuple[int, ...] | None = None
+        self.signal_images = False
         self._sizes = MeasuredSizes.of(model)
 
     @classmethod
@@ -160,6 +161,17 @@ class Model:
             preprocessing=self.preprocessing,
             eval_mode=self.eval_mode,
         )
+
+    def for_signal_images(self) -> Model:
+        """This model, fed 1-D signals ``(B, C, T)`` as images of height one ``(B, C, 1, T)``.
+
+        Image methods and metrics run on signals through this view: every call drops the unit
+        height before the model sees the batch. It shares the module, the cost ledger and the
+        measured batch sizes with this model.
+        """
+        twin = self.like(self.module)
+        twin.ledger, twin._sizes, twin.signal_images = self.ledger, self._sizes, True
+        return twin
 
     @classmethod
     def from_onnx(
@@ -254,6 +266,8 @@ class Model:
         Any output shape with one row per sample is accepted (a ``(B,)`` output becomes
         ``(B, 1)``); whether it can be read as class scores is checked where a class is read.
         """
+        if self.signal_images and batch.dim() == 4 and batch.shape[2] == 1:
+            batch = batch.squeeze(2)
         try:
             output = self.module(self.preprocessing(batch))
         except FaithmapError:

@@ -1,6 +1,17 @@
-"""Built-in data with ground truth, and images read from files."""
+"""Built-in data with ground truth (images, 1-D signals), and images read from files."""
 
 from faithmap.data.files import ImageFolder, read_folder, read_image
+from faithmap.data.signals import SIGNAL_CLASSES, SignalsBatch, make_signals
 from faithmap.data.synthetic import CLASS_NAMES, ShapesBatch, make_shapes
 
-__all__ = ["CLASS_NAMES", "ImageFolder", "ShapesBatch", "make_shapes", "read_folder", "read_image"]
+__all__ = [
+    "CLASS_NAMES",
+    "SIGNAL_CLASSES",
+    "ImageFolder",
+    "ShapesBatch",
+    "SignalsBatch",
+    "make_shapes",
+    "make_signals",
+    "read_folder",
+    "read_image",
+]

@@ -102,3 +102,24 @@ def export_onnx(module: nn.Module, path: str | Path, shape: tuple[int, ...]) -> 
             dynamo=False,
         )
     return path
+
+
+class BurstDetector(nn.Module):
+    """A 1-D signal classifier ``(B, C, T)`` -> logits ``(B, 2)`` by matched filters.
+
+    Each class's filter is its burst (:func:`faithmap.data.signals.burst`); the logit is the
+    largest filter response over time (channels averaged), so the evidence for a class is the
+    window holding its burst, the ground truth of :func:`faithmap.data.signals.make_signals`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from faithmap.data.signals import PERIODS, burst
+
+        filters = torch.stack([burst(period) for period in PERIODS]).unsqueeze(1)
+        self.filters = nn.Conv1d(1, len(PERIODS), filters.shape[-1], bias=False)
+        self.filters.weight.data.copy_(filters / filters.norm(dim=-1, keepdim=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        response: Tensor = self.filters(x.mean(1, keepdim=True))
+        return response.amax(dim=-1)
