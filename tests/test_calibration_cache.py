@@ -318,6 +318,10 @@ def test_a_larger_job_extends_the_measurement(
     sizes.size_for(sample, False, 100_000, measure)
     ((_, covered),) = sizes.table.values()
     assert covered == 1024 and calls and not set(calls) & {s for s in first_calls if s < 8}
+    calls.clear()
+    measured: list[tuple[int, ...]] = []
+    sizes.size_for(sample, False, 200_000, lambda c: measured.append(c) or 1)
+    assert measured == [] and calls == {}  # beyond the last candidate: nothing left to time
 
 
 def test_concurrent_writers_never_leave_a_broken_file(cache: Path) -> None:

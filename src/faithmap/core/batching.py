@@ -476,7 +476,7 @@ class MeasuredSizes:
             return max(1, min(rows, MAX_BATCH_BYTES // row_bytes))
         key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
         size, covered = self._table.get(key, (0, 0))
-        if covered >= rows:
+        if covered >= min(rows, CANDIDATES[-1]):  # no size beyond the last candidate is timed
             return size
         cached = self._cache_key(key)
         if cached is not None:
@@ -485,7 +485,7 @@ class MeasuredSizes:
                 size, covered, timings = found
                 self._table[key] = (size, covered)
                 self._timings[key] = {**timings, **self._timings.get(key, {})}
-                if covered >= rows:
+                if covered >= min(rows, CANDIDATES[-1]):
                     return size
         largest = next((c for c in CANDIDATES if c >= rows), CANDIDATES[-1])
         plan = Calibration(rows=rows, known=dict(self._timings.get(key, {})))
