@@ -103,15 +103,15 @@ def _explain_images(
         say(f"{stem}: predicted {predicted_name}, explained {label}; {aucs}; wrote {png}")
     first = stems[0] if len(stems) == 1 else "images"
     raw = explanation.save(out / f"{first}-{name}-{method}.safetensors")
-    _print_cost(explanation, wrapped)
+    _print_cost(explanation)
     say(f"wrote {raw} (raw attributions of {len(stems)} image(s), in this order)")
 
 
-def _print_cost(explanation: Explanation, wrapped: Model | None = None) -> None:
+def _print_cost(explanation: Explanation) -> None:
     cost = explanation.cost
     line = f"cost: {cost.forward} forward + {cost.backward} backward passes, {cost.seconds:.2f} s"
-    if wrapped is not None:
-        line += f" (+ {wrapped.ledger.calibration_seconds:.2f} s choosing the batch size)"
+    if cost.calibration_seconds:
+        line += f" (+ {cost.calibration_seconds:.2f} s choosing the batch size)"
     say(line)
 
 

@@ -89,6 +89,7 @@ class Explanation:
                     "forward": self.cost.forward,
                     "backward": self.cost.backward,
                     "seconds": self.cost.seconds,
+                    "calibration_seconds": self.cost.calibration_seconds,
                 }
             ),
         }
@@ -115,6 +116,7 @@ class Explanation:
                 int(cost.get("forward", 0)),
                 int(cost.get("backward", 0)),
                 float(cost.get("seconds", 0.0)),
+                float(cost.get("calibration_seconds", 0.0)),
             ),
             ranking=tensors.get("ranking"),
         )
