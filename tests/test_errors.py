@@ -32,8 +32,10 @@ def test_errors_are_faithmap_errors_and_builtin_kinds() -> None:
 
 
 def test_wrong_rank(tiny_net: TinyNet) -> None:
-    with pytest.raises(ShapeError, match=r"\(N, C, H, W\).*unsqueeze\(0\)"):
+    with pytest.raises(ShapeError, match=r"read as 1-D signals \(N, C, T\).*unsqueeze\(0\)"):
         faithmap.explain(tiny_net, torch.rand(3, 16, 16), method="occlusion")
+    with pytest.raises(ShapeError, match=r"images of shape \(N, C, H, W\). Got shape \(2, 3"):
+        faithmap.explain(tiny_net, torch.rand(2, 3, 16, 16, 1), method="occlusion")
 
 
 def test_not_a_tensor(tiny_net: TinyNet) -> None:

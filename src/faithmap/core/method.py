@@ -41,7 +41,7 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.targets import Target, TargetLike
 from faithmap.core.validation import check_inputs
-from faithmap.errors import ConstantMapWarning
+from faithmap.errors import ConstantMapWarning, ModelError, ShapeError
 
 Reduce = Literal["sum", "mean", "max", "abs_sum", "none"]
 REDUCE = options(get_args(Reduce))
@@ -175,10 +175,23 @@ class Method(ABC):
             The output to explain (``None``: each sample's predicted class); a callable is
             kept on the explanation, so metrics score the same output.
         """
-        wrapped = Model.wrap(model)
-        signals = isinstance(inputs, Tensor) and inputs.dim() == 3
-        if signals:  # 1-D signals (N, C, T) are explained as images of height one
-            wrapped, inputs = wrapped.for_signal_images(), inputs.unsqueeze(2)
+        if not (isinstance(inputs, Tensor) and inputs.dim() == 3):
+            return self._explain(Model.wrap(model), inputs, target, signals=False)
+        try:  # 1-D signals (N, C, T) are explained as images of height one
+            return self._explain(
+                Model.wrap(model).for_signal_images(), inputs.unsqueeze(2), target, signals=True
+            )
+        except ModelError as err:
+            raise ShapeError(
+                f"Inputs of shape {tuple(inputs.shape)} are read as 1-D signals (N, C, T), and "
+                f"the model refused them: {err} If they are one image (C, H, W), add a batch "
+                "dimension with x.unsqueeze(0)."
+            ) from err
+
+    def _explain(
+        self, wrapped: Model, inputs: Tensor, target: TargetLike, *, signals: bool
+    ) -> Explanation:
+        """:meth:`explain` on a wrapped model (a signal view for 1-D signals)."""
         checked = check_inputs(inputs, type(self).__name__, image=self.image_only)
         device = wrapped.device or checked.device
         on_device = checked.detach().to(device)
