@@ -115,9 +115,14 @@ def patch_grid(inputs: Tensor, size: int = 8) -> Regions:
 
 
 def slic(
-    inputs: Tensor, n_segments: int = 49, *, compactness: float = 10.0, sigma: float = 1.0
+    inputs: Tensor, n_segments: int = 49, *, compactness: float = 30.0, sigma: float = 1.0
 ) -> Regions:
     """SLIC superpixels from scikit-image, computed per image on the CPU.
+
+    ``compactness`` 30 (scikit-image's default is 10): on colour images SLIC works in Lab,
+    where 10 lets texture win, and on noisy photographs the connectivity step then merges
+    nearly everything (3 of 49 regions on 224 x 224 noise); 30 gives 49 there and still follows
+    object edges on the built-in shapes (45-49 of 49).
 
     References
     ----------
