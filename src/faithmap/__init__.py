@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from faithmap.core.registry import METHODS, METRICS, register_method, register_metric
     from faithmap.core.removal import Removal
     from faithmap.errors import (
+        ConstantMapWarning,
         FaithmapError,
         FileProblemError,
         InvalidParameterError,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _HOMES = {
+    "ConstantMapWarning": "faithmap.errors",
     "Cost": "faithmap.core.cost",
     "Explanation": "faithmap.core.explanation",
     "FaithmapError": "faithmap.errors",
@@ -65,6 +67,7 @@ _SUBPACKAGES = ("methods", "metrics", "tabular")
 __all__ = [
     "METHODS",
     "METRICS",
+    "ConstantMapWarning",
     "Cost",
     "Explanation",
     "FaithmapError",
