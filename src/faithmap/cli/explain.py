@@ -42,7 +42,7 @@ from faithmap.data import CLASS_NAMES, make_shapes, read_folder, read_image
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics import deletion, insertion
 from faithmap.viz import save_overlay
-from faithmap.zoo import BUILTIN_MODELS
+from faithmap.zoo import BUILTIN_MODELS, ZOO_MODELS
 
 TEXT_MODEL = "word_cnn"
 """The ``--model`` name of faithmap's own text classifier (the default for ``--text``)."""
@@ -67,7 +67,7 @@ def _load(
 
 
 def _class_name(model: str, index: int) -> str:
-    return CLASS_NAMES[index] if model in BUILTIN_MODELS else str(index)
+    return CLASS_NAMES[index] if model in ZOO_MODELS else str(index)
 
 
 def _explain_images(
@@ -311,7 +311,7 @@ def explain_command(
             return
         configured = get_method(method or "integrated_gradients", **params)
         spec = model or "cnn"
-        builtin = spec in BUILTIN_MODELS
+        builtin = spec in ZOO_MODELS
         preprocessing = declared_preprocessing(
             size if size is not None or not builtin else "64",
             keep_aspect=keep_aspect,

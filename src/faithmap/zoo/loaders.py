@@ -39,7 +39,7 @@ from faithmap.errors import (
     MissingDependencyError,
     ModelError,
 )
-from faithmap.zoo import BUILTIN_MODELS, load_builtin
+from faithmap.zoo import BUILTIN_MODELS, ZOO_MODELS, load_builtin
 from faithmap.zoo.libraries import (
     hugging_face_preprocessing,
     load_hugging_face,
@@ -159,7 +159,7 @@ def load_model(
             "extra_inputs are constants for the other inputs of an ONNX graph; "
             f"{text!r} is not an ONNX file."
         )
-    if isinstance(spec, str) and spec in BUILTIN_MODELS:
+    if isinstance(spec, str) and spec in ZOO_MODELS:
         module = load_builtin(spec)
     elif isinstance(spec, str) and spec.startswith(("torchvision:", "timm:", "hf:")):
         library, _, name = spec.partition(":")
