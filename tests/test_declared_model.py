@@ -18,7 +18,7 @@ from torch import Tensor, nn
 import faithmap
 from faithmap.core.preprocessing import Preprocessing
 from faithmap.data import make_shapes
-from faithmap.errors import InvalidParameterError, ModelError, TargetError
+from faithmap.errors import ConstantMapWarning, InvalidParameterError, ModelError, TargetError
 from faithmap.metrics import deletion, insertion
 from faithmap.testing.standins import (
     PROBABILITY_CLASSIFIER_PREPROCESSING,
@@ -158,9 +158,10 @@ def test_saturated_probabilities_keep_a_signal_through_log_odds() -> None:
 
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     model = faithmap.Model(saturated, outputs="probabilities", batch_size=16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(ConstantMapWarning, match="saturated.*activation='log_odds'"):
         flat = faithmap.explain(model, x, method="occlusion", target=0, window=2, stride=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         odds = faithmap.explain(
             model, x, method="occlusion", target=0, window=2, stride=2, activation="log_odds"
         )

@@ -201,7 +201,13 @@ class Method(ABC):
             result = method.attribute(wrapped, on_device, resolved)
         if isinstance(result, Tensor):
             result = Attribution(result)
+        activation = method.params().get("activation")
+        probabilities = activation == "softmax" or (
+            activation == "logits" and wrapped.outputs_kind == "probabilities"
+        )
         warn_constant_maps(method, result.attributions, on_device)
+        if probabilities:
+            warn_saturated(method, result.attributions, wrapped, on_device, resolved)
         home = checked.device
         attributions = result.attributions.detach()
         if signals and attributions.dim() == 4 and attributions.shape[2] == 1:
@@ -275,6 +281,41 @@ def warn_constant_maps(method: Method, attributions: Tensor, inputs: Tensor) -> 
         f"like a random map. {method.constant_map_advice(inputs)}",
         ConstantMapWarning,
         stacklevel=3,
+    )
+
+
+SATURATED = 1e-4
+"""A softmax-readout map whose largest magnitude stays below this changed no probability by
+more than 1e-4: the model's probabilities saturate where it is sure."""
+
+
+def warn_saturated(
+    method: Method, attributions: Tensor, model: Model, inputs: Tensor, target: Target
+) -> None:
+    """A :class:`ConstantMapWarning` when a map read from probabilities barely moves because
+    the target's probability is saturated (above 1 - 1e-4 or below 1e-4): float32 cannot rank
+    such changes. Costs one forward pass of the flagged samples, only when there are any."""
+    if _QUIET.get() or target.classes is None or attributions.dim() < 2:
+        return
+    largest = attributions.detach().flatten(1).abs().amax(1).to(inputs.device)
+    tiny = (largest < SATURATED) & (largest > 0)
+    if not bool(tiny.any()):
+        return
+    index = tiny.nonzero().flatten()
+    probabilities = model.outputs(inputs[index], activation="softmax")
+    if probabilities.dim() != 2:
+        return
+    chosen = probabilities.gather(1, target.classes[index].unsqueeze(1)).squeeze(1)
+    saturated = index[(chosen > 1 - SATURATED) | (chosen < SATURATED)].tolist()
+    if not saturated:
+        return
+    warnings.warn(
+        f"{method.name} read from probabilities changed the target probability by less than "
+        f"{SATURATED:g} anywhere for {len(saturated)} of {attributions.shape[0]} samples (sample "
+        f"{', '.join(map(str, saturated[:8]))}), whose probability is saturated: the map is "
+        "mostly float rounding. Pass activation='log_odds', which does not saturate.",
+        ConstantMapWarning,
+        stacklevel=4,
     )
 
 
