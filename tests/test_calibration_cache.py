@@ -181,7 +181,8 @@ def test_a_plain_callable_is_measured_in_process_only(cache: Path) -> None:
     layer = small_net()
 
     def call(x: torch.Tensor) -> torch.Tensor:
-        return layer(x)
+        out: torch.Tensor = layer(x)
+        return out
 
     model = Model(call)
     model.outputs(torch.rand(40, 3, 4, 4))
@@ -320,7 +321,12 @@ def test_a_larger_job_extends_the_measurement(
     assert covered == 1024 and calls and not set(calls) & {s for s in first_calls if s < 8}
     calls.clear()
     measured: list[tuple[int, ...]] = []
-    sizes.size_for(sample, False, 200_000, lambda c: measured.append(c) or 1)
+
+    def record(candidates: tuple[int, ...]) -> int:
+        measured.append(candidates)
+        return 1
+
+    sizes.size_for(sample, False, 200_000, record)
     assert measured == [] and calls == {}  # beyond the last candidate: nothing left to time
 
 

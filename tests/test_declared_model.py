@@ -47,7 +47,8 @@ class HandPreprocessed(nn.Module):
         self.net = net
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net((x.flip(1) - 0.5) / 0.5)
+        out: Tensor = self.net((x.flip(1) - 0.5) / 0.5)
+        return out
 
 
 class Logits(nn.Module):
@@ -61,7 +62,8 @@ class Logits(nn.Module):
         rgb = ((x.flip(1) - 0.5) / 0.5 * 0.5 + 0.5).flip(1)
         middle = rgb[..., 72:120]
         square = nn.functional.interpolate(middle, size=(64, 64), mode="bilinear")
-        return self.net.cnn(square)
+        out: Tensor = self.net.cnn(square)
+        return out
 
 
 def test_probability_outputs_get_no_second_softmax(strips: Tensor) -> None:
@@ -88,7 +90,8 @@ def test_log_probabilities_read_as_probabilities(strips: Tensor) -> None:
     net = ProbabilityClassifier()
 
     def log_probs(x: Tensor) -> Tensor:
-        return net(x).log()
+        out: Tensor = net(x).log()
+        return out
 
     prep = PROBABILITY_CLASSIFIER_PREPROCESSING
     as_probs = faithmap.Model(net, outputs="probabilities", preprocessing=prep, batch_size=8)
@@ -227,6 +230,7 @@ def test_subset_selection_confidence_reads_a_callable_target(shapes: object) -> 
     explanation = faithmap.explain(
         model, x, method="lima", target=object_score, regions="patches:16", seed=0
     )
+    assert explanation.ranking is not None
     first = int(explanation.ranking[0, 0])  # patches:16 are the detector's 16 x 16 cells
     assert first == cell
 

@@ -42,7 +42,8 @@ class HandPreprocessed(nn.Module):
         self.net = ProbabilityClassifier()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net((x.flip(1) - 0.5) / 0.5)
+        out: Tensor = self.net((x.flip(1) - 0.5) / 0.5)
+        return out
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,17 @@ evidence is exactly the burst window: a faithful method puts its largest attribu
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 import faithmap
-from faithmap.data.signals import BURST, make_signals
+from faithmap.data.signals import BURST, SignalsBatch, make_signals
 from faithmap.metrics import deletion, insertion, pointing_game, relevance_mass_accuracy
 from faithmap.testing.standins import BurstDetector
 
-METHODS = {
+METHODS: dict[str, dict[str, Any]] = {
     "saliency": {},
     "integrated_gradients": {"steps": 16},
     "occlusion": {"window": (1, 16), "stride": (1, 16)},
@@ -26,7 +28,7 @@ METHODS = {
 
 
 @pytest.fixture(scope="module")
-def batch() -> object:
+def batch() -> SignalsBatch:
     return make_signals(4, length=512, seed=3)
 
 
@@ -35,13 +37,15 @@ def model() -> faithmap.Model:
     return faithmap.Model(BurstDetector(), batch_size=64)
 
 
-def test_the_burst_detector_reads_the_bursts(batch: object, model: faithmap.Model) -> None:
-    assert bool((model.predict(batch.signals) == batch.labels).all())  # type: ignore[attr-defined]
+def test_the_burst_detector_reads_the_bursts(batch: SignalsBatch, model: faithmap.Model) -> None:
+    assert bool((model.predict(batch.signals) == batch.labels).all())
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_methods_find_the_burst_window(method: str, batch: object, model: faithmap.Model) -> None:
-    signals, masks = batch.signals, batch.masks  # type: ignore[attr-defined]
+def test_methods_find_the_burst_window(
+    method: str, batch: SignalsBatch, model: faithmap.Model
+) -> None:
+    signals, masks = batch.signals, batch.masks
     explanation = faithmap.explain(model, signals, method=method, **METHODS[method])
     assert explanation.attributions.shape == (4, 1, 512)
     assert bool((pointing_game(explanation, masks).values == 1).all())
@@ -55,13 +59,15 @@ def test_methods_find_the_burst_window(method: str, batch: object, model: faithm
         assert float(mass.min()) > 0.5, mass
 
 
-def test_insertion_and_deletion_run_over_segments(batch: object, model: faithmap.Model) -> None:
-    signals, masks = batch.signals, batch.masks  # type: ignore[attr-defined]
+def test_insertion_and_deletion_run_over_segments(
+    batch: SignalsBatch, model: faithmap.Model
+) -> None:
+    signals, masks = batch.signals, batch.masks
     truth = masks.float()  # the ground truth itself, as an explanation
     noise = torch.rand(
         signals.shape[0], 1, signals.shape[-1], generator=torch.Generator().manual_seed(0)
     )
-    kwargs = {"steps": 8, "unit": f"patches:{BURST // 2}", "fill": 0.0}
+    kwargs: dict[str, Any] = {"steps": 8, "unit": f"patches:{BURST // 2}", "fill": 0.0}
     good = insertion(model, signals, truth, **kwargs).values
     bad = insertion(model, signals, noise, **kwargs).values
     assert bool((good > bad).all()), (good, bad)

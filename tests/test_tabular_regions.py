@@ -93,8 +93,8 @@ def test_columns_and_the_image_default_mean_every_column() -> None:
     for regions in ("columns", "pixels", "slic:25", "patches:8"):
         result = KernelShap(regions=regions, n_samples=64).explain(model(), ROW, target=0)
         assert result.cost.forward == 2**6
-    regions = make_regions("columns", torch.zeros(3, 5))
-    assert regions.count == 5 and regions.obtained.tolist() == [5, 5, 5]
+    columns = make_regions("columns", torch.zeros(3, 5))
+    assert columns.count == 5 and columns.obtained.tolist() == [5, 5, 5]
 
 
 def test_explain_rows_passes_groups_and_keeps_efficiency_over_a_background() -> None:
@@ -134,9 +134,10 @@ def test_bad_groups_say_what_is_wrong(regions: Any, message: str) -> None:
 
 def test_group_lists_are_validated_by_the_methods_constraints() -> None:
     KernelShap(regions=[[0, 1], [2]])
+    bad: object
     for bad in ([[]], [[0.5]], [0, 1], "windows:0"):
         with pytest.raises(InvalidParameterError):
-            KernelShap(regions=bad)
+            KernelShap(regions=bad)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------ the memory guard

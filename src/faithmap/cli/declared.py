@@ -93,8 +93,8 @@ def declared_preprocessing(
             pad_value=pad_value,
             channels=channels,  # type: ignore[arg-type]  # checked by Preprocessing
             scale=scale,
-            mean=mean,  # type: ignore[arg-type]  # a name or numbers, parsed by Preprocessing
-            std=std,  # type: ignore[arg-type]
+            mean=mean,
+            std=std,
         )
     except InvalidParameterError as err:
         raise InvalidParameterError(str(err).replace("of Preprocessing", "option")) from err

@@ -23,6 +23,9 @@ from torch import Tensor
 from faithmap.errors import InvalidParameterError, ShapeError
 
 ChannelOrder = Literal["rgb", "bgr"]
+ChannelValues = tuple[float, ...] | Sequence[float] | float | str | None
+"""A ``mean`` or ``std`` as given: one number, one per channel, a comma-separated string, or
+(for ``mean``) a name from :data:`NORMALISATIONS`; stored as a tuple (or ``None``)."""
 
 NORMALISATIONS: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
@@ -122,8 +125,8 @@ class Preprocessing:
     pad_value: float = 0.0
     channels: ChannelOrder = "rgb"
     scale: float = 1.0
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
+    mean: ChannelValues = None
+    std: ChannelValues = None
 
     def __post_init__(self) -> None:
         if self.size is not None:
@@ -160,6 +163,16 @@ class Preprocessing:
         object.__setattr__(self, "pad_value", float(self.pad_value))
 
     @property
+    def means(self) -> tuple[float, ...] | None:
+        """``mean`` as stored: one value per channel (or one shared), or ``None``."""
+        return self.mean  # type: ignore[return-value]  # normalised in __post_init__
+
+    @property
+    def stds(self) -> tuple[float, ...] | None:
+        """``std`` as stored: one value per channel (or one shared), or ``None``."""
+        return self.std  # type: ignore[return-value]  # normalised in __post_init__
+
+    @property
     def is_identity(self) -> bool:
         """Whether the model call changes nothing (no resize counted: it depends on the batch)."""
         return (
@@ -174,8 +187,8 @@ class Preprocessing:
             "pad_value": self.pad_value,
             "channels": self.channels,
             "scale": self.scale,
-            "mean": list(self.mean) if self.mean else None,
-            "std": list(self.std) if self.std else None,
+            "mean": list(self.means) if self.means else None,
+            "std": list(self.stds) if self.stds else None,
         }
 
     def fitted_shape(self, height: int, width: int) -> tuple[int, int]:
@@ -236,10 +249,10 @@ class Preprocessing:
             batch = batch.flip(1)
         if self.scale != 1.0:
             batch = batch * self.scale
-        if self.mean is not None:
-            batch = batch - self._channel_values(self.mean, batch, "mean")
-        if self.std is not None:
-            batch = batch / self._channel_values(self.std, batch, "std")
+        if self.means is not None:
+            batch = batch - self._channel_values(self.means, batch, "mean")
+        if self.stds is not None:
+            batch = batch / self._channel_values(self.stds, batch, "std")
         return batch
 
     def _channel_values(self, values: tuple[float, ...], batch: Tensor, name: str) -> Tensor:

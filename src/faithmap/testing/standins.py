@@ -23,7 +23,7 @@ from faithmap.core.preprocessing import Preprocessing
 from faithmap.zoo import load_builtin
 
 PROBABILITY_CLASSIFIER_PREPROCESSING = Preprocessing(
-    size=(48, 192), channels="bgr", mean=(0.5,), std=(0.5,)
+    size=(48, 192), channels="bgr", mean=0.5, std=0.5
 )
 """What :class:`ProbabilityClassifier` expects, declared for :class:`faithmap.Model`."""
 
