@@ -59,8 +59,8 @@ so the default run stays within minutes on two CPU cores. Every row records the 
 parameters used."""
 
 
-def _names(value: Sequence[str], what: str, valid: Sequence[str]) -> tuple[str, ...]:
-    names = (value,) if isinstance(value, str) else tuple(value)
+def _names(value: object, what: str, valid: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(value) if isinstance(value, list | tuple) else (value,)
     unknown = [name for name in names if name not in valid]
     if not names or unknown:
         problem = f"Unknown {what} {', '.join(map(repr, unknown))}" if unknown else f"No {what}"
@@ -166,7 +166,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising the fields of a frozen dataclass
-        listed = [self.models] if isinstance(self.models, str) else list(self.models)
+        listed = list(self.models) if isinstance(self.models, list | tuple) else [self.models]
         if not listed:
             raise InvalidParameterError("No model in the benchmark configuration.")
         sources = list(dict.fromkeys(model_source(value) for value in listed))  # drop repeats
@@ -193,6 +193,11 @@ class BenchConfig:
             raise InvalidParameterError(
                 f"The 'address' parameter of BenchConfig must be a str or None. Got "
                 f"{self.address!r} instead."
+            )
+        if not isinstance(self.out, str | Path):
+            raise InvalidParameterError(
+                f"The 'out' parameter of BenchConfig must be a folder path (a string). Got "
+                f"{self.out!r} instead."
             )
         set_(self, "out", Path(self.out))
         for what, given, valid in (

@@ -24,7 +24,14 @@ from faithmap.bench.config import merge_params
 from faithmap.bench.sources import data_source, model_source
 from faithmap.bench.store import STORE_NAME
 from faithmap.bench.suites import SUITES, Suite, bench_findings
-from faithmap.cli.common import app, clean_errors, console, dotted_params, split_names
+from faithmap.cli.common import (
+    app,
+    clean_errors,
+    console,
+    dotted_params,
+    split_names,
+    writable_folder,
+)
 from faithmap.cli.declared import (
     ChannelsOption,
     KeepAspectOption,
@@ -199,6 +206,7 @@ def bench(
         }
         values.update({key: value for key, value in flags.items() if value is not None})
         configured = BenchConfig(**values)
+        writable_folder(configured.out)
         rows = run_bench(configured, progress=progress, report=report and chosen is None)
         _print_summary(rows, configured.metrics, configured.n_samples)
         folder = configured.out

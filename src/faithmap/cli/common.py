@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from faithmap.errors import FaithmapError, InvalidParameterError
+from faithmap.errors import FaithmapError, FileProblemError, InvalidParameterError
 
 app = typer.Typer(
     name="faithmap",
@@ -31,6 +33,42 @@ def clean_errors() -> Iterator[None]:
     except FaithmapError as err:
         errors.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
         raise typer.Exit(code=2) from err
+
+
+def writable_folder(folder: Path, option: str = "--out") -> Path:
+    """``folder``, created if needed; an error unless it is a folder faithmap can write into."""
+    if folder.exists() and not folder.is_dir():
+        raise FileProblemError(
+            f"{option} {str(folder)!r} is an existing file, not a folder. Give a folder path."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FileProblemError(
+            f"Could not create the {option} folder {str(folder)!r} ({err.strerror or err}). "
+            "Give a folder you can write into."
+        ) from err
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileProblemError(
+            f"The {option} folder {str(folder)!r} is not writable. Give a folder you can "
+            "write into."
+        )
+    return folder
+
+
+def parse_target(text: str | None) -> int | None:
+    """``--target`` as a class index (an int ≥ 0) or ``None``."""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidParameterError(
+            f"--target must be a class index, a whole number >= 0. Got {text!r} instead."
+        )
+    return value
 
 
 def say(message: str) -> None:

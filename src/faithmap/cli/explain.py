@@ -18,7 +18,15 @@ import torch
 import typer
 
 from faithmap.api import get_method
-from faithmap.cli.common import app, clean_errors, errors, parse_param, say
+from faithmap.cli.common import (
+    app,
+    clean_errors,
+    errors,
+    parse_param,
+    parse_target,
+    say,
+    writable_folder,
+)
 from faithmap.cli.declared import (
     ChannelsOption,
     KeepAspectOption,
@@ -244,7 +252,7 @@ def explain_command(
         typer.Option(help="Allow pickled checkpoints (they can run code: trusted files only)."),
     ] = False,
     target: Annotated[
-        int | None, typer.Option("--target", "-t", help="Class to explain; default: predicted.")
+        str | None, typer.Option("--target", "-t", help="Class to explain; default: predicted.")
     ] = None,
     sample: Annotated[
         int, typer.Option(help="Which built-in sample (its seed) when no input is given.")
@@ -279,6 +287,8 @@ def explain_command(
     """
     with clean_errors():
         set_threads(threads)
+        writable_folder(out)
+        target_class = parse_target(target)
         params = dict(parse_param(p) for p in param or [])
         if text is not None:
             if source is not None:
@@ -290,7 +300,7 @@ def explain_command(
                 method=method,
                 params=params,
                 model_spec=model,
-                target=target,
+                target=target_class,
                 batch_size=batch_size,
                 out=out,
             )
@@ -304,7 +314,7 @@ def explain_command(
                 architecture=architecture,
                 trust_pickle=trust_pickle,
                 background=background,
-                target=target,
+                target=target_class,
                 batch_size=batch_size,
                 out=out,
             )
@@ -351,6 +361,6 @@ def explain_command(
             configured=configured,
             model_spec=spec,
             wrapped=wrapped,
-            target=target,
+            target=target_class,
             out=out,
         )

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from faithmap.core.cost import Cost
 from faithmap.core.targets import ScoreFunction
-from faithmap.errors import ShapeError
+from faithmap.errors import FileProblemError, ShapeError
 
 
 @dataclass(frozen=True)
@@ -99,25 +99,58 @@ class Explanation:
 
     @staticmethod
     def load(path: str | Path) -> Explanation:
-        """Read an explanation written by :meth:`save`."""
+        """Read an explanation written by :meth:`save`.
+
+        Raises
+        ------
+        FileProblemError
+            If the file is missing, unreadable, not a safetensors file, or a safetensors file
+            that :meth:`save` did not write (no attributions, metadata that is not JSON).
+        """
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        cost = json.loads(metadata.get("cost", "{}"))
-        return Explanation(
-            attributions=tensors["attributions"],
-            method=metadata.get("method", "unknown"),
-            config=json.loads(metadata.get("config", "{}")),
-            target=tensors.get("target"),
-            model=json.loads(metadata.get("model", "{}")),
-            cost=Cost(
+        file = Path(path)
+        if not file.is_file():
+            raise FileProblemError(f"No explanation file at {str(file)!r}. Check the path.")
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        except Exception as err:  # safetensors raises its own error types for bad files
+            reason = (str(err).splitlines() or [""])[0]
+            raise FileProblemError(
+                f"Could not read {str(file)!r} as an explanation: it is not a readable "
+                f"safetensors file ({type(err).__name__}: {reason}). Give a file written by "
+                "Explanation.save."
+            ) from err
+        if "attributions" not in tensors or "method" not in metadata:
+            raise FileProblemError(
+                f"{str(file)!r} is a safetensors file but not a faithmap explanation (no "
+                "'attributions' tensor or 'method' metadata). Give a file written by "
+                "Explanation.save."
+            )
+        try:
+            cost = json.loads(metadata.get("cost", "{}"))
+            config = json.loads(metadata.get("config", "{}"))
+            model = json.loads(metadata.get("model", "{}"))
+            spent = Cost(
                 int(cost.get("forward", 0)),
                 int(cost.get("backward", 0)),
                 float(cost.get("seconds", 0.0)),
                 float(cost.get("calibration_seconds", 0.0)),
-            ),
+            )
+        except (ValueError, TypeError, AttributeError) as err:
+            raise FileProblemError(
+                f"The metadata of {str(file)!r} is not what Explanation.save writes "
+                f"({type(err).__name__}: {err}); the file was changed or written by another tool."
+            ) from err
+        return Explanation(
+            attributions=tensors["attributions"],
+            method=metadata["method"],
+            config=config,
+            target=tensors.get("target"),
+            model=model,
+            cost=spent,
             ranking=tensors.get("ranking"),
         )
 

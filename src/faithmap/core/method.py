@@ -205,6 +205,7 @@ class Method(ABC):
         probabilities = activation == "softmax" or (
             activation == "logits" and wrapped.outputs_kind == "probabilities"
         )
+        _refuse_non_finite(method, result.attributions)
         warn_constant_maps(method, result.attributions, on_device)
         if probabilities:
             warn_saturated(method, result.attributions, wrapped, on_device, resolved)
@@ -260,6 +261,21 @@ def constant_samples(attributions: Tensor) -> Tensor:
     high, low = flat.amax(1), flat.amin(1)
     rounding = 8 * torch.finfo(flat.dtype).eps * torch.maximum(high.abs(), low.abs())
     return (high - low) <= rounding
+
+
+def _refuse_non_finite(method: Method, attributions: Tensor) -> None:
+    """A :class:`ModelError` naming the samples whose map holds NaN or infinity."""
+    finite = torch.isfinite(attributions.detach()).flatten(1).all(1)
+    if bool(finite.all()):
+        return
+    samples = (~finite).nonzero().flatten().tolist()
+    raise ModelError(
+        f"{method.name} produced NaN or infinite attributions for sample(s) "
+        f"{', '.join(map(str, samples[:8]))}{' ...' if len(samples) > 8 else ''}: the model "
+        "returned NaN or infinity for them or for their perturbed copies (or its gradients "
+        "overflowed). Check the model's outputs on these inputs (and the declared "
+        "preprocessing); faithmap does not score such maps."
+    )
 
 
 def warn_constant_maps(method: Method, attributions: Tensor, inputs: Tensor) -> None:

@@ -261,6 +261,14 @@ def prepare(
     checked = check_inputs(inputs, owner, image=image)
     if image:
         check_map_shape(attributions, checked, owner)
+    finite = torch.isfinite(attributions.detach()).flatten(1).all(1)
+    if not bool(finite.all()):
+        samples = (~finite).nonzero().flatten().tolist()
+        raise ShapeError(
+            f"The attributions given to {owner} hold NaN or infinity for sample(s) "
+            f"{', '.join(map(str, samples[:8]))}; a metric cannot rank them. Explain those "
+            "samples again, or drop them."
+        )
     device = wrapped.device or checked.device
     rule: TargetRule
     if target is None and isinstance(explanation, Explanation) and explanation.score is not None:

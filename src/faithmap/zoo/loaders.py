@@ -146,6 +146,16 @@ def load_model(
         )
     text = str(spec)
     path = Path(spec)
+    if architecture is not None and (
+        text.endswith(".onnx")
+        or text in ZOO_MODELS
+        or text.startswith(("torchvision:", "timm:", "hf:"))
+        or path.is_dir()
+    ):
+        raise InvalidParameterError(
+            f"architecture={architecture!r} builds the class of a state-dict file; {text!r} "
+            "carries its own architecture. Leave --architecture out."
+        )
     if text.endswith(".onnx"):
         return Model.from_onnx(
             path,

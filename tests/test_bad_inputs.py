@@ -1,0 +1,136 @@
+"""Bad input gets a clear FaithmapError (issue 15): explanation files, metric parameters, bench
+configuration types and NaN outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+import faithmap
+from faithmap.bench import BenchConfig
+from faithmap.cli import app
+from faithmap.errors import FileProblemError, InvalidParameterError, ModelError, ShapeError
+from faithmap.metrics import insertion
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    explanation = faithmap.explain(net, torch.rand(2, 3, 2, 2), method="saliency")
+    return explanation.save(tmp_path / "good.safetensors")
+
+
+def test_a_saved_explanation_loads(saved: Path) -> None:
+    assert faithmap.Explanation.load(saved).method == "saliency"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", "No explanation file"),
+        ("truncated", "not a readable safetensors file"),
+        ("header", "not a readable safetensors file"),
+        ("foreign", "not a faithmap explanation"),
+        ("metadata", "metadata of .* is not what Explanation.save writes"),
+    ],
+)
+def test_a_damaged_explanation_file_is_a_clear_error(
+    saved: Path, tmp_path: Path, damage: str, message: str
+) -> None:
+    path = tmp_path / f"{damage}.safetensors"
+    data = saved.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "header":
+        path.write_bytes(b"\xff" * 8 + data[8:])
+    elif damage == "foreign":
+        save_file({"weights": torch.zeros(3)}, str(path))
+    elif damage == "metadata":
+        save_file(
+            {"attributions": torch.zeros(1, 1, 2, 2)},
+            str(path),
+            metadata={"method": "saliency", "config": "{not json"},
+        )
+    with pytest.raises(FileProblemError, match=message):
+        faithmap.Explanation.load(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("out", 7, "'out' parameter of BenchConfig must be a folder path"),
+        ("models", 5, "A benchmark model must be a built-in name"),
+        ("methods", 5, "Unknown method 5"),
+        ("metrics", 3.5, "Unknown metric 3.5"),
+    ],
+)
+def test_bench_toml_values_of_the_wrong_type_are_clear_errors(
+    tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    config = tmp_path / "bench.toml"
+    config.write_text(f"{key} = {value}\n")
+    with pytest.raises(InvalidParameterError, match=message):
+        BenchConfig.from_toml(config)
+
+
+def test_evaluate_names_an_unknown_metric_parameter_and_the_valid_ones() -> None:
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    x = torch.rand(2, 3, 2, 2)
+    explanation = faithmap.explain(net, x, method="saliency")
+    with pytest.raises(InvalidParameterError, match=r"no parameter 'stepz'.*steps"):
+        faithmap.evaluate(
+            net, x, explanation, metrics=["insertion"], params={"insertion": {"stepz": 5}}
+        )
+
+
+def test_a_model_that_returns_nan_is_refused_naming_the_samples() -> None:
+    def nan_for_the_second(x: torch.Tensor) -> torch.Tensor:
+        scores = x.flatten(1)[:, :2].clone()
+        scores[x.flatten(1)[:, 0] > 0.5] = float("nan")
+        return scores
+
+    x = torch.tensor([[[[0.1, 0.2]]], [[[0.9, 0.2]]]])
+    with pytest.raises(ModelError, match=r"NaN or infinite attributions for sample\(s\) 1:"):
+        faithmap.explain(nan_for_the_second, x, method="occlusion", target=0, window=1)
+
+
+def test_a_nan_map_gets_no_score() -> None:
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    x = torch.rand(3, 3, 2, 2)
+    maps = torch.rand(3, 1, 2, 2)
+    maps[2, 0, 1, 1] = float("nan")
+    with pytest.raises(ShapeError, match=r"NaN or infinity for sample\(s\) 2;"):
+        insertion(net, x, maps)
+
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-t", "1.5"], "--target must be a class index, a whole number >= 0. Got '1.5'"),
+        (["--size", "0"], "at least 1x1 pixels. Got 0x0"),
+        (["--size", "-5"], "at least 1x1 pixels. Got -5x-5"),
+        (["--architecture", "torch.nn:Linear"], "carries its own architecture"),
+    ],
+)
+def test_cli_bad_options_are_one_error_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["explain", "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and message in result.output, result.output
+
+
+def test_out_that_is_a_file_or_read_only_is_one_error_line(tmp_path: Path) -> None:
+    existing = tmp_path / "file.txt"
+    existing.write_text("x")
+    for command in (["explain"], ["bench", "--models", "cnn", "--methods", "saliency"]):
+        result = runner.invoke(app, [*command, "--out", str(existing)])
+        assert result.exit_code == 2 and "is an existing file, not a folder" in result.output
+    inside_a_file = existing / "out"  # mkdir fails as it would in a read-only folder
+    result = runner.invoke(app, ["explain", "--out", str(inside_a_file)])
+    assert result.exit_code == 2 and "Could not create the --out folder" in result.output
