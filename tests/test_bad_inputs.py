@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 import faithmap
 from faithmap.bench import BenchConfig
 from faithmap.cli import app
+from faithmap.cli.common import file_stem
+from faithmap.cli.explain import unique_stems
 from faithmap.errors import FileProblemError, InvalidParameterError, ModelError, ShapeError
 from faithmap.metrics import insertion
 
@@ -134,3 +136,23 @@ def test_out_that_is_a_file_or_read_only_is_one_error_line(tmp_path: Path) -> No
     inside_a_file = existing / "out"  # mkdir fails as it would in a read-only folder
     result = runner.invoke(app, ["explain", "--out", str(inside_a_file)])
     assert result.exit_code == 2 and "Could not create the --out folder" in result.output
+
+
+def test_outputs_stay_inside_out_and_never_overwrite_each_other(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = (torch.rand(16, 16, 3).numpy() * 255).astype("uint8")
+    from PIL import Image
+
+    for name in ("dup.png", "dup.jpg", "odd\x1b[31mname.png"):
+        Image.fromarray(image).save(photos / name)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["explain", str(photos), "--method", "saliency", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in out.iterdir())
+    assert "dup-png-cnn-saliency.png" in written and "dup-jpg-cnn-saliency.png" in written
+    assert "\x1b" not in result.output  # the escape code is neither printed nor in a name
+    assert "odd_31mname: predicted" in result.output and "odd_31mname-cnn-saliency.png" in written
+    assert all(p.resolve().parent == out.resolve() for p in out.iterdir())
+    assert unique_stems([Path("a/x/../../../etc/net")]) == ["net"]
+    assert file_stem("x/../../m/net") == "x_.._.._m_net"

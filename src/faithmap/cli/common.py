@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ def clean_errors() -> Iterator[None]:
     try:
         yield
     except FaithmapError as err:
-        errors.print(Text(f"error: {err}", style="bold red"), soft_wrap=True)
+        errors.print(Text(printable(f"error: {err}"), style="bold red"), soft_wrap=True)
         raise typer.Exit(code=2) from err
 
 
@@ -71,9 +72,22 @@ def parse_target(text: str | None) -> int | None:
     return value
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escape codes) shown as escapes."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+def file_stem(text: str) -> str:
+    """A file-name part made of ``text``: letters, digits, ``._-`` only, so a name built from
+    it stays inside the output folder (no ``/``, no ``..`` path steps)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "out"
+    return cleaned[:120]
+
+
 def say(message: str) -> None:
-    """Print a line as it is (no highlighting, no wrapping of long paths)."""
-    console.print(message, highlight=False, soft_wrap=True)
+    """Print a line as it is: no markup, no highlighting, no wrapping of long paths, control
+    characters escaped."""
+    console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
 
 
 def parse_param(text: str) -> tuple[str, Any]:

@@ -22,8 +22,10 @@ from faithmap.cli.common import (
     app,
     clean_errors,
     errors,
+    file_stem,
     parse_param,
     parse_target,
+    printable,
     say,
     writable_folder,
 )
@@ -74,6 +76,17 @@ def _load(
     )
 
 
+def unique_stems(paths: list[Path]) -> list[str]:
+    """Safe output names for ``paths``: the file stem, or stem and suffix where two files share
+    a stem (``dup.png`` and ``dup.jpg``), so no output overwrites another."""
+    stems = [file_stem(path.stem) for path in paths]
+    repeated = {stem for stem in stems if stems.count(stem) > 1}
+    return [
+        file_stem(f"{path.stem}-{path.suffix.lstrip('.')}") if stem in repeated else stem
+        for stem, path in zip(stems, paths, strict=True)
+    ]
+
+
 def _class_name(model: str, index: int) -> str:
     return CLASS_NAMES[index] if model in ZOO_MODELS else str(index)
 
@@ -95,7 +108,7 @@ def _explain_images(
     predicted = wrapped.predict(x)
     scores = insertion(wrapped, x, explanation), deletion(wrapped, x, explanation)
     out.mkdir(parents=True, exist_ok=True)
-    name = Path(model_spec).stem if Path(model_spec).suffix else model_spec.replace(":", "-")
+    name = file_stem(Path(model_spec).stem if Path(model_spec).suffix else model_spec)
     for i, stem in enumerate(stems):
         target_of = explanation.target
         label = "-" if target_of is None else _class_name(model_spec, int(target_of[i]))
@@ -350,10 +363,15 @@ def explain_command(
         elif source.is_dir():
             folder = read_folder(source, preprocessing)
             for bad, why in folder.failures.items():
-                errors.print(f"skipped {bad}: {why}", highlight=False, soft_wrap=True)
-            x, stems = folder.images, [path.stem for path in folder.paths]
+                errors.print(
+                    printable(f"skipped {bad}: {why}"),
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            x, stems = folder.images, unique_stems(folder.paths)
         else:
-            x, stems = read_image(source, preprocessing), [source.stem]
+            x, stems = read_image(source, preprocessing), unique_stems([source])
         _explain_images(
             x,
             stems,
