@@ -3,6 +3,7 @@ configuration types and NaN outputs."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 import faithmap
 from faithmap.bench import BenchConfig
+from faithmap.bench.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from faithmap.cli import app
 from faithmap.cli.common import file_stem
 from faithmap.cli.explain import unique_stems
@@ -156,3 +158,44 @@ def test_outputs_stay_inside_out_and_never_overwrite_each_other(tmp_path: Path) 
     assert all(p.resolve().parent == out.resolve() for p in out.iterdir())
     assert unique_stems([Path("a/x/../../../etc/net")]) == ["net"]
     assert file_stem("x/../../m/net") == "x_.._.._m_net"
+
+
+@pytest.mark.parametrize("kind", ["text", "corrupt", "foreign", "newer"])
+def test_a_store_that_is_not_faithmaps_is_refused_untouched(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "bench.sqlite"
+    if kind == "text":
+        path.write_text("hello\n")
+    elif kind == "corrupt":
+        path.write_bytes(b"SQLite format 3\x00" + b"\x07" * 200)
+    else:
+        connection = sqlite3.connect(path)
+        connection.execute("CREATE TABLE customers (id INTEGER)")
+        if kind == "newer":
+            connection.execute("DROP TABLE customers")
+            connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+        connection.commit()
+        connection.close()
+    before = path.read_bytes()
+    message = {
+        "text": "not an SQLite database",
+        "corrupt": "is corrupt",
+        "foreign": "another program's SQLite database",
+        "newer": "written by a newer faithmap",
+    }[kind]
+    with pytest.raises(FileProblemError, match=message):
+        Store(tmp_path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_new_store_is_marked_as_faithmaps(tmp_path: Path) -> None:
+    with Store(tmp_path):
+        pass
+    connection = sqlite3.connect(tmp_path / "bench.sqlite")
+    assert connection.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    connection.close()
+    with Store(tmp_path):  # and opens again
+        pass

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from faithmap.bench.config import BenchConfig
 from faithmap.bench.work import Row, TaskResult
-from faithmap.errors import InvalidParameterError
+from faithmap.errors import FileProblemError, InvalidParameterError
 
 STORE_NAME = "bench.sqlite"
 """The store's file name inside a benchmark's output folder."""
@@ -139,6 +139,70 @@ class Run:
     created: str
 
 
+APPLICATION_ID = 0x46414D50
+"""SQLite's application id of a faithmap store ("FAMP"), set when the store is created."""
+SCHEMA_VERSION = 1
+"""The store's schema version (SQLite's user_version); a newer one is refused."""
+_TABLES = frozenset({"runs", "tasks", "results", "maps", "curves", "findings"})
+
+
+def check_store_file(path: Path) -> None:
+    """Raise unless ``path`` is missing, empty, or a faithmap store this version can read.
+
+    Reads the file only (SQLite read-only mode): a file that is not faithmap's is refused
+    untouched. A store written before the application id was set is recognised by its tables.
+
+    Raises
+    ------
+    FileProblemError
+        For a folder, a file that is not SQLite, a corrupt database, another program's SQLite
+        file, or a store written by a newer faithmap.
+    """
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise FileProblemError(
+            f"The store {str(path)!r} is not a file. Give a store file or folder."
+        )
+    with path.open("rb") as handle:
+        header = handle.read(16)
+    if not header:
+        return
+    if header != b"SQLite format 3\x00":
+        raise FileProblemError(
+            f"{str(path)!r} is not a faithmap store (not an SQLite database). Give another "
+            "--out folder; the file was left as it was."
+        )
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            application = connection.execute("PRAGMA application_id").fetchone()[0]
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            tables = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as err:
+        raise FileProblemError(
+            f"The store {str(path)!r} is corrupt ({err}). Move it away and run again, or give "
+            "another --out folder."
+        ) from err
+    ours = application == APPLICATION_ID or (application == 0 and tables <= _TABLES)
+    if not ours:
+        raise FileProblemError(
+            f"{str(path)!r} is another program's SQLite database (tables: "
+            f"{', '.join(sorted(tables)) or 'none'}), not a faithmap store; it was left "
+            "untouched. Give another --out folder."
+        )
+    if version > SCHEMA_VERSION:
+        raise FileProblemError(
+            f"The store {str(path)!r} was written by a newer faithmap (schema {version}; this "
+            f"one reads {SCHEMA_VERSION}). Upgrade faithmap, or give another --out folder."
+        )
+
+
 class Store:
     """A benchmark store on disk; see the module docstring.
 
@@ -155,6 +219,7 @@ class Store:
         path = Path(path)
         is_file = path.suffix in (".sqlite", ".sqlite3", ".db") and not path.is_dir()
         self.path = path if is_file else path / STORE_NAME
+        check_store_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
         self._connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
@@ -166,6 +231,8 @@ class Store:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     connection.execute(statement)
+            connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
         self.transaction(create)
 
