@@ -3,7 +3,10 @@ configuration types and NaN outputs."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -199,3 +202,48 @@ def test_a_new_store_is_marked_as_faithmaps(tmp_path: Path) -> None:
     connection.close()
     with Store(tmp_path):  # and opens again
         pass
+
+
+def _png_header_claiming(side: int) -> bytes:
+    """A PNG whose header claims ``side x side`` pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_in_a_folder_is_skipped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "bomb.png").write_bytes(_png_header_claiming(30000))
+    Image.fromarray((torch.rand(16, 16, 3).numpy() * 255).astype("uint8")).save(photos / "ok.png")
+    result = runner.invoke(
+        app, ["explain", str(photos), "--method", "saliency", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "decompression bomb" in result.output
+    assert "ok: predicted" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.safetensors", b"garbage123456789", "as a safetensors file"),
+        ("bad.pt", b"garbage", "it is no valid pickle"),
+        ("evil.pt", pickle.dumps(print), "holding Python objects (builtins.print"),
+    ],
+)
+def test_a_damaged_or_unsafe_model_file_is_one_error_line(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = runner.invoke(app, ["explain", "--model", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert message in result.output, result.output

@@ -37,6 +37,11 @@ def read_image(path: Path, size: int | Preprocessing | None = 64) -> torch.Tenso
     try:
         with Image.open(path) as opened:
             pixels = np.asarray(opened.convert("RGBA") if opened.mode == "P" else opened)
+    except Image.DecompressionBombError as err:
+        raise InvalidParameterError(
+            f"Refusing {str(path)!r}: {str(err).split(',')[0]} (a decompression bomb, or an image "
+            "far larger than a model needs). Resize it first."
+        ) from err
     except (OSError, ValueError, SyntaxError) as err:
         raise InvalidParameterError(
             f"Could not read {str(path)!r} as an image ({str(err).splitlines()[0]}). Give a PNG "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import pickletools
 import re
 import warnings
 import zipfile
@@ -202,17 +203,28 @@ def _from_file(
 ) -> nn.Module:
     """A TorchScript module, a pickled module (trusted only) or a state dict in its class."""
     if path.suffix == ".safetensors":
-        return _into(architecture, options, load_safetensors(path), path)
+        try:
+            tensors = load_safetensors(path)
+        except Exception as err:  # safetensors raises its own error types for bad files
+            reason = (str(err).splitlines() or [""])[0]
+            raise FileProblemError(
+                f"Could not read {str(path)!r} as a safetensors file ({type(err).__name__}: "
+                f"{reason}). Check that the file is complete and was written by safetensors."
+            ) from err
+        return _into(architecture, options, tensors, path)
     if _is_torchscript(path):
         with warnings.catch_warnings():  # torch.jit is deprecated, but its files are still read
             warnings.simplefilter("ignore", DeprecationWarning)
             scripted: nn.Module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         return scripted
     try:
-        content = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol before refusing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            content = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as err:
         # torch's weights-only unpickler names the first class it refused to import.
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        refused = found.group(1) if found else _first_pickled_global(path)
         if refused is None:  # not a pickle at all
             raise FileProblemError(
                 f"Could not read {str(path)!r} as a PyTorch file (it is no valid pickle). "
@@ -220,7 +232,7 @@ def _from_file(
             ) from err
         raise FileProblemError(
             f"Refusing to load {str(path)!r}: it is a pickled checkpoint holding Python objects "
-            f"({refused.group(1)}, ...), such as a whole nn.Module, and unpickling it can run "
+            f"({refused}, ...), such as a whole nn.Module, and unpickling it can run "
             "arbitrary code. If you trust its source, pass trust_pickle=True (command line: "
             "--trust-pickle). Safer: save model.state_dict() and load it with "
             "architecture='package.module:ClassName'."
@@ -238,6 +250,24 @@ def _from_file(
             )
         return content
     return _into(architecture, options, _state_dict(content, path), path)
+
+
+def _first_pickled_global(path: Path) -> str | None:
+    """The first class or function a plain pickle file imports, read without unpickling;
+    ``None`` when the file is no pickle (or imports nothing)."""
+    try:
+        with path.open("rb") as handle:
+            strings: list[str] = []
+            for opcode, argument, _ in pickletools.genops(handle):
+                if opcode.name == "GLOBAL":
+                    return str(argument).replace(" ", ".")
+                if isinstance(argument, str):
+                    strings.append(argument)
+                if opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    return f"{strings[-2]}.{strings[-1]}"
+    except Exception:  # any failure to parse means: not a pickle
+        return None
+    return None
 
 
 def _is_torchscript(path: Path) -> bool:
