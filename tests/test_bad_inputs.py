@@ -247,3 +247,29 @@ def test_a_damaged_or_unsafe_model_file_is_one_error_line(
     result = runner.invoke(app, ["explain", "--model", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and result.output.startswith("error: ")
     assert message in result.output, result.output
+
+
+def test_an_interrupted_bench_says_what_was_saved_and_how_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faithmap.cli.bench as bench_command
+    from faithmap.bench import run_bench
+
+    def interrupted_at_the_end(config: BenchConfig, **kwargs: object) -> object:
+        run_bench(config, progress=False, report=False)  # every task of the run is stored
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench_command, "run_bench", interrupted_at_the_end)
+    args = ["bench", "--models", "cnn", "--methods", "saliency", "--samples", "2"]
+    args += ["--chunk-size", "1", "--out", str(tmp_path), "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130
+    assert "interrupted: 2 of 2 tasks are stored in" in result.output
+    assert "run the same command again to resume" in result.output
+
+
+def test_a_bad_metric_value_is_refused_before_anything_is_stored(tmp_path: Path) -> None:
+    args = ["bench", "--models", "cnn", "--methods", "saliency", "-m", "insertion.steps=0"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "'steps' parameter of insertion" in result.output
+    assert not (tmp_path / "out" / "bench.sqlite").exists()

@@ -215,6 +215,7 @@ class BenchConfig:
             get_method(name, **self.params(name))  # validates the parameters now
         for name in self.metrics:
             _check_metric_params(name, self.metric_params.get(name, {}))
+            METRICS[name].check(self.metric_kwargs(name))  # values too, before any store
         self._fit_data()
 
     def _fit_data(self) -> None:

@@ -21,6 +21,7 @@ from faithmap.bench import (
 )
 from faithmap.bench.collect import REPORT_NAME, write_run_report
 from faithmap.bench.config import merge_params
+from faithmap.bench.plan import plan
 from faithmap.bench.sources import data_source, model_source
 from faithmap.bench.store import STORE_NAME
 from faithmap.bench.suites import SUITES, Suite, bench_findings
@@ -29,6 +30,7 @@ from faithmap.cli.common import (
     clean_errors,
     console,
     dotted_params,
+    say,
     split_names,
     writable_folder,
 )
@@ -207,7 +209,18 @@ def bench(
         values.update({key: value for key, value in flags.items() if value is not None})
         configured = BenchConfig(**values)
         writable_folder(configured.out)
-        rows = run_bench(configured, progress=progress, report=report and chosen is None)
+        try:
+            rows = run_bench(configured, progress=progress, report=report and chosen is None)
+        except KeyboardInterrupt:
+            with Store(configured.out) as store:
+                runs = [r for r in store.runs() if r.config_hash == configured.hash]
+                stored = len(store.done(runs[0])) if runs else 0
+            total = len(plan(configured))
+            say(
+                f"interrupted: {stored} of {total} tasks are stored in "
+                f"{configured.out / STORE_NAME}; run the same command again to resume."
+            )
+            raise typer.Exit(code=130) from None
         _print_summary(rows, configured.metrics, configured.n_samples)
         folder = configured.out
         stated: list[str] = []
