@@ -273,3 +273,16 @@ def test_a_bad_metric_value_is_refused_before_anything_is_stored(tmp_path: Path)
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "'steps' parameter of insertion" in result.output
     assert not (tmp_path / "out" / "bench.sqlite").exists()
+
+
+def test_a_large_image_is_reduced_before_it_becomes_floats(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from faithmap.data import read_image
+
+    pixels = (torch.rand(1024, 768, 3).numpy() * 255).astype("uint8")
+    Image.fromarray(pixels).save(tmp_path / "large.png")
+    small = read_image(tmp_path / "large.png", 64)
+    assert small.shape == (1, 3, 64, 64) and small.dtype == torch.float32
+    # a box average of noise: close to the mean grey, as the full-size path would give
+    assert abs(float(small.mean()) - float(pixels.mean()) / 255) < 0.01

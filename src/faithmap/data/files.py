@@ -15,13 +15,25 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 """File endings :func:`read_folder` treats as images."""
 
 
+def _target_shape(
+    size: int | Preprocessing | None, height: int, width: int
+) -> tuple[int, int] | None:
+    """The ``(height, width)`` an image of that size will be resized to, ``None`` if kept."""
+    if isinstance(size, Preprocessing):
+        return size.fitted_shape(height, width) if size.size is not None else None
+    return None if size is None else (size, size)
+
+
 def read_image(path: Path, size: int | Preprocessing | None = 64) -> torch.Tensor:
     """An image file as a ``(1, 3, H, W)`` float tensor in [0, 1].
 
     Alpha is dropped, grey images are repeated over three channels, and with ``size`` the image
     is resized to ``size x size`` with anti-aliasing (64: the built-in models' input); with a
     :class:`~faithmap.core.preprocessing.Preprocessing`, to its size by its resize policy
-    (exact ``H x W``, or letterboxed with ``keep_aspect``); ``None`` keeps the file's size.
+    (exact ``H x W``, or letterboxed with ``keep_aspect``); ``None`` keeps the file's size. An
+    image at least 4 times the target size is first box-averaged by an integer factor while
+    still 8-bit (PIL's ``reduce``), so a 8000 x 8000 photo never becomes a full-size float
+    array.
 
     Raises
     ------
@@ -36,7 +48,14 @@ def read_image(path: Path, size: int | Preprocessing | None = 64) -> torch.Tenso
         raise InvalidParameterError(f"The image file {str(path)!r} does not exist.")
     try:
         with Image.open(path) as opened:
-            pixels = np.asarray(opened.convert("RGBA") if opened.mode == "P" else opened)
+            image = opened.convert("RGBA") if opened.mode == "P" else opened
+            target = _target_shape(size, image.height, image.width)
+            factor = (
+                0 if target is None else min(image.height // target[0], image.width // target[1])
+            )
+            if factor >= 4 and image.mode in ("L", "RGB", "RGBA", "I", "F"):
+                image = image.reduce(factor // 2)  # box-average first: no full-size float copy
+            pixels = np.asarray(image)
     except Image.DecompressionBombError as err:
         raise InvalidParameterError(
             f"Refusing {str(path)!r}: {str(err).split(',')[0]} (a decompression bomb, or an image "
@@ -48,7 +67,7 @@ def read_image(path: Path, size: int | Preprocessing | None = 64) -> torch.Tenso
             "or JPEG file."
         ) from err
     scale = np.iinfo(pixels.dtype).max if np.issubdtype(pixels.dtype, np.integer) else 1
-    array = pixels.astype(np.float64) / scale
+    array = pixels.astype(np.float32) / scale
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
