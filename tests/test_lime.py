@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 from torch import nn
@@ -47,6 +48,19 @@ def test_the_batched_surrogate_is_scikit_learns_weighted_ridge() -> None:
         ridge = Ridge(alpha=1.0).fit(coalitions, scores[i], sample_weight=weights)
         torch.testing.assert_close(ours[i], torch.from_numpy(ridge.coef_))
         torch.testing.assert_close(float(intercept[i]), float(ridge.intercept_))
+
+
+def test_the_kernel_is_lime_images_at_the_same_width() -> None:
+    from lime.lime_image import LimeImageExplainer
+    from sklearn.metrics import pairwise_distances
+
+    coalitions = lime_coalitions(12, 300, torch.Generator().manual_seed(1))
+    data = coalitions.numpy().astype(float)
+    distances = pairwise_distances(data, np.ones((1, 12)), metric="cosine").ravel()
+    for width in (0.25, 0.5, 1.0):
+        expected = LimeImageExplainer(kernel_width=width).base.kernel_fn(distances)
+        got = cosine_kernel(coalitions, width).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
 
 
 def test_the_kernel_weights_the_input_itself_highest() -> None:

@@ -38,10 +38,11 @@ def lime_coalitions(count: int, n_samples: int, generator: torch.Generator) -> T
 
 
 def cosine_kernel(coalitions: Tensor, width: float) -> Tensor:
-    """``exp(-d^2 / width^2)`` of the cosine distance ``d = 1 - sqrt(|z| / R)`` between each
-    coalition and the input (all features kept); the empty coalition is at distance 1."""
+    """``sqrt(exp(-d^2 / width^2))`` of the cosine distance ``d = 1 - sqrt(|z| / R)`` between
+    each coalition and the input (all features kept), the empty coalition at distance 1: the
+    kernel of the ``lime`` package's ``LimeImageExplainer``, so a width means the same there."""
     distance = 1.0 - (coalitions.sum(1) / coalitions.shape[1]).sqrt()
-    return torch.exp(-(distance**2) / width**2)
+    return torch.exp(-(distance**2) / (2.0 * width**2))
 
 
 @register_method("lime")
@@ -65,7 +66,8 @@ class Lime(Method):
     n_samples : int, default=1000
         Forward passes per input.
     kernel_width : float, default=0.25
-        Width of the similarity kernel over cosine distances (``lime_image``'s default).
+        Width of the similarity kernel over cosine distances: ``lime_image``'s default, with
+        its kernel (``tests/test_lime.py`` compares the weights with the ``lime`` package).
     ridge : float, default=1.0
         L2 penalty of the surrogate.
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
