@@ -286,3 +286,25 @@ def test_a_large_image_is_reduced_before_it_becomes_floats(tmp_path: Path) -> No
     assert small.shape == (1, 3, 64, 64) and small.dtype == torch.float32
     # a box average of noise: close to the mean grey, as the full-size path would give
     assert abs(float(small.mean()) - float(pixels.mean()) / 255) < 0.01
+
+
+def test_a_folder_is_explained_in_chunks_with_the_same_result(tmp_path: Path) -> None:
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        pixels = (torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(i)) * 255).byte()
+        Image.fromarray(pixels.numpy()).save(photos / f"p{i}.png")
+    (photos / "broken.png").write_bytes(b"not an image")
+    runs = {}
+    for chunk in ("2", "64"):
+        out = tmp_path / f"out{chunk}"
+        args = ["explain", str(photos), "--method", "saliency", "--chunk-size", chunk]
+        result = runner.invoke(app, [*args, "--batch-size", "4", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert result.output.count(": predicted ") == 5 and "skipped" in result.output
+        runs[chunk] = faithmap.Explanation.load(out / "images-cnn-saliency.safetensors")
+    assert runs["2"].attributions.shape == (5, 1, 64, 64)
+    torch.testing.assert_close(runs["2"].attributions, runs["64"].attributions)
+    assert runs["2"].cost.forward == runs["64"].cost.forward

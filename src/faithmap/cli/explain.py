@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import html
 import sys
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 import typer
+from tqdm import tqdm
 
 from faithmap.api import get_method
 from faithmap.cli.common import (
@@ -48,7 +52,8 @@ from faithmap.cli.declared import (
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import Method
 from faithmap.core.model import Model
-from faithmap.data import CLASS_NAMES, make_shapes, read_folder, read_image
+from faithmap.core.preprocessing import Preprocessing
+from faithmap.data import CLASS_NAMES, folder_images, make_shapes, read_image, read_images
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics import deletion, insertion
 from faithmap.viz import save_overlay
@@ -101,7 +106,7 @@ def _explain_images(
     wrapped: Model,
     target: int | None,
     out: Path,
-) -> None:
+) -> Explanation:
     """Explain a batch of images in one call; one overlay and one line of AUCs per image."""
     explanation = configured.explain(wrapped, x, target)
     method = configured.name
@@ -122,10 +127,73 @@ def _explain_images(
         aucs = ", ".join(f"{r.metric} {float(r.values[i]):.4f}" for r in scores)
         predicted_name = _class_name(model_spec, int(predicted[i]))
         say(f"{stem}: predicted {predicted_name}, explained {label}; {aucs}; wrote {png}")
-    first = stems[0] if len(stems) == 1 else "images"
-    raw = explanation.save(out / f"{first}-{name}-{method}.safetensors")
+    return explanation
+
+
+def _save_all(parts: list[Explanation], stems: list[str], model_spec: str, out: Path) -> None:
+    """One safetensors file of every image's raw attributions, in order; the cost in total."""
+    first = parts[0]
+    explanation = first
+    if len(parts) > 1:
+        targets = [part.target for part in parts]
+        explanation = replace(
+            first,
+            attributions=torch.cat([part.attributions for part in parts]),
+            target=None if any(t is None for t in targets) else torch.cat(targets),  # type: ignore[arg-type]
+            cost=sum((part.cost for part in parts[1:]), first.cost),
+            ranking=None,
+            curves={},
+        )
+    name = file_stem(Path(model_spec).stem if Path(model_spec).suffix else model_spec)
+    label = stems[0] if len(stems) == 1 else "images"
+    raw = explanation.save(out / f"{label}-{name}-{first.method}.safetensors")
     _print_cost(explanation)
     say(f"wrote {raw} (raw attributions of {len(stems)} image(s), in this order)")
+
+
+def _explain_folder(
+    folder: Path,
+    preprocessing: Preprocessing,
+    chunk_size: int,
+    explain: Callable[[torch.Tensor, list[str], torch.Tensor | None], Explanation],
+    model_spec: str,
+    out: Path,
+) -> None:
+    """Explain a folder ``chunk_size`` images at a time, so memory is bounded by the chunk and
+    the first lines come at once; unreadable files are reported and skipped."""
+    files = folder_images(folder)
+    names = dict(zip(files, unique_stems(files), strict=True))
+    parts: list[Explanation] = []
+    stems: list[str] = []
+    shape: tuple[int, ...] | None = None
+    with tqdm(
+        total=len(files), unit="image", file=sys.stderr, disable=len(files) <= chunk_size
+    ) as bar:
+        for start in range(0, len(files), chunk_size):
+            chunk = files[start : start + chunk_size]
+            read = read_images(chunk, preprocessing, require=False)
+            for bad, why in read.failures.items():
+                errors.print(
+                    printable(f"skipped {bad}: {why}"),
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            bar.update(len(chunk))
+            if not read.paths:
+                continue
+            if shape is not None and tuple(read.images.shape[1:]) != shape:
+                raise InvalidParameterError(
+                    f"The images in {str(folder)!r} have different sizes; give the model's input "
+                    "size (--size HxW) so they are resized to it."
+                )
+            shape = tuple(read.images.shape[1:])
+            chunk_stems = [names[path] for path in read.paths]
+            parts.append(explain(read.images, chunk_stems, None))
+            stems += chunk_stems
+    if not parts:
+        raise InvalidParameterError(f"No readable image in the folder {str(folder)!r}.")
+    _save_all(parts, stems, model_spec, out)
 
 
 def _print_cost(explanation: Explanation) -> None:
@@ -280,6 +348,10 @@ def explain_command(
     outputs: OutputsOption = "logits",
     onnx_input: OnnxInputOption = None,
     threads: ThreadsOption = None,
+    chunk_size: Annotated[
+        int,
+        typer.Option(help="Images of a folder explained per call: memory is bounded by the chunk."),
+    ] = 64,
     background: Annotated[
         Path | None, typer.Option(help="For CSV rows: a CSV of background rows (baselines).")
     ] = None,
@@ -301,6 +373,8 @@ def explain_command(
     with clean_errors():
         set_threads(threads)
         writable_folder(out)
+        if chunk_size < 1:
+            raise InvalidParameterError(f"--chunk-size must be at least 1. Got {chunk_size}.")
         target_class = parse_target(target)
         params = dict(parse_param(p) for p in param or [])
         if text is not None:
@@ -353,32 +427,23 @@ def explain_command(
             preprocessing=preprocessing,
             extra_inputs=onnx_inputs(onnx_input) or None,
         )
-        masks = None
-        if source is None:
-            shapes = make_shapes(1, seed=sample)
-            x, masks, stems = shapes.images, shapes.masks, [f"sample{sample}"]
-            x = preprocessing.fit(x)
-            masks = preprocessing.fit(masks.float()) > 0.5
-            say(f"sample{sample}: true class {CLASS_NAMES[int(shapes.labels[0])]}")
-        elif source.is_dir():
-            folder = read_folder(source, preprocessing)
-            for bad, why in folder.failures.items():
-                errors.print(
-                    printable(f"skipped {bad}: {why}"),
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            x, stems = folder.images, unique_stems(folder.paths)
-        else:
-            x, stems = read_image(source, preprocessing), unique_stems([source])
-        _explain_images(
-            x,
-            stems,
-            masks,
+        explain = partial(
+            _explain_images,
             configured=configured,
             model_spec=spec,
             wrapped=wrapped,
             target=target_class,
             out=out,
         )
+        if source is None:
+            shapes = make_shapes(1, seed=sample)
+            x, stems = preprocessing.fit(shapes.images), [f"sample{sample}"]
+            masks = preprocessing.fit(shapes.masks.float()) > 0.5
+            say(f"sample{sample}: true class {CLASS_NAMES[int(shapes.labels[0])]}")
+            _save_all([explain(x, stems, masks)], stems, spec, out)
+        elif source.is_dir():
+            _explain_folder(source, preprocessing, chunk_size, explain, spec, out)
+        else:
+            stems = unique_stems([source])
+            x = read_image(source, preprocessing)
+            _save_all([explain(x, stems, None)], stems, spec, out)

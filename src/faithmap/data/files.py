@@ -117,28 +117,62 @@ def read_folder(folder: Path, size: int | Preprocessing | None = 64) -> ImageFol
         If ``folder`` is not a folder, holds no readable image, or (with ``size=None``) holds
         images of different sizes.
     """
+    return read_images(folder_images(folder), size, where=f"the folder {str(folder)!r}")
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (not its sub-folders), in file-name order.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``folder`` is not a folder or holds no image file.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InvalidParameterError(f"The folder {str(folder)!r} does not exist.")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InvalidParameterError(
+            f"The folder {str(folder)!r} holds no image file (looked for "
+            f"{', '.join(IMAGE_SUFFIXES)})."
+        )
+    return files
+
+
+def read_images(
+    files: list[Path],
+    size: int | Preprocessing | None = 64,
+    *,
+    where: str = "the given files",
+    require: bool = True,
+) -> ImageFolder:
+    """The readable ones of ``files`` as one batch, skipping and reporting the others; a chunk
+    of a folder at a time keeps memory bounded by the chunk (see :func:`folder_images`).
+
+    Raises
+    ------
+    InvalidParameterError
+        If none is readable (unless ``require=False``: then ``images`` is empty), or (with
+        ``size=None``) they have different sizes.
+    """
     images, paths, failures = [], [], {}
-    for path in files:
+    for path in map(Path, files):
         try:
             images.append(read_image(path, size))
             paths.append(path)
         except InvalidParameterError as err:
             failures[path] = str(err)
+    if not images and not require:
+        return ImageFolder(torch.empty(0), [], failures)
     if not images:
         found = f"; unreadable: {', '.join(p.name for p in failures)}" if failures else ""
-        raise InvalidParameterError(
-            f"The folder {str(folder)!r} holds no readable image (looked for "
-            f"{', '.join(IMAGE_SUFFIXES)}){found}."
-        )
+        raise InvalidParameterError(f"No readable image in {where}{found}.")
     sizes = {tuple(image.shape[-2:]) for image in images}
     if len(sizes) > 1:
         listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
         raise InvalidParameterError(
-            f"The images of {str(folder)!r} have different sizes ({listed}); give the model's "
-            "input size (--size HxW on the command line) so they are resized to it."
+            f"The images in {where} have different sizes ({listed}); give the model's input "
+            "size (--size HxW on the command line) so they are resized to it."
         )
     return ImageFolder(torch.cat(images), paths, failures)
