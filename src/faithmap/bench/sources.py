@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.model import Model, Outputs
+from faithmap.core.model import Model
 from faithmap.core.preprocessing import Preprocessing, as_preprocessing
+from faithmap.core.readout import Outputs
 from faithmap.data import make_shapes
 from faithmap.data.files import IMAGE_SUFFIXES, read_image
 from faithmap.errors import InvalidParameterError

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import typer
 
-from faithmap.core.model import Outputs
 from faithmap.core.preprocessing import NORMALISATIONS, Preprocessing, parse_size
+from faithmap.core.readout import Outputs
 from faithmap.errors import InvalidParameterError
 
 SizeOption = Annotated[

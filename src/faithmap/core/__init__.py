@@ -1,7 +1,8 @@
 """faithmap's engine: what every method and metric is built on.
 
 ``faithmap.core`` imports nothing from faithmap but itself and :mod:`faithmap.errors` (a CI
-contract checks it): the model (:mod:`~faithmap.core.model`), batching, targets, regions,
+contract checks it): the model (:mod:`~faithmap.core.model`), what it expects and returns
+(:mod:`~faithmap.core.preprocessing`, :mod:`~faithmap.core.readout`), batching, targets, regions,
 removal, explanation, cost, validation and parameter constraints, ONNX sessions, the
 :class:`~faithmap.core.method.Method` base, the metric template (:mod:`~faithmap.core.metric`)
 and the registries of both (:mod:`~faithmap.core.registry`). Methods, metrics, the API, the

@@ -14,32 +14,23 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, TypeAlias, get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from faithmap.core.batching import MeasuredSizes, fastest_batch_size
-from faithmap.core.constraints import options
 from faithmap.core.cost import Ledger
 from faithmap.core.onnx import open_session
 from faithmap.core.preprocessing import Preprocessing, as_preprocessing
+from faithmap.core.readout import Activation, Outputs, check_class_scores, read_out
 from faithmap.core.targets import Target, TargetLike, resolve_target
 from faithmap.core.validation import check_choice, check_int
-from faithmap.errors import FaithmapError, InvalidParameterError, ModelError, TargetError
+from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
 
-Activation = Literal["softmax", "logits", "log_odds"]
-"""The readout of a model's outputs: ``"softmax"`` (class probabilities), ``"logits"`` (the raw
-outputs, whatever the model returns) or ``"log_odds"`` (``log p - log(1 - p)``, which does not
-saturate where probabilities do)."""
-Outputs = Literal["logits", "probabilities", "log_probabilities"]
-"""What a classifier returns; it decides how each readout is computed (never a second softmax)."""
 RowInputs = Callable[[Tensor, Tensor], Tensor]
 """Builds the input rows for pairs ``(sample index, perturbation index)``, both ``(B,)``."""
-ACTIVATION = options(get_args(Activation))
-"""The constraint of an ``activation`` parameter."""
-
 
 GradientSink = Callable[[Tensor, Tensor, Tensor, Tensor], None]
 """Receives ``(samples, indices, rows, gradients)`` of one batch."""
@@ -59,22 +50,6 @@ def _input_gradient(scores: Tensor, rows: Tensor) -> Tensor:
         total = scores.sum()
     (gradient,) = torch.autograd.grad(total, rows)
     return gradient
-
-
-def _logit_log_odds(logits: Tensor) -> Tensor:
-    """``log p_c - log(1 - p_c)`` of softmax probabilities, exact where ``p_c`` rounds to 1.
-
-    ``log(1 - p_c)`` is the log-sum-exp of the other classes minus that of all; it is computed
-    that way for each row's top class (the one that saturates) and as ``log(-expm1(log p))``
-    for the others, whose ``p <= 0.5`` keeps it accurate, so the cost stays ``O(B C)``.
-    """
-    log_p = logits.log_softmax(dim=1)
-    total = logits.logsumexp(dim=1, keepdim=True)
-    top = logits.argmax(dim=1, keepdim=True)
-    without_top = logits.scatter(1, top, float("-inf")).logsumexp(dim=1, keepdim=True)
-    log_rest = (-torch.expm1(log_p.clamp(max=-torch.finfo(logits.dtype).eps))).log()
-    is_top = torch.zeros_like(logits, dtype=torch.bool).scatter(1, top, True)
-    return log_p - torch.where(is_top, without_top - total, log_rest)
 
 
 def _is_callable_target(target: TargetLike) -> bool:
@@ -300,42 +275,12 @@ class Model:
 
     def check_class_scores(self, output_shape: tuple[int, ...] | None, reading: str) -> None:
         """Raise unless outputs of ``(B, *output_shape)`` are class scores ``(B, C)``."""
-        if output_shape is None or len(output_shape) == 1:
-            return
-        shape = f"(B, {', '.join(map(str, output_shape))})"
-        fix = (
-            "Pass activation='logits' so a callable target reads the raw outputs."
-            if "readout" in reading
-            else "Pass a callable target that maps the outputs to one score per row (e.g. a "
-            "detector's best box score for one object)."
-        )
-        raise TargetError(
-            f"The model's outputs have shape {shape}, not (B, C) class scores, so {reading} is "
-            f"not defined. {fix}"
-        )
+        check_class_scores(output_shape, reading)
 
     def activate(self, output: Tensor, activation: Activation) -> Tensor:
-        """The readout of raw outputs: softmax probabilities, the raw outputs, or log-odds.
-
-        Uses the declared ``outputs``: probabilities are never put through a second softmax,
-        and log-probabilities are exponentiated.
-        """
-        if activation == "logits":
-            return output
-        self.check_class_scores(tuple(output.shape[1:]), f"the {activation!r} readout")
-        kind = self.outputs_kind
-        if activation == "softmax":
-            if kind == "logits":
-                return output.softmax(dim=1)
-            return output.exp() if kind == "log_probabilities" else output
-        eps = torch.finfo(output.dtype).eps
-        if kind == "probabilities":
-            p = output.clamp(min=torch.finfo(output.dtype).tiny, max=1.0 - eps / 2)
-            return p.log() - (-p).log1p()
-        if kind == "log_probabilities":
-            log_p = output.clamp(max=-eps)
-            return log_p - (-torch.expm1(log_p)).log()
-        return _logit_log_odds(output)
+        """The readout of raw outputs (:func:`faithmap.core.readout.read_out`) by the declared
+        ``outputs``: probabilities never get a second softmax."""
+        return read_out(output, activation, self.outputs_kind)
 
     def _batch_size_for(self, sample: Tensor, gradients: bool, rows: int) -> int:
         """The batch size for a job of ``rows`` rows shaped like ``sample``.

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from faithmap.core.constraints import CALLABLE, ConstraintList, InstanceOf, Interval, options
-from faithmap.core.model import Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import Activation
 from faithmap.core.targets import Target
 from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError, ShapeError

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from faithmap.core.model import Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import Activation
 from faithmap.core.regions import Regions, RegionsLike, make_regions
 from faithmap.core.removal import FillLike, make_removal, score_removals
 from faithmap.core.targets import Target

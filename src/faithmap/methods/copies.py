@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from faithmap.core.method import Method
-from faithmap.core.model import Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import Activation
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.integrated_gradients import IntegratedGradients, quadrature

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from faithmap.core.constraints import Constraints
 from faithmap.core.method import REDUCE, Method, Reduce, reduce_channels
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.registry import register_method
 from faithmap.core.targets import Target
 from faithmap.methods.copies import Perturb, gradient_copies, unperturbed

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.regions import REGIONS, RegionsLike
 from faithmap.core.registry import register_method
 from faithmap.core.removal import FILL, FillSpec

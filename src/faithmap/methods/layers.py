@@ -27,7 +27,8 @@ from torch.utils.hooks import RemovableHandle
 
 from faithmap.core.constraints import BOOLEAN, Constraints, InstanceOf, Interval
 from faithmap.core.method import Method
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
 

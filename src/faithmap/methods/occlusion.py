@@ -11,7 +11,8 @@ from torch import Tensor
 
 from faithmap.core.constraints import Constraints, Satisfies
 from faithmap.core.method import Method
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.registry import register_method
 from faithmap.core.removal import FILL, FillSpec, make_removal, score_removals
 from faithmap.core.targets import Target

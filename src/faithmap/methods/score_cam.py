@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from faithmap.core.constraints import BOOLEAN, Constraints
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.registry import register_method
 from faithmap.core.removal import FILL, FillSpec, make_removal, score_removals
 from faithmap.core.targets import Target

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
-from faithmap.core.model import Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import Activation
 from faithmap.core.removal import FillLike, Removal
 from faithmap.core.targets import TargetLike
 from faithmap.core.validation import check_float, check_int

@@ -33,8 +33,9 @@ from torch import Tensor, nn
 from faithmap.core.constraints import SEED, Constraints, Interval
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
 from faithmap.core.ordering import ORDER, Order, UnitLike, describe_unit, unit_ranks, unit_regions
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals

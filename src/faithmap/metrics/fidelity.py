@@ -29,8 +29,9 @@ from torch import Tensor, nn
 from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, check_map_shape, prepare
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
 from faithmap.core.ordering import UnitLike, describe_unit, unit_regions
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.regions import UNIT, Regions
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, blend, make_removal

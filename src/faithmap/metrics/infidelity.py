@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from faithmap.core.constraints import BOOLEAN, SEED, InstanceOf, Interval
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.errors import ShapeError

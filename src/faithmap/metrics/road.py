@@ -32,8 +32,9 @@ from torch import Tensor, nn
 from faithmap.core.constraints import SEED, Interval, Satisfies, options
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import ACTIVATION, Activation, Model
+from faithmap.core.model import Model
 from faithmap.core.ordering import pixel_ranks
+from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, Target, TargetLike
 from faithmap.core.validation import check_float

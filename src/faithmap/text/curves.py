@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from faithmap.core.model import Activation
 from faithmap.core.ordering import Order
+from faithmap.core.readout import Activation
 from faithmap.core.targets import TargetLike
 from faithmap.core.validation import check_int
 from faithmap.metrics.curves import CurveResult, deletion, insertion

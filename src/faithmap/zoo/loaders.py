@@ -32,8 +32,9 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
-from faithmap.core.model import Model, Outputs
+from faithmap.core.model import Model
 from faithmap.core.preprocessing import Preprocessing
+from faithmap.core.readout import Outputs
 from faithmap.errors import (
     FileProblemError,
     InvalidParameterError,
