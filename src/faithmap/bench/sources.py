@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.core.model import Model
-from faithmap.core.preprocessing import Preprocessing, as_preprocessing
+from faithmap.core.preprocessing import Preprocessing, as_preprocessing, parse_size
 from faithmap.core.readout import Outputs
 from faithmap.data import make_shapes
 from faithmap.data.files import IMAGE_SUFFIXES, read_image
@@ -212,8 +212,6 @@ def model_source(value: object, **declared: Any) -> ModelSource:
 
 
 def _renamed(source: ModelSource, name: str) -> ModelSource:
-    from dataclasses import replace
-
     return replace(source, name=_safe_name(name))
 
 
@@ -401,8 +399,6 @@ def data_source(value: object, **options: Any) -> DataSource:
     if masks is not None and not Path(masks).is_dir():
         raise InvalidParameterError(f"The mask folder {str(masks)!r} does not exist.")
     size = options.get("size")
-    from faithmap.core.preprocessing import parse_size
-
     source = DataSource(
         name=str(options.get("name") or folder.name),
         path=str(folder),
@@ -423,6 +419,4 @@ def data_source(value: object, **options: Any) -> DataSource:
         for path in sorted(Path(masks).iterdir()):
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 digest.update(f"{path.name}:{_file_hash(path)}".encode())
-    from dataclasses import replace
-
     return replace(source, fingerprint=digest.hexdigest()[:16])

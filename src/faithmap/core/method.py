@@ -41,7 +41,7 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.targets import Target, TargetLike
 from faithmap.core.validation import check_inputs
-from faithmap.errors import ConstantMapWarning, ModelError, ShapeError
+from faithmap.errors import ConstantMapWarning, FaithmapError, ModelError, ShapeError
 
 Reduce = Literal["sum", "mean", "max", "abs_sum", "none"]
 REDUCE = options(get_args(Reduce))
@@ -182,6 +182,8 @@ class Method(ABC):
                 Model.wrap(model).for_signal_images(), inputs.unsqueeze(2), target, signals=True
             )
         except ModelError as err:
+            if err.__cause__ is None or isinstance(err.__cause__, FaithmapError):
+                raise  # not the model refusing the shape (a method's own refusal, say)
             raise ShapeError(
                 f"Inputs of shape {tuple(inputs.shape)} are read as 1-D signals (N, C, T), and "
                 f"the model refused them: {err} If they are one image (C, H, W), add a batch "
