@@ -81,6 +81,7 @@ def test_cost_counts_every_curve_point() -> None:
         "target": "predicted",
         "unit": "pixel",
         "order": "morf",
+        "rank_by": "signed",
     }
 
 
@@ -199,3 +200,35 @@ def test_lerf_reverses_morf_exactly_even_with_ties() -> None:
     deleted = deletion(Model(weighted), IMAGES, tied, **kwargs)
     inserted = insertion(Model(weighted), IMAGES, tied, order="lerf", **kwargs)
     torch.testing.assert_close(deleted.curve, inserted.curve.flip(1))
+
+
+def test_signed_maps_move_negative_evidence_last_unless_ranked_by_magnitude() -> None:
+    # The object's first row is strongly positive, its second row strongly negative, the
+    # background weakly positive. Signed: row 0, then the background, then row 1; absolute:
+    # both object rows first. 10 pixels per step, class 0 = the object fraction present.
+    signed_map = PERFECT.clone()
+    signed_map[..., 1, :] *= -1
+    signed = insertion(model(), IMAGES, signed_map, target=0, steps=10, fill=0.0)
+    by_size = insertion(
+        model(), IMAGES, signed_map, target=0, steps=10, fill=0.0, rank_by="absolute"
+    )
+    torch.testing.assert_close(signed.curve, torch.tensor([0.0] + [0.5] * 9 + [1.0]).expand(3, 11))
+    torch.testing.assert_close(by_size.curve, torch.tensor([0.0, 0.5] + [1.0] * 9).expand(3, 11))
+    torch.testing.assert_close(signed.auc, torch.full((3,), 0.5))
+    torch.testing.assert_close(by_size.auc, torch.full((3,), 0.9))
+    assert signed.choices["rank_by"] == "signed" and by_size.choices["rank_by"] == "absolute"
+    # a non-negative map ranks the same either way
+    plain = deletion(model(), IMAGES, PERFECT, target=0, steps=10, fill=0.0)
+    same = deletion(model(), IMAGES, PERFECT, target=0, steps=10, fill=0.0, rank_by="absolute")
+    assert torch.equal(plain.curve, same.curve)
+
+
+def test_absolute_ranking_of_regions_and_channels() -> None:
+    # three channels summed first: the channel sum's magnitude ranks, per 2x2 patch
+    channels = PERFECT.expand(3, 3, 10, 10).clone() / 3
+    channels[..., 1, :] *= -1
+    kwargs: dict[str, Any] = {"target": 0, "steps": 5, "fill": 0.0, "unit": "patches:2"}
+    by_size = deletion(model(), IMAGES, channels, rank_by="absolute", **kwargs)
+    torch.testing.assert_close(by_size.curve, torch.tensor([1.0] + [0.0] * 5).expand(3, 6))
+    with pytest.raises(faithmap.InvalidParameterError, match="'rank_by' parameter of deletion"):
+        deletion(model(), IMAGES, channels, rank_by="abs")  # type: ignore[arg-type]

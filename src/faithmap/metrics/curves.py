@@ -1,12 +1,19 @@
 """Insertion and deletion: the causal metrics of RISE (Petsiuk et al. 2018).
 
 Features (``unit``: whole pixels, patches or superpixels) are ordered by attribution (channels
-summed, signed; a region by the mean attribution inside it; ties broken by a seeded random
+summed; a region by the mean attribution inside it; ties broken by a seeded random
 permutation): most relevant first (``order="morf"``), least relevant first (``"lerf"``) or at
 random (``"random"``, the control every method should beat). Deletion moves the features in that
 order from the image to the fill (with MoRF, lower area is better); insertion moves them from the
 fill to the image (higher is better). The curve has ``steps + 1`` points on x = k / steps, both
 endpoints included, and its area is the trapezoid rule, as in the reference code.
+
+Signed maps: "most relevant" means the most *positive* value (``rank_by="signed"``, the default,
+as RISE's reference code and Quantus' default ``abs=False``), so a pixel that speaks against the
+class (negative) moves last. Integrated Gradients, Input x Gradient and other signed methods then
+insert their strongest negative evidence at the end; ``rank_by="absolute"`` ranks by ``|a|``
+(the channel sum's magnitude, as Quantus' ``abs=True``) and measures where the evidence is
+whatever its sign. The choice is recorded in ``choices["rank_by"]``.
 
 Sharing passes: insertion and deletion with their default fills (blur, constant) perturb different
 images, so no pass is shared. With the *same* fill, deletion in MoRF order at point k is the same
@@ -25,12 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.constraints import SEED, Constraints, Interval
+from faithmap.core.constraints import SEED, Constraints, Interval, options
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import Model
@@ -40,6 +47,9 @@ from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
 from faithmap.core.targets import TARGET, TargetLike
+
+RankBy = Literal["signed", "absolute"]
+"""How a map orders features: by its signed value (most positive first) or by its magnitude."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +97,7 @@ def _curve(
     activation: Activation,
     unit: UnitLike,
     order: Order,
+    rank_by: RankBy,
 ) -> CurveResult:
     owner = metric
     prepared = prepare(owner, model, inputs, explanation, target, image=True)
@@ -97,7 +108,10 @@ def _curve(
     regions = unit_regions(unit, x)
     with wrapped.ledger.track() as tracker:
         resolved = wrapped.target(x, target)
-        ranks, units = unit_ranks(attributions.detach().to(device), regions, order, seed)
+        ranked = attributions.detach().to(device)
+        if rank_by == "absolute":
+            ranked = ranked.sum(1, keepdim=True).abs() if ranked.dim() == 4 else ranked.abs()
+        ranks, units = unit_ranks(ranked, regions, order, seed)
         grid = torch.linspace(0, 1, steps + 1, device=device)
         counts = torch.round(grid[None, :] * units[:, None].double()).long()
         substrate = removal.substrate(x)
@@ -126,6 +140,7 @@ def _curve(
             "target": rule,
             "unit": describe_unit(regions),
             "order": order,
+            "rank_by": rank_by,
         },
         cost=tracker.cost,
     )
@@ -139,6 +154,7 @@ CURVE_CONSTRAINTS: Constraints = {
     "activation": [ACTIVATION],
     "unit": UNIT,
     "order": [ORDER],
+    "rank_by": [options(get_args(RankBy))],
 }
 """The parameters insertion and deletion share."""
 
@@ -160,6 +176,7 @@ def insertion(
     activation: Activation = "softmax",
     unit: UnitLike = "pixel",
     order: Order = "morf",
+    rank_by: RankBy = "signed",
 ) -> CurveResult:
     """Insertion curve and area: most important features inserted first into the fill.
 
@@ -184,6 +201,9 @@ def insertion(
         attribution. With regions, ``fractions`` are fractions of the regions moved.
     order : {"morf", "lerf", "random"}, default="morf"
         Most relevant first, least relevant first, or a seeded random order.
+    rank_by : {"signed", "absolute"}, default="signed"
+        What "relevant" means: the most positive value (a signed map's negative evidence moves
+        last), or the largest magnitude ``|a|`` of the channel sum, whatever its sign.
 
     Examples
     --------
@@ -206,6 +226,7 @@ def insertion(
         activation=activation,
         unit=unit,
         order=order,
+        rank_by=rank_by,
     )
 
 
@@ -226,6 +247,7 @@ def deletion(
     activation: Activation = "softmax",
     unit: UnitLike = "pixel",
     order: Order = "morf",
+    rank_by: RankBy = "signed",
 ) -> CurveResult:
     """Deletion curve and area: most important features removed first (lower is better).
 
@@ -244,4 +266,5 @@ def deletion(
         activation=activation,
         unit=unit,
         order=order,
+        rank_by=rank_by,
     )
