@@ -1,6 +1,7 @@
-"""Built-in data with ground truth (images, 1-D signals), and images read from files."""
+"""Built-in data with ground truth (images, detection scenes, 1-D signals), and image files."""
 
 from faithmap.data.files import ImageFolder, folder_images, read_folder, read_image, read_images
+from faithmap.data.scenes import ShapesScenes, make_shapes_scenes
 from faithmap.data.signals import SIGNAL_CLASSES, SignalsBatch, make_signals
 from faithmap.data.synthetic import CLASS_NAMES, ShapesBatch, make_shapes
 
@@ -9,9 +10,11 @@ __all__ = [
     "SIGNAL_CLASSES",
     "ImageFolder",
     "ShapesBatch",
+    "ShapesScenes",
     "SignalsBatch",
     "folder_images",
     "make_shapes",
+    "make_shapes_scenes",
     "make_signals",
     "read_folder",
     "read_image",

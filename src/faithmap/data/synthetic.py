@@ -104,6 +104,47 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, gen: torch.Generat
     return torch.rand(shape, generator=gen).mul_(high - low).add_(low)
 
 
+def _shape_masks(
+    labels: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor, size: int
+) -> torch.Tensor:
+    """``(m, size, size)`` masks of shapes `labels`, box centres ``(m, 2)`` (x, y) and sides."""
+    coords = torch.arange(size, dtype=torch.float32) + 0.5  # pixel centres
+    half = scale[:, None, None] / 2
+    u = (coords[None, None, :] - centre[:, 0, None, None]) / half
+    v = (coords[None, :, None] - centre[:, 1, None, None]) / half
+    mask = torch.empty((len(labels), size, size), dtype=torch.bool)
+    for k, shape_fn in enumerate(_SHAPES):
+        idx = (labels == k).nonzero().squeeze(1)
+        mask[idx] = shape_fn(u[idx], v[idx])
+    return mask
+
+
+def _background(
+    colour: torch.Tensor,
+    angle: torch.Tensor,
+    gradient: torch.Tensor,
+    size: int,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """``(m, 3, size, size)`` backgrounds: base colour + smoothed noise + gradient at `angle`."""
+    coords = torch.arange(size, dtype=torch.float32) + 0.5  # pixel centres
+    blob_grid = max(4, size // 8)
+    # Bilinear upsampling is separable: one (size, blob_grid) matrix per axis.
+    eye = torch.eye(blob_grid)[None]
+    upsample = F.interpolate(eye, size=size, mode="linear", align_corners=False)[0].T
+    m = len(colour)
+    blobs = _uniform((m, 3, blob_grid, blob_grid), -_BLOB_AMPLITUDE, _BLOB_AMPLITUDE, gen)
+    background = upsample @ blobs @ upsample.T
+    diag = size / 2 * 2**0.5  # largest distance from the centre: keeps the ramp in [-1, 1]
+    ramp = (
+        (coords[None, None, :] - size / 2) * torch.cos(angle[:, None, None])
+        + (coords[None, :, None] - size / 2) * torch.sin(angle[:, None, None])
+    ) / diag
+    background += gradient[:, :, None, None] * ramp[:, None]
+    background += colour[:, :, None, None]
+    return background
+
+
 def make_shapes(n: int, *, seed: int = 0, size: int = 64) -> ShapesBatch:
     """Draw `n` images of coloured shapes on textured backgrounds, with their object masks.
 
@@ -160,35 +201,12 @@ def make_shapes(n: int, *, seed: int = 0, size: int = 64) -> ShapesBatch:
 
     images = torch.empty((n, 3, size, size))
     masks = torch.empty((n, 1, size, size), dtype=torch.bool)
-    coords = torch.arange(size, dtype=torch.float32) + 0.5  # pixel centres
-    blob_grid = max(4, size // 8)
-    # Bilinear upsampling is separable: one (size, blob_grid) matrix per axis.
-    eye = torch.eye(blob_grid)[None]
-    upsample = F.interpolate(eye, size=size, mode="linear", align_corners=False)[0].T
     for start in range(0, n, _CHUNK):
         sl = slice(start, min(start + _CHUNK, n))
-        m = sl.stop - start
-        half = scale[sl, None, None] / 2
-        u = (coords[None, None, :] - centre[sl, 0, None, None]) / half
-        v = (coords[None, :, None] - centre[sl, 1, None, None]) / half
-        mask = torch.empty((m, size, size), dtype=torch.bool)
-        for k, shape_fn in enumerate(_SHAPES):
-            idx = (labels[sl] == k).nonzero().squeeze(1)
-            mask[idx] = shape_fn(u[idx], v[idx])
-
-        # Background: base colour + smoothed noise + gradient along a random direction.
-        blobs = _uniform((m, 3, blob_grid, blob_grid), -_BLOB_AMPLITUDE, _BLOB_AMPLITUDE, gen)
-        background = upsample @ blobs @ upsample.T
-        diag = size / 2 * 2**0.5  # largest distance from the centre: keeps the ramp in [-1, 1]
-        ramp = (
-            (coords[None, None, :] - size / 2) * torch.cos(angle[sl, None, None])
-            + (coords[None, :, None] - size / 2) * torch.sin(angle[sl, None, None])
-        ) / diag
-        background += gradient[sl, :, None, None] * ramp[:, None]
-        background += bg_colour[sl, :, None, None]
-
+        mask = _shape_masks(labels[sl], centre[sl], scale[sl], size)
+        background = _background(bg_colour[sl], angle[sl], gradient[sl], size, gen)
         chunk = torch.where(mask[:, None], obj_colour[sl, :, None, None], background)
-        chunk += _uniform((m, 3, size, size), -_PIXEL_NOISE, _PIXEL_NOISE, gen)
+        chunk += _uniform(chunk.shape, -_PIXEL_NOISE, _PIXEL_NOISE, gen)
         images[sl] = chunk.clamp_(0.0, 1.0)
         masks[sl, 0] = mask
 
