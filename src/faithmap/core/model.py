@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from faithmap.core.batching import MeasuredSizes, fastest_batch_size
 from faithmap.core.cost import Ledger
+from faithmap.core.detection.outputs import not_class_scores, structured_output, structured_total
 from faithmap.core.onnx import open_session
 from faithmap.core.preprocessing import Preprocessing, as_preprocessing
 from faithmap.core.readout import Activation, Outputs, check_class_scores, read_out
@@ -118,6 +119,7 @@ class Model:
         self.ledger = Ledger()
         self.num_outputs: int | None = None
         self.output_shape: tuple[int, ...] | None = None
+        self.structured: str | None = None  # what a detector's dict or list output is
         self.signal_images = False
         self._sizes = MeasuredSizes.of(model)
 
@@ -240,6 +242,8 @@ class Model:
 
         Any output shape with one row per sample is accepted (a ``(B,)`` output becomes
         ``(B, 1)``); whether it can be read as class scores is checked where a class is read.
+        A detector's structured outputs (a ``ModelOutput``, one dict per image) are passed on
+        as they are, for a callable target (see :mod:`faithmap.core.detection.outputs`).
         """
         if self.signal_images and batch.dim() == 4 and batch.shape[2] == 1:
             batch = batch.squeeze(2)
@@ -256,10 +260,10 @@ class Model:
         if isinstance(output, np.ndarray):
             output = torch.from_numpy(output).to(batch.device)
         if not isinstance(output, Tensor):
-            raise ModelError(
-                "The model must return a tensor (or numpy array) with one row per sample. Got "
-                f"{type(output).__name__} instead; wrap it so it returns the output tensor."
-            )
+            self.structured = structured_output(output, batch.shape[0])
+            self.output_shape, self.num_outputs = None, None
+            return output  # type: ignore[no-any-return]  # read by callable targets only
+        self.structured = None
         if output.dim() == 1:
             output = output.unsqueeze(1)
         if output.dim() == 0 or output.shape[0] != batch.shape[0]:
@@ -280,6 +284,12 @@ class Model:
     def activate(self, output: Tensor, activation: Activation) -> Tensor:
         """The readout of raw outputs (:func:`faithmap.core.readout.read_out`) by the declared
         ``outputs``: probabilities never get a second softmax."""
+        raw: object = output
+        if not isinstance(raw, Tensor):  # a detector's dict or list, for a callable target
+            if activation != "logits":
+                what = self.structured or type(raw).__name__
+                raise not_class_scores(what, f"the {activation!r} readout")
+            return output
         return read_out(output, activation, self.outputs_kind)
 
     def _batch_size_for(self, sample: Tensor, gradients: bool, rows: int) -> int:
@@ -306,7 +316,8 @@ class Model:
             rows = batch.detach().requires_grad_(True)
             with torch.enable_grad():
                 output = self._call(rows)
-            return _input_gradient(output[:, 0], rows)
+            probe = output[:, 0] if self.structured is None else structured_total(output)
+            return _input_gradient(probe, rows)
 
         with self.preserved(for_gradients=gradients):
             size, _ = fastest_batch_size(
@@ -323,7 +334,10 @@ class Model:
         with self.preserved(), torch.inference_mode():
             for start in range(0, inputs.shape[0], size):
                 batch = inputs[start : start + size].to(device)
-                chunks.append(self.activate(self._call(batch), activation).to(inputs.device))
+                output = self._call(batch)
+                if self.structured is not None:
+                    raise not_class_scores(self.structured, "Model.outputs (nor a predicted class)")
+                chunks.append(self.activate(output, activation).to(inputs.device))
                 self.ledger.forward += batch.shape[0]
         return torch.cat(chunks).clone()
 
@@ -338,10 +352,11 @@ class Model:
         if self.output_shape is None and target is not None and not _is_callable_target(target):
             with self.preserved(), torch.inference_mode():
                 self._call(inputs[:1].to(self.device or inputs.device))
+        reading = "the predicted class" if target is None else "a class target"
+        if self.structured is not None and not _is_callable_target(target):
+            raise not_class_scores(self.structured, reading)
         if self.output_shape is not None and not _is_callable_target(target):
-            self.check_class_scores(
-                self.output_shape, "the predicted class" if target is None else "a class target"
-            )
+            self.check_class_scores(self.output_shape, reading)
         return resolve_target(
             target, inputs.shape[0], self.num_outputs, lambda: self.predict(inputs), inputs.device
         )

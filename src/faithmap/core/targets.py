@@ -62,27 +62,39 @@ class Target:
         return self.score_fn if self.score_fn is not None else self.score_fns
 
     def select(self, output: Tensor, samples: Tensor) -> Tensor:
-        """Score of each row of ``output``; row ``j`` belongs to sample ``samples[j]``."""
+        """Score of each row of ``output``; row ``j`` belongs to sample ``samples[j]``.
+
+        ``output`` may also be a detector's structured outputs (a mapping of batched tensors,
+        one dict per image), which only callable targets read, each given the whole batch.
+        """
+        raw: object = output
         if self.classes is not None:
-            if output.dim() != 2:
+            if not isinstance(raw, Tensor) or output.dim() != 2:
+                shape = tuple(output.shape) if isinstance(raw, Tensor) else type(raw).__name__
                 raise TargetError(
-                    f"A class target reads (B, C) class scores, but the model's outputs have "
-                    f"shape {tuple(output.shape)}. Pass a callable target that maps the outputs "
-                    "to one score per row."
+                    f"A class target reads (B, C) class scores, but the model's outputs are "
+                    f"{shape}. Pass a callable target that maps the outputs to one score per row."
                 )
             return output.gather(1, self.classes[samples].unsqueeze(1)).squeeze(1)
         if self.score_fn is not None:
-            return _checked(self.score_fn(output), output.shape[0])
+            return _checked(self.score_fn(output), samples.shape[0])
         assert self.score_fns is not None  # invariant of the dataclass, not user input
         groups: dict[int, list[int]] = {}  # rows by function, so each is called once
         for row, sample in enumerate(samples.tolist()):
             groups.setdefault(id(self.score_fns[sample]), []).append(row)
-        scores = output.new_zeros(output.shape[0])
+        scores = output.new_zeros(output.shape[0]) if isinstance(raw, Tensor) else None
         for positions in groups.values():
-            rows = torch.tensor(positions, device=output.device)
             function = self.score_fns[int(samples[positions[0]])]
-            values = _checked(function(output[rows]), rows.shape[0])
+            if isinstance(raw, Tensor):
+                rows = torch.tensor(positions, device=output.device)
+                values = _checked(function(output[rows]), rows.shape[0])
+            else:  # structured outputs are not sliced: the function scores every row
+                every = _checked(function(output), samples.shape[0])
+                rows = torch.tensor(positions, device=every.device)
+                values = every[rows]
+            scores = values.new_zeros(samples.shape[0]) if scores is None else scores
             scores = scores.index_put((rows,), values.to(scores.dtype))
+        assert scores is not None  # at least one sample, hence one group
         return scores
 
     def subset(self, index: Tensor) -> Target:
