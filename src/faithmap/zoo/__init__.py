@@ -1,7 +1,8 @@
 """Built-in models: small architectures trained by faithmap on its synthetic shapes.
 
 The weights ship inside the package, in ``faithmap/zoo/weights/<name>.safetensors``, and are
-made by ``python -m faithmap.zoo.train`` (see :mod:`faithmap.zoo.train`). The models people
+made by ``python -m faithmap.zoo.train`` (see :mod:`faithmap.zoo.train`); the detector's by
+``python -m faithmap.zoo.train_detector``. The models people
 bring (TorchScript, state dicts, ONNX, torchvision, timm and Hugging Face models) are loaded by
 :func:`faithmap.zoo.loaders.load_model`.
 """
@@ -18,12 +19,15 @@ from torch import nn
 from faithmap.data.synthetic import CLASS_NAMES
 from faithmap.errors import FileProblemError, InvalidParameterError
 from faithmap.zoo.architectures import SmallCNN, SmallResNet
+from faithmap.zoo.detector import ShapesDetector
 from faithmap.zoo.vit import SmallViT
 
 __all__ = [
     "BUILTIN_MODELS",
+    "DETECTOR_MODELS",
     "ROBUST_MODELS",
     "ZOO_MODELS",
+    "ShapesDetector",
     "SmallCNN",
     "SmallResNet",
     "SmallViT",
@@ -35,15 +39,19 @@ _ARCHITECTURES: Final[dict[str, Callable[[], nn.Module]]] = {
     "cnn": lambda: SmallCNN(num_classes=len(CLASS_NAMES)),
     "resnet": lambda: SmallResNet(num_classes=len(CLASS_NAMES)),
     "vit": lambda: SmallViT(num_classes=len(CLASS_NAMES)),
+    "detector": lambda: ShapesDetector(num_classes=len(CLASS_NAMES)),
 }
 
-BUILTIN_MODELS: Final[tuple[str, ...]] = tuple(_ARCHITECTURES)
-"""The built-in models: names accepted by :func:`architecture`, and the benchmark's default."""
+BUILTIN_MODELS: Final[tuple[str, ...]] = ("cnn", "resnet", "vit")
+"""The built-in classifiers: the benchmark's default models."""
 
 ROBUST_MODELS: Final[tuple[str, ...]] = ("cnn_robust", "resnet_robust")
 """Adversarially trained versions of built-in models (:mod:`faithmap.zoo.adversarial`)."""
 
-ZOO_MODELS: Final[tuple[str, ...]] = BUILTIN_MODELS + ROBUST_MODELS
+DETECTOR_MODELS: Final[tuple[str, ...]] = ("detector",)
+"""The built-in object detector (:class:`ShapesDetector`, :mod:`faithmap.zoo.detector`)."""
+
+ZOO_MODELS: Final[tuple[str, ...]] = BUILTIN_MODELS + ROBUST_MODELS + DETECTOR_MODELS
 """Every name :func:`load_builtin` accepts."""
 
 
@@ -53,8 +61,8 @@ def architecture(name: str) -> nn.Module:
     Parameters
     ----------
     name : str
-        ``"cnn"`` (:class:`SmallCNN`), ``"resnet"`` (:class:`SmallResNet`) or ``"vit"``
-        (:class:`SmallViT`).
+        ``"cnn"`` (:class:`SmallCNN`), ``"resnet"`` (:class:`SmallResNet`), ``"vit"``
+        (:class:`SmallViT`) or ``"detector"`` (:class:`ShapesDetector`).
 
     Returns
     -------
@@ -64,11 +72,11 @@ def architecture(name: str) -> nn.Module:
     Raises
     ------
     InvalidParameterError
-        If `name` is not in :data:`BUILTIN_MODELS`.
+        If `name` is not in :data:`BUILTIN_MODELS` or :data:`DETECTOR_MODELS`.
     """
     if not isinstance(name, str) or name not in _ARCHITECTURES:
         raise InvalidParameterError(
-            f"The 'name' parameter must be one of {', '.join(map(repr, BUILTIN_MODELS))}. "
+            f"The 'name' parameter must be one of {', '.join(map(repr, _ARCHITECTURES))}. "
             f"Got {name!r} instead."
         )
     return _ARCHITECTURES[name]()
@@ -77,15 +85,18 @@ def architecture(name: str) -> nn.Module:
 def load_builtin(name: str) -> nn.Module:
     """Load a built-in model with its shipped weights, in eval mode, on the CPU.
 
-    The models classify :func:`faithmap.data.make_shapes` images (``(N, 3, H, W)`` in
-    ``[0, 1]``, trained at 64 x 64) into :data:`faithmap.data.CLASS_NAMES`.
+    The classifiers classify :func:`faithmap.data.make_shapes` images (``(N, 3, H, W)`` in
+    ``[0, 1]``, trained at 64 x 64) into :data:`faithmap.data.CLASS_NAMES`. The detector finds
+    those shapes in :func:`faithmap.data.make_shapes_scenes` images (trained at 96 x 96) and
+    returns ``(N, 4 + 6, A)``: per stride-8 cell a box ``cx, cy, w, h`` in pixels and six class
+    scores in ``[0, 1]`` (:class:`ShapesDetector`; ``.detect`` gives boxes after NMS).
 
     Parameters
     ----------
     name : str
         ``"cnn"``, ``"resnet"`` or ``"vit"``, or ``"cnn_robust"``, ``"resnet_robust"`` for the
         adversarially trained versions (same architecture, weights from
-        ``python -m faithmap.zoo.adversarial``).
+        ``python -m faithmap.zoo.adversarial``), or ``"detector"``.
 
     Returns
     -------
@@ -115,11 +126,13 @@ def load_builtin(name: str) -> nn.Module:
     model = architecture(base)
     weights = files("faithmap.zoo").joinpath("weights", f"{name}.safetensors")
     if not weights.is_file():
-        script = "adversarial" if name in ROBUST_MODELS else "train"
+        if name in DETECTOR_MODELS:
+            script = "train_detector"
+        else:
+            script = f"{'adversarial' if name in ROBUST_MODELS else 'train'} --arch {base}"
         raise FileProblemError(
             f"The weights of the built-in model {name!r} are missing ({weights}). Make them with "
-            f"`python -m faithmap.zoo.{script} --arch {base} "
-            f"--out src/faithmap/zoo/weights/{name}.safetensors`."
+            f"`python -m faithmap.zoo.{script} --out src/faithmap/zoo/weights/{name}.safetensors`."
         )
     model.load_state_dict(load_safetensors(weights.read_bytes()))
     return model.eval()
