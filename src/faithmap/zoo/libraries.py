@@ -9,7 +9,9 @@ read with ``torch.load(weights_only=True)`` or safetensors.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,7 +28,13 @@ from faithmap.errors import (
     ModelError,
 )
 
-__all__ = ["HuggingFaceLogits", "load_hugging_face", "load_timm", "load_torchvision"]
+__all__ = [
+    "HuggingFaceDetector",
+    "HuggingFaceLogits",
+    "load_hugging_face",
+    "load_timm",
+    "load_torchvision",
+]
 
 
 class HuggingFaceLogits(nn.Module):
@@ -63,6 +71,49 @@ class HuggingFaceLogits(nn.Module):
                 "model with a prediction head (e.g. AutoModelForImageClassification)."
             )
         return logits
+
+
+class HuggingFaceDetector(nn.Module):
+    """A ``transformers`` object detector returning its ``logits`` and ``pred_boxes``.
+
+    The output keeps the model's own output class (``DetrObjectDetectionOutput``, ...), so
+    :func:`faithmap.core.detection.infer_adapter` knows how to read it; the hidden states are
+    dropped. Detectors of text queries (OWL-ViT, Grounding DINO) need the tokenised queries.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``...ForObjectDetection`` model, called with ``pixel_values``.
+    text_inputs : mapping of str to Tensor, optional
+        For a text-conditioned detector, ``processor(text=..., return_tensors="pt")``'s
+        ``input_ids`` (and ``attention_mask``) of one image, repeated for every image of a batch.
+
+    References
+    ----------
+    Carion et al., "End-to-End Object Detection with Transformers", ECCV 2020.
+    """
+
+    def __init__(self, model: nn.Module, text_inputs: Mapping[str, Tensor] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.text_inputs = dict(text_inputs or {})
+
+    def forward(self, images: Tensor) -> Any:
+        """``model(pixel_values=images, **text_inputs)``, its logits and boxes only."""
+        wants_text = "input_ids" in inspect.signature(self.model.forward).parameters
+        if wants_text and "input_ids" not in self.text_inputs:
+            raise ModelError(
+                f"{type(self.model).__name__} finds objects named by text queries: wrap it as "
+                "HuggingFaceDetector(model, text_inputs=processor(text=[...], "
+                "return_tensors='pt')) so every image is searched for them."
+            )
+        batch = images.shape[0]
+        extra = {
+            key: value.to(images.device).repeat(batch, *[1] * (value.dim() - 1))
+            for key, value in self.text_inputs.items()
+        }
+        output = self.model(pixel_values=images, **extra)
+        return type(output)(logits=output.logits, pred_boxes=output.pred_boxes)
 
 
 def _import_library(library: str, spec: str, install: str) -> Any:
@@ -208,8 +259,8 @@ def load_hugging_face(name: str) -> nn.Module:
 
     Returns
     -------
-    HuggingFaceLogits
-        The model, returning its logits.
+    HuggingFaceLogits or HuggingFaceDetector
+        The model, returning its logits (an object detector: its logits and boxes).
 
     Raises
     ------
@@ -242,6 +293,8 @@ def load_hugging_face(name: str) -> nn.Module:
             f"{classes}). Save the model with save_pretrained from a model with a head."
         )
     model: nn.Module = model_class.from_pretrained(name, local_files_only=True)
+    if classes[0].endswith("ForObjectDetection"):
+        return HuggingFaceDetector(model)
     return HuggingFaceLogits(model)
 
 

@@ -86,9 +86,10 @@ class Detections:
     def ranked(self, sample: int, *, overlap: float = 0.5) -> list[Detection]:
         """The predictions of image ``sample`` by their best class score, highest first.
 
-        Predictions scoring 0 are left out, and so is one that overlaps a higher-ranked
-        prediction of the same class by an IoU above ``overlap`` (non-maximum suppression), so
-        the list holds one entry per object however many anchors see it.
+        Left out: predictions scoring 0, boxes without area (no box can be matched to them),
+        and a prediction that overlaps a higher-ranked one of the same class by an IoU above
+        ``overlap`` (non-maximum suppression), so each object appears once however many
+        anchors see it.
         """
         best, labels = self.scores[sample].detach().max(dim=-1)
         boxes = self.boxes[sample].detach()
@@ -98,7 +99,7 @@ class Detections:
             if not score > 0.0:
                 break
             box = boxes[index]
-            if any(
+            if not bool((box[2:] > box[:2]).all()) or any(
                 other.label == label and float(box_iou(box, box.new_tensor(other.box))) > overlap
                 for other in kept
             ):

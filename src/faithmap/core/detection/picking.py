@@ -71,9 +71,10 @@ def pick_boxes(
         else:
             ranked = adapter(raw).ranked(0)
             if detection is None or detection >= len(ranked):
+                which = f"an index in [0, {len(ranked) - 1}]" if ranked else "a box and a label"
                 raise InvalidParameterError(
-                    f"Image {i} has {len(ranked)} detections, so there is no detection "
-                    f"{detection}: give an index in [0, {len(ranked) - 1}]."
+                    f"Image {i} has {len(ranked)} detections (boxes with an area and a score "
+                    f"above 0), so there is no detection {detection}: give {which}."
                 )
             chosen = ranked[detection]
             target = BoxTarget(box=chosen.box, label=chosen.label, adapter=adapter)
