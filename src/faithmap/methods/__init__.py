@@ -1,6 +1,7 @@
 """Attribution methods; importing this package registers every built-in method."""
 
 from faithmap.core.method import Attribution, Method
+from faithmap.methods.d_rise import DRise
 from faithmap.methods.eigen_cam import EigenCam
 from faithmap.methods.extremal import ExtremalPerturbation
 from faithmap.methods.feature_ablation import FeatureAblation
@@ -23,9 +24,11 @@ from faithmap.methods.saliency import Saliency
 from faithmap.methods.score_cam import ScoreCam
 from faithmap.methods.sobol import Sobol
 from faithmap.methods.subset import Lima, Smdl
+from faithmap.methods.vps import Vps
 
 __all__ = [
     "Attribution",
+    "DRise",
     "EigenCam",
     "ExtremalPerturbation",
     "FeatureAblation",
@@ -50,4 +53,5 @@ __all__ = [
     "ScoreCam",
     "Smdl",
     "Sobol",
+    "Vps",
 ]

@@ -18,6 +18,11 @@ from faithmap.metrics.localization import (
     relevance_rank_accuracy,
     top_k_intersection,
 )
+from faithmap.metrics.object_level import (
+    HighestConfidenceResult,
+    box_energy_pointing_game,
+    highest_box_confidence,
+)
 from faithmap.metrics.pointing import PointingResult, centre_baseline, pointing_game
 from faithmap.metrics.road import RoadResult, linear_imputation, road
 from faithmap.metrics.robustness import (
@@ -41,6 +46,7 @@ __all__ = [
     "METRICS",
     "ConfidenceResult",
     "CurveResult",
+    "HighestConfidenceResult",
     "MetricResult",
     "MetricSpec",
     "PointingResult",
@@ -48,6 +54,7 @@ __all__ = [
     "RandomisationResult",
     "RoadResult",
     "avg_sensitivity",
+    "box_energy_pointing_game",
     "centre_baseline",
     "complexity",
     "deletion",
@@ -56,6 +63,7 @@ __all__ = [
     "faithfulness_correlation",
     "faithfulness_estimate",
     "gaussian_perturbations",
+    "highest_box_confidence",
     "highest_confidence",
     "infidelity",
     "input_perturbations",

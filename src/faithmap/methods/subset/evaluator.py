@@ -47,7 +47,9 @@ class _Readout(Target):
         assert self.model is not None  # set by SubsetScores, not user input
         target = Target(self.classes, self.score_fn, self.score_fns)
         if self.classes is None:
-            read = self.model.activate(output, "softmax") if output.dim() == 2 else output
+            raw: object = output  # a detector's dicts or lists reach the callable as they are
+            class_scores = isinstance(raw, Tensor) and output.dim() == 2
+            read = self.model.activate(output, "softmax") if class_scores else output
             score = target.select(read, samples)
             return torch.stack([score, score.clamp(0.0, 1.0)], 1)
         probs = self.model.activate(output, "softmax")
