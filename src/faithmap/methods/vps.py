@@ -64,14 +64,18 @@ class Vps(Method):
     class probability instead, which makes VPS SMDL's consistency and collaboration terms.
 
     The search is the reference's plain greedy: each step scores every remaining region added
-    to the chosen set ``S``, on the image keeping ``S`` and on the one keeping the rest, so
-    ranking ``R`` regions costs exactly ``R (R + 1)`` passes per image (4,160 at 64 regions);
-    the curves and the map come from those passes. The explanation holds the ranking ``(N,
-    R)``, the curves recorded during the search ``(N, R + 1)``: ``insertion`` (the object's
-    score on the image keeping the first ``m`` regions), ``deletion`` (keeping all but them)
-    and ``area`` (their pixel fraction), as the reference's evaluation reads them; and the
-    map, each region's share of the objective's change still to come after it
-    (:func:`precision_map`), so the first region is the hottest.
+    to the chosen set ``S``, on the image keeping ``S`` and on the one keeping the rest. The
+    reference makes ``R (R + 1)`` passes per image for ``R`` regions (4,160 at 64); faithmap
+    scores no subset twice, and with one fill for both sides the last-but-one step's two
+    subsets and two complements are images the first step already scored, so it makes
+    ``R (R + 1) - 4`` (``R >= 3``; ``R (R + 1) + 2`` with a ``complement_fill`` of its own,
+    the curves' two end points). The curves and the map come from those passes. The
+    explanation holds the ranking ``(N, R)``, the curves recorded during the search ``(N, R +
+    1)``: ``insertion`` (the object's score on the image keeping the first ``m`` regions),
+    ``deletion`` (keeping all but them) and ``area`` (their pixel fraction), as the
+    reference's evaluation reads them; and the map, the objective's change still to come
+    after each region (:func:`precision_map`), so the first region is the hottest and, as in
+    the reference, the last region that changes the score gets 0 like the regions after it.
 
     Parameters
     ----------
