@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
+import io
 import math
 import re
 from html.parser import HTMLParser
@@ -12,11 +14,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from matplotlib.image import imread
 from scipy import stats
 
 from faithmap.bench.report import LEADERBOARD_FIELDS, write_report
 from faithmap.bench.report.data import ReportData, ReportRow
+from faithmap.bench.report.palette import (
+    METHOD_FAMILIES,
+    method_colours,
+    method_family,
+    metric_family,
+)
 from faithmap.bench.report.stats import cost_table, leaderboard, mean_interval, t_quantile
+from faithmap.bench.report.summary import rank_summary, verdicts
 from faithmap.errors import InvalidParameterError, ShapeError
 
 NASTY = "<script>window.injected=1</script> & \"q\" 'x'"
@@ -160,7 +170,10 @@ def test_page_is_self_contained(written: Path) -> None:
             assert (written.parent / value).is_file()  # an export beside the page
         else:
             assert value.startswith(("#", "data:")), (tag, attribute, value)
-    assert collector.tags.count("img") == 5  # curves, two heatmap grids, cost, trade-off
+    # two models x (4 inputs + 3 methods x 4 maps), the cost and trade-off figures, the viewer
+    assert html.count('<img class="cell"') == 2 * (4 + 3 * 4)
+    assert collector.tags.count("img") == 2 * (4 + 3 * 4) + 2 + 1
+    assert collector.tags.count("svg") == 4  # curves: 2 models x insertion, deletion
     assert collector.tags.count("script") == 1 and collector.tags.count("style") == 1
 
 
@@ -219,7 +232,7 @@ def test_rows_csv_round_trips(written: Path) -> None:
         assert float(line["expl_passes"]) == row.expl_passes
 
 
-def test_png_exports_are_the_pictures_in_the_page(written: Path) -> None:
+def test_png_exports_beside_the_page(written: Path) -> None:
     html = written.read_text(encoding="utf-8")
     embedded = {
         base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
@@ -232,8 +245,19 @@ def test_png_exports_are_the_pictures_in_the_page(written: Path) -> None:
         "report_heatmaps_2_m-b-frac.png",
         "report_tradeoff.png",
     ]
-    assert {f.read_bytes() for f in files} == embedded
     assert all(f.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for f in files)
+    pictures = {f.name: f.read_bytes() for f in files}
+    assert {pictures["report_cost.png"], pictures["report_tradeoff.png"]} <= embedded
+    # a model's grid: the inputs, then one row per method; 4 samples of 16 x 16 pixels
+    grid = imread(io.BytesIO(pictures["report_heatmaps_1_cnn.png"]), format="png")
+    assert grid.shape[:2] == ((1 + len(METHODS)) * 16, 4 * 16)
+    cells = [
+        base64.b64decode(m)
+        for m in re.findall(r'<img class="cell"[^>]* src="data:image/png;base64,([^"]+)"', html)
+    ]
+    assert len(cells) == 2 * (4 + 3 * 4)
+    assert cells[:4] == cells[16:20]  # the same inputs head both models' panels
+    assert all(imread(io.BytesIO(c), format="png").shape[:2] == (16, 16) for c in cells)
 
 
 def test_a_report_of_rows_only(tmp_path: Path) -> None:
@@ -299,4 +323,111 @@ def test_undefined_values_and_loose_shapes(tmp_path: Path) -> None:
         ("a", "2", "0.6", "1"),
         ("b", "0", "", ""),
     ]
-    assert '<td class="missing" data-sort="">—</td>' in page.read_text(encoding="utf-8")
+    missing = '<td class="missing" data-sort="" title="undefined for every sample">—</td>'
+    assert missing in page.read_text(encoding="utf-8")
+
+
+def test_mean_rank_is_taken_over_the_cells_every_method_has(tmp_path: Path) -> None:
+    data = make_data()
+    # rise has no result on the second model (a method that does not apply to it)
+    rows = [r for r in data.rows if not (r.model == NASTY_MODEL and r.method == "rise")]
+    partial = dataclasses.replace(
+        data,
+        rows=rows,
+        attributions={k: v for k, v in data.attributions.items() if k != (NASTY_MODEL, "rise")},
+        skipped={(NASTY_MODEL, "rise"): "rise needs <gradients>"},
+    )
+    summary = rank_summary(leaderboard(partial), partial.methods)
+    assert summary.cells == (("cnn", "insertion"), ("cnn", "deletion"))
+    assert summary.left_out == {
+        (NASTY_MODEL, "insertion"): ("rise",),
+        (NASTY_MODEL, "deletion"): ("rise",),
+    }
+    # cnn ranks: saliency 1 and 3, the nasty method 3 and 1, rise 2 and 2
+    assert summary.mean_rank == {"saliency": 2.0, NASTY: 2.0, "rise": 2.0}
+    html = write_report(partial, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "over the 2 model × metric cells where all 3 methods have a result" in html
+    assert (
+        "Left out: m&amp;&lt;b&gt;&quot;$\\frac{$ (insertion, deletion: no result for rise)" in html
+    )
+    assert 'title="rise needs &lt;gradients&gt;">—</td>' in html  # the missing cells say why
+    assert "rise needs &lt;gradients&gt;</div>" in html  # and its row of maps
+    # the summary comes first, labelled as a rank (lower is better)
+    head = re.search(r"<thead>.*?</thead>", html, re.S)
+    assert head is not None
+    titles = re.findall(r'<th class="sortable[^"]*" data-col="(\d)"', head.group(0))
+    assert titles[:2] == ["0", "1"] and "mean rank<br><small>lower is better" in head.group(0)
+
+
+def test_verdict_names_the_best_and_the_methods_inside_its_interval(written: Path) -> None:
+    sentences = verdicts(leaderboard(make_data()), MODELS)
+    # cnn: ranks (1, 3), (3, 1), (2, 2): a three-way tie on the mean rank over both metrics;
+    # insertion: saliency 0.5 ± 0.468 holds 0.2 and 0.3; deletion: 0.15 ± 0.092 holds 0.2
+    assert sentences["cnn"] == (
+        f"Best on faithfulness: saliency and {NASTY} and rise (mean rank over insertion, "
+        "deletion: 2). Differences within the 95% interval: insertion: saliency, with "
+        f"{NASTY}, rise inside its interval; deletion: {NASTY}, with rise inside its interval."
+    )
+    assert "insertion: saliency, with none inside its interval" not in sentences[NASTY_MODEL]
+    html = written.read_text(encoding="utf-8")
+    assert '<section id="verdict">' in html and "Best on faithfulness: saliency and" in html
+
+
+def test_header_names_date_command_and_version(tmp_path: Path) -> None:
+    data = dataclasses.replace(
+        make_data(), created="2026-12-05T17:44:00+00:00", command="faithmap bench --out '<x>'"
+    )
+    html = write_report(data, tmp_path / "r.html").read_text(encoding="utf-8")
+    made = re.search(r'<div class="made">(.*?)</div>', html)
+    assert made is not None
+    assert made.group(1) == (
+        "created 2026-12-05 17:44:00+00:00 · faithmap 0.1.0 · by "
+        "<code>faithmap bench --out &#x27;&lt;x&gt;&#x27;</code>"
+    )
+
+
+def test_maps_name_the_true_and_predicted_class(tmp_path: Path) -> None:
+    data = dataclasses.replace(
+        make_data(),
+        labels=[0, 1, 2, 1],
+        predicted={"cnn": [0, 1, 2, 0], NASTY_MODEL: [3, 1, 2, 1]},
+        class_names=("disc", "square", "<tri>", "cross"),
+    )
+    html = write_report(data, tmp_path / "r.html").read_text(encoding="utf-8")
+    samples = re.findall(
+        r'<div class="sample( wrong)?"><img [^>]*>((?:<span>[^<]*</span>)+)</div>', html
+    )
+    assert len(samples) == 8  # 4 per model
+    assert samples[2] == (
+        "",
+        "<span>#2</span><span>true: &lt;tri&gt;</span><span>predicted: &lt;tri&gt;</span>",
+    )
+    assert samples[3][0] == " wrong" and "predicted: disc" in samples[3][1]
+    assert [flag for flag, _ in samples] == ["", "", "", " wrong", " wrong", "", "", ""]
+    with pytest.raises(ShapeError, match=r"labels of ReportData must give one class per image"):
+        dataclasses.replace(make_data(), labels=[0, 1])
+
+
+def test_method_colours_are_distinct_for_any_number_of_methods() -> None:
+    for count in (3, 22, 60):
+        colours = list(method_colours([f"method{k}" for k in range(count)]).values())
+        assert len(set(colours)) == count
+    named = method_colours(list(METHOD_FAMILIES))
+    rgb = [tuple(int(c[k : k + 2], 16) for k in (1, 3, 5)) for c in named.values()]
+    closest = min(math.dist(a, b) for i, a in enumerate(rgb) for b in rgb[i + 1 :])
+    assert closest > 20  # of 441 between black and white
+    # as the README's tables group them; a name faithmap does not know is "other"
+    assert [method_family(m) for m in ("saliency", "score_cam", "lrp", "rise", "lima")] == [
+        "gradient",
+        "CAM",
+        "LRP",
+        "perturbation",
+        "subset selection",
+    ]
+    assert method_family("my_method") == "other" and metric_family("my_metric") == "other"
+    assert [metric_family(m) for m in ("deletion", "road", "pointing_game", "sparseness")] == [
+        "faithfulness",
+        "faithfulness",
+        "localisation",
+        "complexity",
+    ]

@@ -24,7 +24,8 @@ from faithmap.bench.report import write_report
 from faithmap.bench.report.data import ReportData, ReportRow
 from faithmap.bench.sources import DataSource, data_source
 from faithmap.bench.store import Run, Store
-from faithmap.bench.work import load_data
+from faithmap.bench.work import Row, load_data
+from faithmap.data import CLASS_NAMES
 from faithmap.errors import InvalidParameterError
 
 
@@ -32,6 +33,24 @@ def _complete(by_sample: dict[int, Tensor], samples: int) -> Tensor | None:
     if sorted(by_sample) != list(range(samples)):
         return None
     return torch.stack([by_sample[i] for i in range(samples)])
+
+
+def _pair(task: str) -> tuple[str, str]:
+    """(model, method) of a task id ``model/method/start-stop``."""
+    model, method, _ = task.rsplit("/", 2)
+    return model, method
+
+
+def _predicted(rows: list[Row], samples: int) -> dict[str, list[int]]:
+    """The class each model explained for each sample (its prediction in a benchmark run)."""
+    found: dict[str, dict[int, int]] = {}
+    for row in rows:
+        found.setdefault(row.model, {})[row.sample] = row.target
+    return {
+        model: [by_sample[i] for i in range(samples)]
+        for model, by_sample in found.items()
+        if sorted(by_sample) == list(range(samples))
+    }
 
 
 def _stored_data(config: Mapping[str, Any]) -> DataSource:
@@ -67,7 +86,7 @@ def report_data(
     run = run or store.run()
     with store.reading():
         rows, maps, curves = store.rows(run), store.maps(run), store.curves(run)
-        findings = store.findings(run)
+        findings, skipped = store.findings(run), store.skipped(run)
     if not rows:
         raise InvalidParameterError(
             f"Run {run.id} ({run.config_hash}) in {str(store.path)!r} has no finished task yet; "
@@ -75,7 +94,8 @@ def report_data(
         )
     config = run.config
     samples = int(config["n_samples"])
-    loaded = load_data(data or _stored_data(config), samples, int(config["data_seed"]))
+    source = data or _stored_data(config)
+    loaded = load_data(source, samples, int(config["data_seed"]))
     attributions = {
         key: stacked
         for key, found in maps.items()
@@ -110,6 +130,12 @@ def report_data(
         images=loaded.images,
         masks=loaded.masks,
         versions=run.versions,
+        created=run.created,
+        command=run.command,
+        labels=None if loaded.labels is None else [int(v) for v in loaded.labels],
+        predicted=_predicted(rows, samples),
+        class_names=CLASS_NAMES if source.is_builtin else (),
+        skipped={_pair(task): why for task, why in skipped.items()},
     )
 
 

@@ -14,6 +14,8 @@ BMVC 2018 (insertion and deletion, the default metrics).
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from collections.abc import Generator
 from contextlib import closing
@@ -39,7 +41,11 @@ def ordered(rows: list[Row], config: BenchConfig) -> list[Row]:
 
 
 def run_bench(
-    config: BenchConfig | None = None, *, progress: bool = True, report: bool = True
+    config: BenchConfig | None = None,
+    *,
+    progress: bool = True,
+    report: bool = True,
+    command: str | None = None,
 ) -> list[Row]:
     """Run the benchmark (resuming a stored run of the same configuration) and write its results.
 
@@ -51,6 +57,9 @@ def run_bench(
         Show a progress bar (on stderr) over the tasks, with the ETA and passes per second.
     report : bool, default=True
         Write the HTML report into ``config.out`` at the end.
+    command : str, optional
+        The command line stored with a new run and shown in its report; ``None``: this
+        process's command line (``sys.argv``).
 
     Returns
     -------
@@ -68,7 +77,7 @@ def run_bench(
         load_model(config.model_source(name), config.batch_size)
     started = time.perf_counter()
     with Store(config.out) as store:
-        run = store.open_run(config)
+        run = store.open_run(config, command=shlex.join(sys.argv) if command is None else command)
         done = store.done(run)
         todo = [task for task in tasks if task.id not in done]
         job = Job.of(config)

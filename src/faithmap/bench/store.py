@@ -9,6 +9,10 @@ impossible; when two processes finish the same task, the second finds it done an
 nothing. The database runs in WAL mode, so readers never block the writer, and waits (busy
 timeout, then retries with back-off) when another process holds the write lock.
 
+Schema versions (SQLite's ``user_version``): 1, the first; 2 adds ``runs.command``, the command
+line that created the run. A version-1 store is migrated when opened (one ``ALTER TABLE`` in the
+opening transaction; its runs get an empty command), so old stores stay readable.
+
 References
 ----------
 Hipp et al., SQLite, "Atomic Commit In SQLite" and "Write-Ahead Logging" (sqlite.org), the
@@ -49,7 +53,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config_hash TEXT NOT NULL UNIQUE,
     config TEXT NOT NULL,
     versions TEXT NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    command TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS tasks (
     run INTEGER NOT NULL REFERENCES runs(id),
@@ -130,19 +135,22 @@ def _utc_now() -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """A run in the store: its number, configuration hash and record, versions, creation time."""
+    """A run in the store: its number, configuration hash and record, versions, creation time
+    (UTC, ISO 8601) and the command line that created it (empty when unknown)."""
 
     id: int
     config_hash: str
     config: dict[str, Any]
     versions: dict[str, str]
     created: str
+    command: str = ""
 
 
 APPLICATION_ID = 0x46414D50
 """SQLite's application id of a faithmap store ("FAMP"), set when the store is created."""
-SCHEMA_VERSION = 1
-"""The store's schema version (SQLite's user_version); a newer one is refused."""
+SCHEMA_VERSION = 2
+"""The store's schema version (SQLite's user_version); a newer one is refused, an older one
+migrated (see the module docstring)."""
 _TABLES = frozenset({"runs", "tasks", "results", "maps", "curves", "findings"})
 
 
@@ -231,6 +239,9 @@ class Store:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     connection.execute(statement)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+            if "command" not in columns:  # a version-1 store
+                connection.execute("ALTER TABLE runs ADD COLUMN command TEXT NOT NULL DEFAULT ''")
             connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -273,16 +284,20 @@ class Store:
 
         return self._retry(attempt)
 
-    def open_run(self, config: BenchConfig) -> Run:
-        """The run of ``config``: the stored one with the same hash, or a new one."""
+    def open_run(self, config: BenchConfig, *, command: str = "") -> Run:
+        """The run of ``config``: the stored one with the same hash, or a new one.
+
+        ``command`` is the command line that runs it, kept with a new run (a resumed run keeps
+        the command that created it).
+        """
         record = json.dumps(config.identity(), sort_keys=True)
         versions = json.dumps(package_versions(), sort_keys=True)
 
         def insert(connection: sqlite3.Connection) -> None:
             connection.execute(
-                "INSERT OR IGNORE INTO runs (config_hash, config, versions, created) "
-                "VALUES (?, ?, ?, ?)",
-                (config.hash, record, versions, _utc_now()),
+                "INSERT OR IGNORE INTO runs (config_hash, config, versions, created, command) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (config.hash, record, versions, _utc_now(), command),
             )
 
         self.transaction(insert)
@@ -290,10 +305,10 @@ class Store:
 
     def runs(self) -> list[Run]:
         """Every run, oldest first."""
-        query = "SELECT id, config_hash, config, versions, created FROM runs ORDER BY id"
+        query = "SELECT id, config_hash, config, versions, created, command FROM runs ORDER BY id"
         return [
-            Run(int(i), str(h), json.loads(c), json.loads(v), str(t))
-            for i, h, c, v, t in self._connection.execute(query)
+            Run(int(i), str(h), json.loads(c), json.loads(v), str(t), str(command))
+            for i, h, c, v, t, command in self._connection.execute(query)
         ]
 
     def run(self, which: str | int | None = None) -> Run:

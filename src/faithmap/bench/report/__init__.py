@@ -2,12 +2,15 @@
 
 :func:`write_report` turns a :class:`~faithmap.bench.report.data.ReportData` into
 
-- ``<name>.html``: the leaderboard (means with 95% Student t-intervals and ranks), the
-  insertion/deletion curves, the heatmap grids with the ground-truth masks, the cost and the
-  configuration; pictures are inline, so the page loads nothing from the network;
+- ``<name>.html``: who made the run and when, a verdict per model, the leaderboard (means with
+  95% Student t-intervals, ranks, and a mean rank over the cells every method has), the
+  insertion/deletion curves (inline SVG with a checkbox legend), the attribution maps with the
+  ground-truth masks and the true and predicted classes, the cost and the configuration;
+  pictures are inline, so the page loads nothing from the network;
 - ``<name>_leaderboard.csv`` and ``<name>_rows.csv``: the leaderboard and every measurement;
-- ``<name>_curves.png``, ``<name>_heatmaps_<k>_<model>.png``, ``<name>_cost.png`` and
-  ``<name>_tradeoff.png`` (mean metric against passes per image): the figures.
+- ``<name>_curves.png``, ``<name>_heatmaps_<k>_<model>.png`` (the inputs, then one row of maps
+  per method in the page's order), ``<name>_cost.png`` and ``<name>_tradeoff.png`` (mean metric
+  against passes per image): the figures.
 """
 
 from __future__ import annotations
@@ -19,15 +22,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from faithmap.bench.report.data import ReportData, ReportRow
-from faithmap.bench.report.figures import (
-    cost_figure,
-    curves_figure,
-    heatmap_figure,
-    method_colours,
-    png_bytes,
-    tradeoff_figure,
-)
+from faithmap.bench.report.figures import cost_figure, curves_figure, png_bytes, tradeoff_figure
+from faithmap.bench.report.heatmaps import grid_png
 from faithmap.bench.report.html import render_page
+from faithmap.bench.report.palette import method_colours
 from faithmap.bench.report.stats import Score, cost_table, leaderboard
 from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
@@ -85,7 +83,7 @@ def write_report(data: ReportData, out: str | Path, *, max_samples: int = 8) -> 
         The page to write, ending in ``.html``; its folder is created if needed. The exports
         are written into the same folder, named after the page.
     max_samples : int, default=8
-        Samples shown in each heatmap grid (the first ones).
+        Samples shown per model in the attribution maps (the first ones).
 
     Returns
     -------
@@ -141,19 +139,15 @@ def write_report(data: ReportData, out: str | Path, *, max_samples: int = 8) -> 
         return png
 
     curves = curves_figure(data)
-    heatmaps: dict[str, bytes | None] = {}
+    save(f"{stem}_curves.png", None if curves is None else png_bytes(curves))
     for k, model in enumerate(data.models):
-        figure = heatmap_figure(data, model, max_samples)
-        if figure is not None:
-            name = f"{stem}_heatmaps_{k + 1}_{_slug(model)}.png"
-            heatmaps[model] = save(name, png_bytes(figure, dpi=100))
+        save(f"{stem}_heatmaps_{k + 1}_{_slug(model)}.png", grid_png(data, model, max_samples))
     cost = cost_figure(costs, data.methods)
     tradeoff = tradeoff_figure(scores, costs, data.methods)
     figures = {
-        "curves": save(f"{stem}_curves.png", None if curves is None else png_bytes(curves)),
-        "heatmaps": heatmaps,
         "cost": save(f"{stem}_cost.png", None if cost is None else png_bytes(cost)),
         "tradeoff": save(f"{stem}_tradeoff.png", None if tradeoff is None else png_bytes(tradeoff)),
     }
-    out.write_text(render_page(data, scores, costs, colours, figures, exports), encoding="utf-8")
+    page = render_page(data, scores, costs, colours, figures, exports, max_samples=max_samples)
+    out.write_text(page, encoding="utf-8")
     return out

@@ -82,6 +82,18 @@ class ReportData:
         Statements a named suite makes about this run's results (for example, which findings
         of a paper hold), shown first on the page.
     versions : mapping from package name to version string, optional
+    created : str, optional
+        When the run was created (ISO 8601), shown in the title.
+    command : str, optional
+        The command line that created the run, shown in the title.
+    labels : sequence of int, optional
+        The true class of each sample in :attr:`images`.
+    predicted : mapping from model to a sequence of int, optional
+        The class each model explained for each sample (the predicted class in a benchmark).
+    class_names : sequence of str, optional
+        Names of the class indices in ``labels`` and ``predicted``.
+    skipped : mapping from (model, method) to str, optional
+        Why a method has no result on a model (it does not apply to it).
 
     References
     ----------
@@ -99,6 +111,12 @@ class ReportData:
     masks: Tensor | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
     findings: Sequence[str] = ()
+    created: str = ""
+    command: str = ""
+    labels: Sequence[int] | None = None
+    predicted: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    class_names: Sequence[str] = ()
+    skipped: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         squeezed = {
@@ -140,6 +158,16 @@ class ReportData:
                 f"{tuple(images.shape)} instead."
             )
         samples, _, height, width = images.shape
+        per_sample = {
+            "labels": self.labels,
+            **{f"predicted[{m!r}]": p for m, p in self.predicted.items()},
+        }
+        for name, classes in per_sample.items():
+            if classes is not None and len(classes) != samples:
+                raise ShapeError(
+                    f"The {name} of ReportData must give one class per image ({samples}). Got "
+                    f"{len(classes)} instead."
+                )
         if self.masks is not None and tuple(self.masks.shape) != (samples, 1, height, width):
             raise ShapeError(
                 f"The 'masks' of ReportData must have shape {(samples, 1, height, width)}, "

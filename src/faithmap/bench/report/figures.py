@@ -1,4 +1,4 @@
-"""The figures of a benchmark report: curves, heatmap grids and cost, as PNG bytes.
+"""The figures of a benchmark report: curves (for export), cost and quality against cost, as PNG.
 
 Figures are drawn by the Agg canvas on :class:`matplotlib.figure.Figure` objects, never through
 pyplot, so writing a report leaves the user's backend and pyplot's state alone. Every method
@@ -13,32 +13,25 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Normalize, to_hex
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from faithmap.bench.report.data import ReportData
+from faithmap.bench.report.palette import method_colours
 from faithmap.bench.report.stats import CostEntry, Score
-from faithmap.viz import DIVERGING, SEQUENTIAL, display_limits
+from faithmap.viz import DIVERGING, SEQUENTIAL
 
 __all__ = [
     "colour_keys",
     "cost_figure",
     "curves_figure",
-    "heatmap_figure",
-    "method_colours",
     "png_bytes",
     "tradeoff_figure",
 ]
 
-_PALETTE = (
-    "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
-    "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd", "#1b9e77", "#e7298a",
-)  # fmt: skip
-"""Colours of the methods, in order; beyond 12 methods the tab20 colormap takes over."""
 _INK, _MUTED, _GRID = "#1f2933", "#52606d", "#e4e7eb"
 _MASK = "#00e676"
 
@@ -46,22 +39,6 @@ _MASK = "#00e676"
 def _text(name: str) -> str:
     """``name`` as matplotlib draws it literally (no mathtext)."""
     return name.replace("$", r"\$")
-
-
-def _column_title(name: str) -> str:
-    """A method name fit over a 1.2-inch column of the heatmap grid.
-
-    Long names break at the underscore nearest their middle, or are cut with an ellipsis.
-    """
-    if len(name) <= 14:
-        return _text(name)
-    breaks = [k for k, c in enumerate(name) if c == "_" and 0 < k < len(name) - 1]
-    if breaks:
-        k = min(breaks, key=lambda b: abs(2 * b - len(name)))
-        first, second = name[: k + 1], name[k + 1 :]
-        if max(len(first), len(second)) <= 18:
-            return _text(first) + "\n" + _text(second)
-    return _text(name[:17] + "\u2026")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -75,16 +52,6 @@ def png_bytes(figure: Figure, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     return buffer.getvalue()
-
-
-def method_colours(methods: Sequence[str]) -> dict[str, str]:
-    """A distinct hex colour for each method, stable across the report's figures."""
-    if len(methods) <= len(_PALETTE):
-        return {m: _PALETTE[i] for i, m in enumerate(methods)}
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
-    return {m: to_hex(cmap(i % 20)) for i, m in enumerate(methods)}
 
 
 def colour_keys() -> dict[str, list[str]]:
@@ -157,82 +124,6 @@ def curves_figure(data: ReportData) -> Figure | None:
         frameon=False,
         fontsize=8,
     )
-    return figure
-
-
-def heatmap_figure(data: ReportData, model: str, max_samples: int = 8) -> Figure | None:
-    """Attribution maps of one model: samples in rows, the input then each method in columns.
-
-    Each map is drawn over the grey image with its own :func:`faithmap.viz.display_limits`
-    (diverging colours for signed maps, sequential for non-negative ones); the ground-truth mask
-    is outlined in green. ``None`` when the model has no maps.
-
-    References
-    ----------
-    .. [1] Adebayo, J. et al. "Sanity Checks for Saliency Maps." NeurIPS 2018 (why maps are
-       shown beside their inputs, not alone).
-    """
-    methods = [m for m in data.methods if (model, m) in data.attributions]
-    if not methods or data.images is None:
-        return None
-    images = data.images.detach().double().cpu()
-    lowest = images.amin(dim=(1, 2, 3), keepdim=True)
-    highest = images.amax(dim=(1, 2, 3), keepdim=True)
-    outside = (lowest < 0) | (highest > 1)  # not a [0, 1] image: stretch its range for display
-    stretched = (images - lowest) / (highest - lowest).clamp_min(1e-12)
-    images = torch.where(outside, stretched, images)
-    count = min(max_samples, images.shape[0])
-    # a fixed grid (inches): constrained layout costs seconds with this many axes
-    titles = ["input", *(_column_title(m) for m in methods)]
-    two_lines = any("\n" in t for t in titles)
-    side, gap, left, top = 1.2, 0.05, 0.35, 0.5 if two_lines else 0.3
-    width = left + (len(methods) + 1) * (side + gap)
-    height = top + count * (side + gap)
-    figure = Figure(figsize=(width, height))
-    FigureCanvasAgg(figure)
-    cells = [
-        [
-            figure.add_axes(
-                (
-                    (left + j * (side + gap)) / width,
-                    (height - top - (i + 1) * (side + gap) + gap) / height,
-                    side / width,
-                    side / height,
-                )
-            )
-            for j in range(len(methods) + 1)
-        ]
-        for i in range(count)
-    ]
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
-    for i in range(count):
-        picture = images[i].permute(1, 2, 0).numpy()
-        grey = (images[i].permute(1, 2, 0) @ weights).numpy()
-        mask = None if data.masks is None else data.masks[i, 0].detach().float().cpu().numpy()
-        for j, method in enumerate([None, *methods]):
-            axes = cells[i][j]
-            axes.set_xticks([])
-            axes.set_yticks([])
-            for spine in axes.spines.values():
-                spine.set_visible(False)
-            if method is None:
-                axes.imshow(picture, vmin=0.0, vmax=1.0, interpolation="nearest")
-                axes.set_ylabel(f"#{i}", fontsize=9, color=_MUTED, rotation=0, labelpad=12)
-            else:
-                heat = data.attributions[(model, method)][i].detach().double().cpu()
-                low, high = display_limits(heat)
-                axes.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-                axes.imshow(
-                    heat.numpy(),
-                    cmap=DIVERGING if low < 0 else SEQUENTIAL,
-                    norm=Normalize(vmin=low, vmax=high, clip=True),
-                    alpha=0.65,
-                    interpolation="nearest",
-                )
-            if mask is not None and mask.min() < 0.5 < mask.max():
-                axes.contour(mask, levels=[0.5], colors=_MASK, linewidths=1.0)
-            if i == 0:
-                axes.set_title(titles[j], fontsize=9 if len(titles[j]) <= 14 else 8.5, color=_INK)
     return figure
 
 

@@ -4,8 +4,10 @@ Every name and value from the data goes through :func:`html.escape` (quotes incl
 it reaches the page, and pictures are inline ``data:`` URIs, so the page loads nothing from
 anywhere: it can be mailed, archived or opened offline. Its stylesheet and script are the
 package data files ``report.css`` and ``report.js``, written into the page itself. The script
-only reorders table rows when a column header is clicked; it never reads or writes markup, so
-no name from the data can reach it unescaped.
+only moves and toggles what the page already holds: it reorders table rows when a column header
+is clicked, shows one model's maps at a time (tabs), shows or hides curves (the legend's
+checkboxes, by index), and enlarges a clicked map by copying its ``src`` and its ``alt`` text
+(as text, never as markup); no name from the data can reach it unescaped.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
 
+from faithmap.bench.report.curves import curves_html
 from faithmap.bench.report.data import ReportData
 from faithmap.bench.report.figures import colour_keys
+from faithmap.bench.report.heatmaps import heatmaps_html
 from faithmap.bench.report.stats import LEVEL, CostEntry, Score
+from faithmap.bench.report.summary import RankSummary, rank_summary, verdicts
 
 __all__ = ["render_page"]
 
@@ -34,7 +39,11 @@ def _asset(name: str) -> str:
 
 
 _TEXT = ' data-kind="text"'
-_WIDE = ' class="wide"'
+_LIGHTBOX = (
+    '<div class="lightbox" hidden><figure><img alt="">'
+    '<figcaption></figcaption></figure><p class="note">Click or press Escape to close.</p></div>'
+)
+"""The viewer a clicked map opens in (filled by the script)."""
 
 
 def _e(value: object) -> str:
@@ -100,14 +109,22 @@ def _header(data: ReportData, links: Sequence[tuple[str, str]]) -> str:
         for n, what in facts
     )
     nav = "".join(f'<a href="#{anchor}">{_e(label)}</a>' for anchor, label in links)
+    made = [
+        f"created {_e(data.created.replace('T', ' '))}" if data.created else "",
+        f"faithmap {_e(data.versions['faithmap'])}" if "faithmap" in data.versions else "",
+        f"by <code>{_e(data.command)}</code>" if data.command else "",
+    ]
     return (
         '<header class="hero"><div class="brand">faithmap benchmark report</div>'
         f"<h1>Run <code>{_e(data.run_id)}</code></h1>"
+        f'<div class="made">{" · ".join(m for m in made if m)}</div>'
         f'<div class="facts">{fact_html}</div><nav>{nav}</nav></header>'
     )
 
 
-def _leaderboard(data: ReportData, scores: Sequence[Score], colours: Mapping[str, str]) -> str:
+def _leaderboard(
+    data: ReportData, scores: Sequence[Score], colours: Mapping[str, str], summary: RankSummary
+) -> str:
     columns = [(model, metric) for model in data.models for metric in data.metrics]
     found = {(s.model, s.metric, s.method): s for s in scores}
     columns = [c for c in columns if any((c[0], c[1], m) in found for m in data.methods)]
@@ -121,56 +138,77 @@ def _leaderboard(data: ReportData, scores: Sequence[Score], colours: Mapping[str
         arrow, first = ("\u2191", "desc") if higher else ("\u2193", "asc")
         direction = "higher is better" if higher else "lower is better"
         heads.append(
-            f'<th class="sortable" data-col="{k + 1}" data-first="{first}" '
+            f'<th class="sortable" data-col="{k + 2}" data-first="{first}" '
             f'title="{_e(metric)}: {direction}">{_e(metric)} {arrow}</th>'
         )
-    mean_col = len(columns) + 1
+    cells = len(summary.cells)
     head = (
-        f'<thead><tr class="group"><th></th>{group}<th></th></tr><tr>'
+        f'<thead><tr class="group"><th></th><th colspan="1">summary</th>{group}</tr><tr>'
         '<th class="sortable" data-col="0" data-first="asc" data-kind="text">method</th>'
-        f"{''.join(heads)}"
-        f'<th class="sortable sorted-asc" data-col="{mean_col}" data-first="asc" '
-        'title="mean of the ranks over every model and metric">mean rank</th></tr></thead>'
+        f'<th class="sortable sorted-asc summary" data-col="1" data-first="asc" '
+        f'title="mean of the ranks over the {cells} model × metric cells where every method has '
+        f'a result; 1 is best">mean rank<br><small>lower is better · {cells} cells</small></th>'
+        f"{''.join(heads)}</tr></thead>"
     )
-    mean_ranks = {}
-    for method in data.methods:
-        ranks = [
-            score.rank
-            for model, metric in columns
-            if (score := found.get((model, metric, method))) is not None and score.rank is not None
-        ]
-        mean_ranks[method] = sum(ranks) / len(ranks) if ranks else math.nan
-    top = min((r for r in mean_ranks.values() if not math.isnan(r)), default=math.nan)
-    order = sorted(data.methods, key=lambda m: (math.isnan(mean_ranks[m]), mean_ranks[m]))
+    ranks = summary.mean_rank
+    top = min((r for r in ranks.values() if not math.isnan(r)), default=math.nan)
+    order = sorted(data.methods, key=lambda m: (math.isnan(ranks[m]), ranks[m]))
     body = []
     for method in order:
-        cells = [
+        row = [
             f'<td class="method" data-sort="{_e(method)}"><span class="swatch" '
-            f'style="background:{colours[method]}"></span>{_e(method)}</td>'
+            f'style="background:{colours[method]}"></span>{_e(method)}</td>',
+            f'<td class="{"meanrank best" if ranks[method] == top else "meanrank"}" '
+            f'data-sort="{_sort_key(ranks[method])}">{_number(ranks[method], 2)}</td>',
         ]
         for model, metric in columns:
             score = found.get((model, metric, method))
             if score is None or math.isnan(score.mean):
-                cells.append('<td class="missing" data-sort="">—</td>')
+                undefined = "undefined for every sample" if score is not None else "no result"
+                why = data.skipped.get((model, method), undefined)
+                row.append(f'<td class="missing" data-sort="" title="{_e(why)}">—</td>')
                 continue
             half = (score.high - score.low) / 2
             interval = "" if math.isnan(half) else f'<span class="ci">± {_number(half)}</span>'
             best = ' class="best"' if score.rank == 1 else ""
             title = f"n = {score.n}; {LEVEL:.0%} CI [{_number(score.low)}, {_number(score.high)}]"
-            cells.append(
+            row.append(
                 f'<td{best} data-sort="{_sort_key(score.mean)}" title="{_e(title)}">'
                 f'{_number(score.mean)}{interval}<span class="rank">{score.rank}</span></td>'
             )
-        mean_rank = mean_ranks[method]
-        kind = "meanrank best" if mean_rank == top else "meanrank"
-        cells.append(
-            f'<td class="{kind}" data-sort="{_sort_key(mean_rank)}">{_number(mean_rank, 2)}</td>'
-        )
-        body.append(f"<tr>{''.join(cells)}</tr>")
+        body.append(f"<tr>{''.join(row)}</tr>")
     return (
         '<div class="scroll"><table class="sortable leaderboard">'
-        f"{head}<tbody>{''.join(body)}</tbody></table></div>"
+        f"{head}<tbody>{''.join(body)}</tbody></table></div>{_left_out(summary, len(data.methods))}"
     )
+
+
+def _left_out(summary: RankSummary, methods: int) -> str:
+    """What the mean rank is taken over, and the cells it leaves out, by model."""
+    text = (
+        f"The mean rank is taken over the {len(summary.cells)} model × metric cells where all "
+        f"{methods} methods have a result, so every method is compared on the same cells."
+    )
+    by_model: dict[str, tuple[list[str], set[str]]] = {}
+    for (model, metric), lacking in summary.left_out.items():
+        metrics, missing = by_model.setdefault(model, ([], set()))
+        metrics.append(metric)
+        missing.update(lacking)
+    parts = [
+        f"{model} ({', '.join(metrics)}: no result for {', '.join(sorted(missing))})"
+        for model, (metrics, missing) in by_model.items()
+    ]
+    if parts:
+        text += " Left out: " + "; ".join(parts) + "."
+    return f'<p class="note summary-note">{_e(text)}</p>'
+
+
+def _verdicts(scores: Sequence[Score], models: Sequence[str]) -> str:
+    items = "".join(
+        f"<li><b>{_e(model)}</b>: {_e(sentence)}</li>"
+        for model, sentence in verdicts(scores, models).items()
+    )
+    return f'<ul class="verdicts">{items}</ul>'
 
 
 def _cost_table(costs: Sequence[CostEntry], colours: Mapping[str, str]) -> str:
@@ -227,6 +265,8 @@ def render_page(
     colours: Mapping[str, str],
     figures: Mapping[str, Any],
     exports: Sequence[str],
+    *,
+    max_samples: int = 8,
 ) -> str:
     """The report's HTML.
 
@@ -239,10 +279,11 @@ def render_page(
         From :func:`~faithmap.bench.report.stats.cost_table`.
     colours : mapping from method to a hex colour
     figures : mapping
-        ``"curves"``, ``"cost"`` and ``"tradeoff"`` to PNG bytes or None, and ``"heatmaps"`` to
-        a mapping from model name to PNG bytes or None.
+        ``"cost"`` and ``"tradeoff"`` to PNG bytes or None.
     exports : sequence of str
         File names of the exports written beside the page, linked from it.
+    max_samples : int, default=8
+        Samples shown per model in the attribution maps (the first ones).
 
     Returns
     -------
@@ -253,49 +294,55 @@ def render_page(
     .. [1] Student. "The probable error of a mean." Biometrika 6(1), 1908 (the intervals).
     """
     links = [
+        ("verdict", "Verdict"),
         ("leaderboard", "Leaderboard"),
         ("curves", "Curves"),
-        ("heatmaps", "Heatmaps"),
+        ("heatmaps", "Maps"),
         ("cost", "Cost"),
         ("config", "Config"),
     ]
-    wide = len(data.methods) > 6
-    grids = "".join(
-        f"<div{_WIDE if wide else ''}><h3>{_e(model)}</h3>"
-        + _figure(png, f"heatmaps of {model}", "")
-        + "</div>"
-        for model, png in figures["heatmaps"].items()
-    )
-    heatmaps = (
-        f'{_keys()}<div class="grids">{grids}</div>'
-        if grids
-        else '<p class="note">No attribution maps in this run.</p>'
-    )
+    curves = curves_html(data, colours)
+    maps = heatmaps_html(data, colours, max_samples)
+    interval = f"{LEVEL:.0%} interval"
     sections = [
+        (
+            "verdict",
+            "Verdict",
+            f"Per model: the method with the best mean rank in each family of metrics, and, "
+            f"for each metric, the methods whose mean lies inside the best method's {interval} "
+            "(not separable from it with this many samples).",
+            _verdicts(scores, data.models),
+        ),
         (
             "leaderboard",
             "Leaderboard",
-            f"Mean over the samples ± half-width of the {LEVEL:.0%} Student t-interval "
-            "(hover a cell for n and the interval). The small number is the method's rank for "
-            "that model and metric, respecting the metric's direction (\u2191 higher is "
-            "better, \u2193 lower is better); the best is highlighted. Click a header to sort.",
-            _leaderboard(data, scores, colours),
+            f"Each cell: the mean over the samples ± the half-width of its {interval} (Student "
+            "t; hover for n and the bounds), and the method's rank for that model and metric "
+            "among the methods with a result, respecting the metric's direction (\u2191 higher "
+            "is better, \u2193 lower is better); the best is highlighted. Click a header to "
+            "sort (\u25b2 smallest first, \u25bc largest first).",
+            _leaderboard(data, scores, colours, rank_summary(scores, data.methods)),
         ),
         (
             "curves",
             "Insertion and deletion curves",
-            "The target score as pixels are inserted into a blank image (insertion: a fast "
-            "rise is good) or deleted from the image (deletion: a fast fall is good), in order "
-            "of attribution; mean over the samples.",
-            _figure(figures["curves"], "curves", ""),
+            "The target score as pixels are inserted into a blurred image (insertion: a fast "
+            "rise is good) or deleted from the image (deletion: a fast fall is good), most "
+            "positive attribution first; mean over the samples. Tick methods or families in "
+            "the legend to compare a few; hover a line for its method.",
+            curves or '<p class="note">No curves in this run.</p>',
         ),
         (
             "heatmaps",
             "Attribution maps",
-            "Each map over a grey copy of its input, scaled on its own (red positive, blue "
-            "negative; sequential colours for non-negative maps); the ground-truth mask is "
-            "outlined in green.",
-            heatmaps,
+            "One tab per model; one row per method (the same order on every model), one column "
+            "per sample with its true and predicted class. Each map over a grey copy of its "
+            "input, scaled on its own (red positive, blue negative; sequential colours for "
+            "non-negative maps); the ground-truth mask is outlined in green. Click a map to "
+            "enlarge it.",
+            f"{_keys()}{maps}{_LIGHTBOX}"
+            if maps
+            else '<p class="note">No attribution maps in this run.</p>',
         ),
         (
             "cost",
@@ -308,7 +355,7 @@ def render_page(
             + _figure(
                 figures["tradeoff"],
                 "quality against cost",
-                "Quality against cost: each method's mean metric with its 95% interval, "
+                f"Quality against cost: each method's mean metric with its {interval}, "
                 "against its explanation passes per image (log scale).",
             )
             + "</div><div>"
