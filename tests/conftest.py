@@ -20,6 +20,8 @@ LIGHT_PARAMS: dict[str, dict[str, Any]] = {
     "hsic": {"regions": "patches:4", "n_design": 32},
     "smdl": {"regions": "patches:8", "search": "stochastic", "effectiveness": 1.0},
     "lima": {"regions": "patches:8", "pending": 2},
+    "vps": {"regions": "patches:8"},
+    "d_rise": {"n_masks": 64, "grid": 4},
     "lrp": {"composite": "epsilon_plus"},
     "smoothgrad": {"n_samples": 4},
     "gradient_shap": {
