@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+import faithmap
 from faithmap.data import CLASS_NAMES, make_shapes_scenes
 from faithmap.errors import FileProblemError, InvalidParameterError, ShapeError
 from faithmap.zoo import DETECTOR_MODELS, ZOO_MODELS, architecture, load_builtin
@@ -121,6 +122,22 @@ def test_output_is_differentiable_in_the_input() -> None:
     out = detector(x)
     (grad,) = torch.autograd.grad(out[0, 4 + 2, 27] + out[0, 2, 27], x)
     assert bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0
+
+
+def test_cam_methods_read_the_features_block_by_default() -> None:
+    torch.manual_seed(0)
+    detector = ShapesDetector().eval()
+    x = torch.rand(2, 3, 64, 64)
+
+    def score(out: torch.Tensor) -> torch.Tensor:
+        return out[:, 4 + 1, 27]
+
+    default = faithmap.explain(detector, x, method="grad_cam", target=score)
+    named = faithmap.explain(detector, x, method="grad_cam", target=score, layer="features")
+    last_conv = faithmap.explain(detector, x, method="grad_cam", target=score, layer="head.2")
+    assert default.attributions.shape == (2, 1, 64, 64)
+    torch.testing.assert_close(default.attributions, named.attributions)
+    assert not torch.allclose(default.attributions, last_conv.attributions)
 
 
 def test_bad_input_shape() -> None:

@@ -53,6 +53,8 @@ class ShapesDetector(nn.Module):
     ----------
     features : nn.Sequential
         The last backbone block (convolution, batch normalisation, ReLU) on the stride-8 grid.
+    cam_layer : str
+        ``"features"``: the layer CAM methods use when not given one.
     head : nn.Sequential
         Maps ``features`` to the raw ``4 + C`` channels of each cell.
 
@@ -74,6 +76,8 @@ class ShapesDetector(nn.Module):
     >>> detector(torch.rand(2, 3, 96, 96)).shape
     torch.Size([2, 10, 144])
     """
+
+    cam_layer = "features"
 
     def __init__(self, num_classes: int = 6) -> None:
         super().__init__()

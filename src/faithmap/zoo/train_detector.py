@@ -216,8 +216,8 @@ def _loss(
 
 def train(
     *,
-    n_train: int = 4_000,
-    epochs: int = 12,
+    n_train: int = 2_000,
+    epochs: int = 6,
     seed: int = 0,
     batch_size: int = 32,
     lr: float = 5e-3,
@@ -235,9 +235,9 @@ def train(
 
     Parameters
     ----------
-    n_train : int, default=4000
+    n_train : int, default=2000
         Training scenes.
-    epochs : int, default=12
+    epochs : int, default=6
         Passes over the training scenes.
     seed : int, default=0
         Seed of the data, the initialisation and the shuffling, >= 0.
