@@ -251,7 +251,7 @@ def test_explain_text_with_the_builtin_classifier(tmp_path: Path) -> None:
     args = ["explain", "--text", sentence.texts[0], "--method", "occlusion", "--out", str(out)]
     result = runner.invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
-    page = (out / "text-feature_ablation.html").read_text()
+    page = (out / "text-occlusion.html").read_text()
     assert "<html" in page.lower()
     # The printed text is "word[score]" per word; the top word is one of the deciding words.
     scored = re.findall(r"(\S+?)\[([-+][0-9.e+-]+)\]", result.output)

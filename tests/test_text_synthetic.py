@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 import torch
-import transformers  # a test dependency, never skipped
 
 from faithmap.text import (
+    WordTokenizer,
     explain_text,
     load_word_cnn,
     make_sentences,
@@ -22,9 +22,8 @@ HELD_OUT = make_sentences(30, seed=101)
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> transformers.PreTrainedTokenizerFast:
-    made: transformers.PreTrainedTokenizerFast = make_tokenizer()
-    return made
+def tokenizer() -> WordTokenizer:
+    return make_tokenizer()
 
 
 def accuracy(model: torch.nn.Module, seed: int) -> float:
@@ -44,7 +43,7 @@ def test_sentences_carry_their_deciding_words() -> None:
 
 
 def test_tokenizer_gives_one_token_per_word(
-    tokenizer: transformers.PreTrainedTokenizerFast,
+    tokenizer: WordTokenizer,
 ) -> None:
     data = make_sentences(3, seed=4)
     for text, ids in zip(data.texts, data.ids, strict=True):
@@ -73,7 +72,7 @@ def test_training_learns_the_task_deterministically() -> None:
     ],
 )
 def test_deciding_words_rank_first(
-    tokenizer: transformers.PreTrainedTokenizerFast, method: str, params: dict[str, Any]
+    tokenizer: WordTokenizer, method: str, params: dict[str, Any]
 ) -> None:
     model = load_word_cnn()
     hits = []

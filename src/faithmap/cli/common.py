@@ -84,6 +84,21 @@ def file_stem(text: str) -> str:
     return cleaned[:120]
 
 
+def plain_text(text: str) -> str:
+    """reStructuredText of a docstring's first line as plain text: ````x```` and
+    ``:func:`~a.b``` become ``x`` and ``b``.
+
+    Examples
+    --------
+    >>> plain_text("Noise of radius ``radius``; see :func:`~faithmap.metrics.insertion`.")
+    'Noise of radius radius; see insertion.'
+    """
+    text = re.sub(
+        r":[a-z:]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`", lambda m: m.group(1).split(".")[-1], text
+    )
+    return text.replace("``", "")
+
+
 def say(message: str) -> None:
     """Print a line as it is: no markup, no highlighting, no wrapping of long paths, control
     characters escaped."""

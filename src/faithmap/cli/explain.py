@@ -9,7 +9,6 @@ reads (a built-in name, a TorchScript, state-dict or ONNX file, ``torchvision:``
 
 from __future__ import annotations
 
-import html
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -49,6 +48,7 @@ from faithmap.cli.declared import (
     onnx_inputs,
     set_threads,
 )
+from faithmap.cli.text import TEXT_MODEL, explain_text_input
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import Method
 from faithmap.core.model import Model
@@ -58,9 +58,6 @@ from faithmap.errors import InvalidParameterError
 from faithmap.metrics import deletion, insertion
 from faithmap.viz import save_overlay
 from faithmap.zoo import BUILTIN_MODELS, ZOO_MODELS
-
-TEXT_MODEL = "word_cnn"
-"""The ``--model`` name of faithmap's own text classifier (the default for ``--text``)."""
 
 
 def _load(
@@ -248,55 +245,6 @@ def _explain_rows(
     say(f"wrote {table}\nwrote {raw}")
 
 
-def _explain_text(
-    text: str,
-    *,
-    method: str | None,
-    params: dict[str, Any],
-    model_spec: str | None,
-    target: int | None,
-    batch_size: int | None,
-    out: Path,
-) -> None:
-    """Explain a text classifier's decision on one text; print it highlighted, save HTML."""
-    from faithmap.text import (
-        explain_text,
-        load_word_cnn,
-        make_tokenizer,
-        render_html,
-        render_terminal,
-    )
-
-    if model_spec in (None, TEXT_MODEL):
-        model: Any = load_word_cnn()
-        tokenizer = make_tokenizer()
-    else:
-        from faithmap.text import load_text_classifier
-
-        model, tokenizer = load_text_classifier(model_spec)
-    explained = explain_text(
-        model,
-        tokenizer,
-        text,
-        method=method or "integrated_gradients",
-        target=target,
-        batch_size=batch_size,
-        **params,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    name = explained.explanation.method
-    page = out / f"text-{name}.html"
-    document = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>faithmap: '
-        f"{html.escape(name)}</title></head><body>{render_html(explained, title=text[:60])}"
-        "</body></html>\n"
-    )
-    page.write_text(document, encoding="utf-8")
-    raw = explained.explanation.save(out / f"text-{name}.safetensors")
-    say(render_terminal(explained, colour=sys.stdout.isatty()))
-    say(f"wrote {page}\nwrote {raw}")
-
-
 @app.command(name="explain")
 def explain_command(
     source: Annotated[
@@ -382,7 +330,7 @@ def explain_command(
                 raise InvalidParameterError(
                     "Give either an input file or folder, or --text, not both."
                 )
-            _explain_text(
+            explain_text_input(
                 text,
                 method=method,
                 params=params,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -46,6 +47,13 @@ class TextExplanation:
         (:func:`~faithmap.text.text_insertion`) and any other image-shaped metric.
     inputs : Tensor
         ``(1, D, T, 1)``: the text's input to ``model`` (embeddings minus the reference).
+    method : str
+        The method asked for (``"occlusion"`` runs as ``feature_ablation``, the name
+        ``explanation.method`` records).
+    probabilities : Tensor
+        ``(C,)`` the model's class probabilities (softmax) on the whole text.
+    class_names : tuple of str or None
+        The name of each class, where known (a Hugging Face model's ``config.id2label``).
     """
 
     explanation: Explanation
@@ -55,11 +63,48 @@ class TextExplanation:
     word_scores: Tensor
     model: Model
     inputs: Tensor
+    method: str
+    probabilities: Tensor
+    class_names: tuple[str, ...] | None = None
 
     @property
     def words(self) -> list[str]:
         """The words of the text, in order."""
         return self.tokens.words
+
+    @property
+    def predicted(self) -> int:
+        """The class the model predicts for the text."""
+        return int(self.probabilities.argmax())
+
+    @property
+    def target(self) -> int | None:
+        """The class explained (``None`` for a callable target)."""
+        target = self.explanation.target
+        return None if target is None else int(target[0])
+
+    def class_name(self, index: int) -> str:
+        """``index`` in words: ``"positive (class 1)"``, or ``"class 1"`` without names."""
+        names = self.class_names
+        if names and 0 <= index < len(names):
+            return f"{names[index]} (class {index})"
+        return f"class {index}"
+
+    @property
+    def word_ranks(self) -> Tensor | None:
+        """``(W,)`` the step at which a subset-selection method chose each word's region
+        (1: chosen first, the most important); ``None`` for methods that give no ranking."""
+        ranking = self.explanation.ranking
+        if ranking is None:
+            return None
+        order = ranking[0].cpu()
+        step = torch.empty_like(order)
+        step[order] = torch.arange(1, order.numel() + 1)
+        ordinary = self.tokens.word_of >= 0
+        labels = self.regions.labels.reshape(-1).cpu()[ordinary]
+        region_of_word = torch.zeros(len(self.words), dtype=torch.long)
+        region_of_word[self.tokens.word_of[ordinary]] = labels
+        return step[region_of_word]
 
     def top_words(self, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` words with the highest attribution, highest first."""
@@ -93,6 +138,7 @@ def explain_text(
     baseline: str | int = "mask",
     embedding: str | None = None,
     batch_size: int | None = None,
+    class_names: Sequence[str] | None = None,
     **params: Any,
 ) -> TextExplanation:
     """Explain a text classifier's output for one text, per token and per word.
@@ -127,6 +173,8 @@ def explain_text(
         Dotted name of the embedding layer when the model has no ``get_input_embeddings``.
     batch_size : int or None, default=None
         Rows per model call (``None``: measured, see :class:`~faithmap.Model`).
+    class_names : sequence of str or None, default=None
+        The name of each class (``None``: a Hugging Face model's ``config.id2label``, if any).
     **params
         The method's other parameters (``steps``, ``n_samples``, ``seed``, ...).
 
@@ -169,6 +217,7 @@ def explain_text(
     chosen = get_method(name, regions=features, **params) if by_region else probe
     wrapped = Model(classifier, batch_size=batch_size, outputs=outputs)
     explanation = chosen.explain(wrapped, classifier.inputs, target)
+    probabilities = wrapped.outputs(classifier.inputs, activation="softmax")[0]
     values = explanation.attributions
     token_scores = (values.sum(1) if values.dim() == 4 else values).reshape(-1)
     return TextExplanation(
@@ -179,4 +228,18 @@ def explain_text(
         word_scores=_word_scores(token_scores, tokens, by_region),
         model=wrapped,
         inputs=classifier.inputs,
+        method=method,
+        probabilities=probabilities.detach(),
+        class_names=_class_names(module) if class_names is None else tuple(class_names),
     )
+
+
+def _class_names(module: Any) -> tuple[str, ...] | None:
+    """A Hugging Face model's class names (``config.id2label``), ``None`` for other models."""
+    labels = getattr(getattr(module, "config", None), "id2label", None)
+    if not isinstance(labels, dict) or not labels:
+        return None
+    try:
+        return tuple(str(labels[i]) for i in range(len(labels)))
+    except KeyError:
+        return None

@@ -36,8 +36,8 @@ def load_text_classifier(spec: str) -> tuple[Any, Any]:
         import transformers
     except ImportError as err:
         raise MissingDependencyError(
-            "Explaining a text classifier needs the transformers package: "
-            "pip install 'faithmap[text]'."
+            f"Explaining the text classifier {spec!r} needs the transformers package. Install "
+            'it with: pip install "faithmap[text]" (the built-in word_cnn needs nothing more).'
         ) from err
     name = spec.removeprefix("hf:")
     try:

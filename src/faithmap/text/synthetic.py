@@ -4,19 +4,19 @@ Every sentence has ``length`` words: filler words that carry no label, and one o
 words of one polarity (``great``, ``awful``, ...) at random positions. The label is the polarity
 (1 positive, 0 negative), so an explanation of a classifier that solves the task is right when
 it puts a deciding word first. The words are lower-case and split on whitespace by a word-level
-tokenizer built in memory (no file, nothing downloaded), with ``[PAD]``, ``[UNK]`` and ``[MASK]``
-tokens.
+tokenizer in plain Python (:class:`~faithmap.text.word_tokenizer.WordTokenizer`: no file, no
+``transformers``), with ``[PAD]``, ``[UNK]`` and ``[MASK]`` tokens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from faithmap.core.validation import check_int
+from faithmap.text.word_tokenizer import WordTokenizer
 
 SPECIAL = ("[PAD]", "[UNK]", "[MASK]")
 POSITIVE = ("great", "superb", "wonderful", "brilliant", "delightful")
@@ -28,6 +28,8 @@ FILLER = (
     "at", "night", "in", "town", "we", "they", "watched", "again",
 )  # fmt: skip
 VOCABULARY = SPECIAL + FILLER + POSITIVE + NEGATIVE
+LABELS = ("negative", "positive")
+"""The class names of the task, by label."""
 
 
 @dataclass(frozen=True)
@@ -82,24 +84,13 @@ def make_sentences(n: int, *, length: int = 8, seed: int = 0) -> SyntheticText:
     return SyntheticText(texts, labels, deciding, torch.tensor(rows, dtype=torch.long))
 
 
-def make_tokenizer() -> Any:
-    """A Hugging Face fast tokenizer for :data:`VOCABULARY`: lower-case words split on
-    whitespace and punctuation, one token per word, unknown words ``[UNK]``.
-
-    Needs the ``transformers`` package (``pip install faithmap[text]``).
+def make_tokenizer() -> WordTokenizer:
+    """The tokenizer of :data:`VOCABULARY`: lower-case words split on whitespace and
+    punctuation, one token per word, unknown words ``[UNK]``. Plain Python, nothing to install.
 
     References
     ----------
     Wolf et al., "Transformers: State-of-the-Art Natural Language Processing", EMNLP 2020
-    (System Demonstrations).
+    (System Demonstrations): the word-level model and whitespace split it reproduces.
     """
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    model = WordLevel({word: i for i, word in enumerate(VOCABULARY)}, unk_token="[UNK]")
-    core = Tokenizer(model)
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast: Any = PreTrainedTokenizerFast  # transformers' constructor is untyped
-    return fast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]")
+    return WordTokenizer(VOCABULARY, unk_token="[UNK]", pad_token="[PAD]", mask_token="[MASK]")

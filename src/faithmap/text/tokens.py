@@ -22,6 +22,7 @@ from torch import Tensor
 from faithmap.core.regions import Regions
 from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
+from faithmap.text.word_tokenizer import WordTokenizer
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class TokenizedText:
         Each word as it appears in the text.
     word_spans : list of (int, int)
         Character offsets ``[start, end)`` of each word in ``text``.
+    unknown : Tensor
+        ``(T,)`` bool, ``True`` at tokens the tokenizer's vocabulary lacks (its unknown token,
+        such as ``[UNK]``): the model reads them all alike, whatever the word was.
     """
 
     text: str
@@ -53,9 +57,15 @@ class TokenizedText:
     word_of: Tensor
     words: list[str]
     word_spans: list[tuple[int, int]]
+    unknown: Tensor
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
+
+    @property
+    def unknown_words(self) -> list[int]:
+        """The indices of the words with a token unknown to the vocabulary, in order."""
+        return sorted({int(w) for w in self.word_of[self.unknown & (self.word_of >= 0)]})
 
 
 def tokenize(tokenizer: Any, text: str) -> TokenizedText:
@@ -63,8 +73,9 @@ def tokenize(tokenizer: Any, text: str) -> TokenizedText:
 
     Parameters
     ----------
-    tokenizer : transformers.PreTrainedTokenizerFast
-        Any fast tokenizer (``tokenizer.is_fast``); slow tokenizers give no offsets.
+    tokenizer : transformers.PreTrainedTokenizerFast or WordTokenizer
+        Any fast tokenizer (``tokenizer.is_fast``; slow tokenizers give no offsets), or
+        faithmap's :class:`~faithmap.text.word_tokenizer.WordTokenizer`.
     text : str
         The text to explain.
 
@@ -75,11 +86,12 @@ def tokenize(tokenizer: Any, text: str) -> TokenizedText:
     """
     if not isinstance(text, str):
         raise InvalidParameterError(f"The text must be a str. Got {type(text).__name__} instead.")
-    if not getattr(tokenizer, "is_fast", False):
+    if not (isinstance(tokenizer, WordTokenizer) or getattr(tokenizer, "is_fast", False)):
         raise InvalidParameterError(
-            "faithmap.text needs a Hugging Face fast tokenizer (tokenizer.is_fast), which gives "
-            f"each token's character offsets. Got {type(tokenizer).__name__} instead; load it "
-            "with AutoTokenizer.from_pretrained(..., use_fast=True)."
+            "faithmap.text needs a Hugging Face fast tokenizer (tokenizer.is_fast) or a "
+            "WordTokenizer, which give each token's character offsets. Got "
+            f"{type(tokenizer).__name__} instead; load it with "
+            "AutoTokenizer.from_pretrained(..., use_fast=True)."
         )
     encoding = tokenizer(
         text,
@@ -117,6 +129,16 @@ def tokenize(tokenizer: Any, text: str) -> TokenizedText:
         word_of=torch.tensor(word_of, dtype=torch.long),
         words=[text[start:end] for start, end in spans],
         word_spans=[(start, end) for start, end in spans],
+        unknown=_unknown(tokenizer, ids, special_list),
+    )
+
+
+def _unknown(tokenizer: Any, ids: list[int], special: list[bool]) -> Tensor:
+    """``(T,)`` bool: the ordinary tokens that are the tokenizer's unknown token."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    return torch.tensor(
+        [unk is not None and i == unk and not s for i, s in zip(ids, special, strict=True)],
+        dtype=torch.bool,
     )
 
 
