@@ -391,9 +391,11 @@ def test_pick_boxes_takes_a_box_or_the_ith_detection() -> None:
         pick_boxes(model, x, box=(4, 0, 2, 8), label=0)
     with pytest.raises(TargetError, match="label 5 is not a class"):
         pick_boxes(model, x, box=(0, 0, 8, 8), label=5)
-    with pytest.raises(InvalidParameterError, match=r"has 2 detections \(.*\), so there is no detection 2"):
+    with pytest.raises(
+        InvalidParameterError, match=r"has 2 detections \(.*\), so there is no detection 2"
+    ):
         pick_boxes(model, x, detection=2)
-    with pytest.raises(InvalidParameterError, match="not both"):
+    with pytest.raises(InvalidParameterError, match=r"either by a box and a label.*detection=0"):
         pick_boxes(model, x, box=(0, 0, 8, 8), label=0, detection=0)
     with pytest.raises(TargetError, match=r"shape \(1, 6\), not a detector's"):
         pick_boxes(load_builtin("cnn"), torch.rand(1, 3, 64, 64), detection=0)

@@ -46,7 +46,8 @@ def pick_boxes(
     if (box is None) == (detection is None) or (box is None) != (label is None):
         raise InvalidParameterError(
             "Choose the object to explain either by a box and a label, or by the index of a "
-            "detection (0: the model's highest-scoring prediction), not both."
+            "detection (0: the model's highest-scoring prediction). Got box="
+            f"{None if box is None else tuple(box)}, label={label}, detection={detection}."
         )
     reference = None if box is None else check_box(box, "pick_boxes")
     if reference is not None and (
