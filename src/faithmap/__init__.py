@@ -14,6 +14,15 @@ if TYPE_CHECKING:
     from faithmap import methods, metrics, tabular
     from faithmap.api import explain, get_method
     from faithmap.core.cost import Cost
+    from faithmap.core.detection import (
+        BoxTarget,
+        HuggingFaceAdapter,
+        SegmentationTarget,
+        TorchvisionAdapter,
+        YoloAdapter,
+        box_targets,
+        pick_boxes,
+    )
     from faithmap.core.explanation import Explanation
     from faithmap.core.model import Model
     from faithmap.core.preprocessing import Preprocessing
@@ -37,11 +46,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _HOMES = {
+    "BoxTarget": "faithmap.core.detection",
     "ConstantMapWarning": "faithmap.errors",
     "Cost": "faithmap.core.cost",
     "Explanation": "faithmap.core.explanation",
     "FaithmapError": "faithmap.errors",
     "FileProblemError": "faithmap.errors",
+    "HuggingFaceAdapter": "faithmap.core.detection",
     "InvalidParameterError": "faithmap.errors",
     "METHODS": "faithmap.core.registry",
     "METRICS": "faithmap.core.registry",
@@ -52,13 +63,18 @@ _HOMES = {
     "ResourceError": "faithmap.errors",
     "Regions": "faithmap.core.regions",
     "Removal": "faithmap.core.removal",
+    "SegmentationTarget": "faithmap.core.detection",
     "ShapeError": "faithmap.errors",
     "TargetError": "faithmap.errors",
+    "TorchvisionAdapter": "faithmap.core.detection",
     "UnknownNameError": "faithmap.errors",
+    "YoloAdapter": "faithmap.core.detection",
+    "box_targets": "faithmap.core.detection",
     "evaluate": "faithmap.evaluation",
     "explain": "faithmap.api",
     "get_method": "faithmap.api",
     "make_regions": "faithmap.core.regions",
+    "pick_boxes": "faithmap.core.detection",
     "register_method": "faithmap.core.registry",
     "register_metric": "faithmap.core.registry",
 }
@@ -67,11 +83,13 @@ _SUBPACKAGES = ("methods", "metrics", "tabular")
 __all__ = [
     "METHODS",
     "METRICS",
+    "BoxTarget",
     "ConstantMapWarning",
     "Cost",
     "Explanation",
     "FaithmapError",
     "FileProblemError",
+    "HuggingFaceAdapter",
     "InvalidParameterError",
     "MissingDependencyError",
     "Model",
@@ -80,16 +98,21 @@ __all__ = [
     "Regions",
     "Removal",
     "ResourceError",
+    "SegmentationTarget",
     "ShapeError",
     "TargetError",
+    "TorchvisionAdapter",
     "UnknownNameError",
+    "YoloAdapter",
     "__version__",
+    "box_targets",
     "evaluate",
     "explain",
     "get_method",
     "make_regions",
     "methods",
     "metrics",
+    "pick_boxes",
     "register_method",
     "register_metric",
     "tabular",
