@@ -53,6 +53,8 @@ BUDGET_CAPS: dict[str, dict[str, Any]] = {
     "smoothgrad": {"n_samples": 10},  # default 50 backward passes per image
     "smdl": {"search": "stochastic"},  # exhaustive greedy: ~2000 passes (25 s) at 224x224
     "lima": {"search": "stochastic"},  # bidirectional search: ~1400 passes at 224x224
+    "vps": {"search": "stochastic"},  # exhaustive greedy over 64 regions: ~4150 passes
+    "d_rise": {"n_masks": 200},  # default 5000 passes per image
 }
 
 

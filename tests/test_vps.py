@@ -191,6 +191,18 @@ def test_vps_passes_against_the_reference_count(
         assert detector.rows <= x.shape[0] * count * (count + 1)
 
 
+@pytest.mark.parametrize("search", ["bidirectional", "stochastic", "lazy"])
+def test_vps_faster_searches_find_the_evidence_cells_first_in_fewer_passes(search: str) -> None:
+    x = scenes()
+    greedy = explain_vps(x)
+    faster = explain_vps(x, search=search, pending=4, epsilon=0.01)
+    assert faster.cost.forward < greedy.cost.forward
+    assert faster.ranking is not None and greedy.ranking is not None
+    if search != "stochastic":  # stochastic greedy sees 5 random candidates per step
+        assert torch.equal(faster.ranking[:, :3], greedy.ranking[:, :3])
+        torch.testing.assert_close(faster.attributions, greedy.attributions)
+
+
 def test_vps_on_a_classifier_ranks_as_smdl_with_consistency_and_collaboration() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(

@@ -162,3 +162,25 @@ def bidirectional_greedy(
             _take(back, behind, shortlist.gather(1, worst).squeeze(1))
         _take(front, ahead, candidates.gather(1, best).squeeze(1))
     return torch.stack(ahead + behind[::-1], 1)
+
+
+def run_search(
+    search: Search,
+    score: SetScore,
+    n: int,
+    count: int,
+    device: torch.device,
+    *,
+    pending: int,
+    epsilon: float,
+    seed: int,
+) -> Tensor:
+    """The order ``(N, R)`` found by the search named ``search`` (its settings given)."""
+    if search == "lazy":
+        return lazy_greedy(score, n, count, device)
+    if search == "stochastic":
+        generator = torch.Generator().manual_seed(seed)
+        return stochastic_greedy(score, n, count, device, epsilon=epsilon, generator=generator)
+    if search == "bidirectional":
+        return bidirectional_greedy(score, n, count, device, pending=pending)
+    return greedy(score, n, count, device)

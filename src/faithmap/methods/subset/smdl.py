@@ -97,16 +97,16 @@ class Smdl(SubsetSelection):
         return self.search == "stochastic"
 
     def rank(self, objective: Objective, n: int, count: int, device: torch.device) -> Tensor:
-        if self.search == "lazy":
-            return searches.lazy_greedy(objective, n, count, device)
-        if self.search == "stochastic":
-            generator = torch.Generator().manual_seed(self.seed)
-            return searches.stochastic_greedy(
-                objective, n, count, device, epsilon=self.epsilon, generator=generator
-            )
-        if self.search == "bidirectional":
-            return searches.bidirectional_greedy(objective, n, count, device, pending=self.pending)
-        return searches.greedy(objective, n, count, device)
+        return searches.run_search(
+            self.search,
+            objective,
+            n,
+            count,
+            device,
+            pending=self.pending,
+            epsilon=self.epsilon,
+            seed=self.seed,
+        )
 
 
 Lima = register_preset(
