@@ -222,7 +222,7 @@ def train(
     batch_size: int = 32,
     lr: float = 5e-3,
     weight_decay: float = 1e-4,
-    size: int = 96,
+    size: int = ShapesDetector.input_size,
     n_eval: int = 500,
     num_threads: int | None = None,
 ) -> DetectorTrainResult:
