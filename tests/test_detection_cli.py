@@ -71,6 +71,14 @@ def grid_args(files: dict[str, Path], out: Path) -> list[str]:
     ]
 
 
+def assert_one_error(exit_code: int, output: str, message: str) -> None:
+    """Exit status 2 and one ``error:`` line holding ``message`` (a note may precede it)."""
+    assert exit_code == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], output
+    assert "Traceback" not in output
+
+
 def explained_line(output: str) -> str:
     """The line about the image (a progress bar of transformers may precede it unbroken)."""
     line = next(line for line in output.splitlines() if "scene: explained " in line)
@@ -136,17 +144,13 @@ def test_bad_detection_requests_are_one_error_line(
     files: dict[str, Path], tmp_path: Path, extra: list[str], message: str
 ) -> None:
     result = runner.invoke(app, [*grid_args(files, tmp_path), "--method", "saliency", *extra])
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert_one_error(result.exit_code, result.output, message)
 
 
 def test_a_classifier_is_not_a_detector(files: dict[str, Path], tmp_path: Path) -> None:
     args = ["explain", str(files["image"]), "--model", "cnn", "--detection", "0"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path)])
-    assert result.exit_code == 2
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "shape (1, 6), not a detector's" in lines[0]
+    assert_one_error(result.exit_code, result.output, "shape (1, 6), not a detector's")
 
 
 def test_overlay_draws_the_box_on_both_panels() -> None:
