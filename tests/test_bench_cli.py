@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import csv
+import re
+import sqlite3
+import statistics
+import sys
 from pathlib import Path
 
+import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 import faithmap
 from faithmap.bench import Store
+from faithmap.bench.store import SCHEMA_VERSION
 from faithmap.cli import app
 
 runner = CliRunner()
@@ -83,3 +90,60 @@ def test_report_of_a_missing_store_is_one_error_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
     assert result.output.startswith("error: No benchmark store at")
+
+
+def test_help_shows_the_defaults_and_what_passes_s_is() -> None:
+    result = runner.invoke(app, ["bench", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # rich's panels, unwrapped
+    assert "Images per (model, method); default: 16." in text
+    assert "default: faithmap-bench/ (the current directory's)" in text
+    assert "passes_s, the model's forward plus backward passes per second" in text
+    assert "[default: default]" in text  # --suite
+
+
+def test_default_bench_console_intervals_report_path_and_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    args = ["bench", "--models", "cnn", "--methods", "saliency", "--samples", "3"]
+    args += ["--batch-size", "16", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/faithmap", *args])
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    # the default suite: insertion, deletion and the localisation metrics (built-in masks)
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    metrics = ["insertion", "deletion", "pointing_game", "energy_pointing_game"]
+    metrics += ["relevance_mass_accuracy"]
+    assert list(dict.fromkeys(r["metric"] for r in rows)) == metrics
+    # the console's spread is the report's: the half-width of the 95 % t-interval
+    assert "mean ± half-width of the 95% interval (Student t)" in result.output
+    values = [float(r["value"]) for r in rows if r["metric"] == "deletion"]
+    half = stats.t.ppf(0.975, 2) * stats.sem(values)
+    assert f"{statistics.fmean(values):.3f} ± {half:.3f}" in result.output
+    assert "1 task(s) (a task: one model, one method, up to 8 images" in result.output
+    assert "passes_s in the bar: model passes (forward + backward) per second" in result.output
+    page = (out / "report.html").resolve()
+    assert f"report: {page} (open it in a browser)" in result.output.replace("\n", "")
+    with Store(out) as store:
+        (run,) = store.runs()
+    assert run.command == f"faithmap {' '.join(args)}"
+    assert "by <code>faithmap bench --models cnn" in page.read_text()
+
+
+def test_a_version_1_store_is_migrated_and_reported(tmp_path: Path) -> None:
+    args = ["bench", "--models", "cnn", "--methods", "saliency", "--samples", "1"]
+    args += ["--metrics", "deletion", "--out", str(tmp_path), "--no-progress", "--no-report"]
+    assert runner.invoke(app, args).exit_code == 0
+    with sqlite3.connect(tmp_path / "bench.sqlite") as connection:  # as faithmap 0.1 wrote it
+        connection.execute("ALTER TABLE runs DROP COLUMN command")
+        connection.execute("PRAGMA user_version=1")
+    result = runner.invoke(app, ["report", str(tmp_path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report.html").is_file()
+    with sqlite3.connect(tmp_path / "bench.sqlite") as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    with Store(tmp_path) as store:
+        (run,) = store.runs()
+        assert run.command == "" and len(store.rows(run)) == 1

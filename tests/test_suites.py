@@ -255,4 +255,24 @@ def test_unknown_suite_lists_the_valid_ones() -> None:
 
     result = CliRunner().invoke(app, ["bench", "--suite", "nope"])
     assert result.exit_code == 2
-    assert "Unknown suite 'nope'. Valid names are: robustness." in result.output
+    assert "Unknown suite 'nope'. Valid names are: default, robustness." in result.output
+
+
+def test_the_default_suite_adds_localisation_when_the_data_has_masks() -> None:
+    from faithmap.bench import BenchConfig
+    from faithmap.bench.sources import data_source
+    from faithmap.bench.suites import DEFAULT, data_has_masks
+
+    assert SUITES["default"] is DEFAULT and DEFAULT.conclude is None
+    localisation = ("pointing_game", "energy_pointing_game", "relevance_mass_accuracy")
+    assert all(METRICS[m].needs_masks for m in localisation)
+    assert DEFAULT.bench_options(masks=False)["metrics"] == ("insertion", "deletion")
+    config = BenchConfig(**DEFAULT.bench_options())
+    assert config.metrics == ("insertion", "deletion", *localisation)
+    plain = BenchConfig()  # the Python default: the same models, methods and parameters
+    assert (config.models, config.methods) == (plain.models, plain.methods)
+    assert config.method_params == plain.method_params
+    assert config.metric_kwargs("pointing_game") == {"tolerance": 4}  # 15 px at 224 ~ 4 at 64
+    assert data_has_masks(data_source("shapes"))
+    assert not data_has_masks(data_source(torch.zeros(2, 3, 8, 8)))
+    assert data_has_masks(data_source((torch.zeros(2, 3, 8, 8), torch.ones(2, 1, 8, 8) > 0)))

@@ -1,4 +1,10 @@
-"""Named benchmark suites: a published study's design, as data, run on faithmap's own data.
+"""Named benchmark suites: a benchmark design, as data, run on faithmap's own data.
+
+:data:`DEFAULT` is what ``faithmap bench`` runs without ``--suite``: the built-in models, every
+registered method, insertion and deletion, and the localisation metrics (pointing game, energy
+pointing game, relevance mass accuracy) whenever the data has ground-truth masks, as the
+built-in shapes do; those cost no model pass. A new suite is one :class:`Suite` value added to
+:data:`SUITES`; one that states conclusions gives a ``conclude`` function.
 
 :data:`ROBUSTNESS` reproduces the design of "How explainable are adversarially-robust CNNs?"
 (Nourelahi et al. 2022) on :func:`faithmap.data.make_shapes`: vanilla and PGD-trained versions
@@ -30,19 +36,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithmap.api import explain
+from faithmap.bench.config import DEFAULT_METHOD_PARAMS
 from faithmap.bench.findings import findings
+from faithmap.bench.sources import DataSource
 from faithmap.core.model import Model
+from faithmap.core.registry import METHODS
 from faithmap.core.validation import check_int
 from faithmap.data import make_shapes
 from faithmap.evaluation import evaluate
-from faithmap.zoo import load_builtin
+from faithmap.zoo import BUILTIN_MODELS, load_builtin
 
 __all__ = [
+    "DEFAULT",
     "ROBUSTNESS",
     "SUITES",
     "Suite",
     "SuiteResult",
     "bench_findings",
+    "data_has_masks",
     "findings",
     "measure_models",
     "run_suite",
@@ -66,9 +77,12 @@ class Suite:
     models : tuple of str
         Model names; ``<arch>_robust`` is the adversarially trained ``<arch>``.
     families : mapping of str to str
-        Each method (in order) → ``"gradient"``, ``"cam"`` or ``"perturbation"``.
+        Each method (in order) → ``"gradient"``, ``"cam"`` or ``"perturbation"``; empty: every
+        registered method.
     metrics : tuple of str
         Registered metric names.
+    mask_metrics : tuple of str
+        Metrics added to ``metrics`` when the data has ground-truth masks.
     method_params, metric_params : mapping
         Parameters per method and per metric; those not named use their defaults.
     n_samples : int
@@ -83,6 +97,9 @@ class Suite:
         Rows per model call (:class:`faithmap.Model`); ``None`` measures the fastest.
     image_size : int
         Side of the :func:`~faithmap.data.make_shapes` images.
+    conclude : callable, optional
+        ``conclude(suite, rows, n_samples)`` → sentences about a benchmark run's rows (shown
+        in the console and at the top of the report); ``None``: the suite states nothing.
     """
 
     name: str
@@ -98,18 +115,23 @@ class Suite:
     accuracy_seed: int = 7919
     batch_size: int | None = 32
     image_size: int = 64
+    mask_metrics: tuple[str, ...] = ()
+    conclude: Callable[[Suite, Sequence[Any], int], list[str]] | None = None
 
     @property
     def methods(self) -> tuple[str, ...]:
-        """The methods, in order."""
-        return tuple(self.families)
+        """The methods, in order (every registered one when :attr:`families` is empty)."""
+        return tuple(self.families) or tuple(METHODS.names())
 
-    def bench_options(self) -> dict[str, Any]:
-        """The suite as keyword arguments of :class:`faithmap.bench.BenchConfig`."""
+    def bench_options(self, *, masks: bool = True) -> dict[str, Any]:
+        """The suite as keyword arguments of :class:`faithmap.bench.BenchConfig`.
+
+        ``masks``: whether the data has ground-truth masks (adds :attr:`mask_metrics`).
+        """
         return {
             "models": self.models,
             "methods": self.methods,
-            "metrics": self.metrics,
+            "metrics": self.metrics + (self.mask_metrics if masks else ()),
             "method_params": self.method_params,
             "metric_params": self.metric_params,
             "n_samples": self.n_samples,
@@ -158,11 +180,35 @@ ROBUSTNESS = Suite(
     ),
     # TorchRay's 15 px tolerance at 224 px is about 4 px at the shapes' 64 px.
     metric_params=_frozen({"pointing_game": {"tolerance": 4}}),
+    conclude=lambda suite, rows, n: _robustness_findings(suite, rows, n),
 )
 """The design of Nourelahi et al. (2022) on faithmap's shapes (:func:`run_suite` runs it)."""
 
-SUITES: Mapping[str, Suite] = MappingProxyType({ROBUSTNESS.name: ROBUSTNESS})
+DEFAULT = Suite(
+    name="default",
+    reference="Petsiuk, Das and Saenko, BMVC 2018 (insertion, deletion); Zhang et al. 2016, "
+    "Wang et al. 2020, Arras et al. 2022 (pointing game, energy, relevance mass)",
+    models=BUILTIN_MODELS,
+    families=MappingProxyType({}),
+    metrics=("insertion", "deletion"),
+    mask_metrics=("pointing_game", "energy_pointing_game", "relevance_mass_accuracy"),
+    method_params=DEFAULT_METHOD_PARAMS,
+    # TorchRay's 15 px tolerance at 224 px is about 4 px at the shapes' 64 px.
+    metric_params=_frozen({"pointing_game": {"tolerance": 4}}),
+    batch_size=None,
+)
+"""What ``faithmap bench`` runs: every method on the built-in models, insertion and deletion,
+and three localisation metrics when the data has masks (no extra model pass)."""
+
+SUITES: Mapping[str, Suite] = MappingProxyType(
+    {suite.name: suite for suite in (DEFAULT, ROBUSTNESS)}
+)
 """Every named suite by name."""
+
+
+def data_has_masks(data: DataSource) -> bool:
+    """Whether a benchmark's data holds ground-truth masks (the built-in data always does)."""
+    return data.is_builtin or data.masks is not None or data.mask_tensors is not None
 
 
 def _corrupted(images: Tensor, seed: int) -> list[Tensor]:
@@ -246,8 +292,14 @@ def bench_findings(suite: Suite, rows: Sequence[Any], n_samples: int) -> list[st
     """The suite's findings from a benchmark run's rows (``faithmap bench --suite``).
 
     ``rows`` are :class:`faithmap.bench.Row` of a run of ``suite.bench_options()`` on
-    ``n_samples`` images; the models' confidences and accuracies are measured here.
+    ``n_samples`` images. Empty for a suite that states nothing.
     """
+    return [] if suite.conclude is None else suite.conclude(suite, rows, n_samples)
+
+
+def _robustness_findings(suite: Suite, rows: Sequence[Any], n_samples: int) -> list[str]:
+    """Findings (i)-(v) of Nourelahi et al.; the models' confidences and accuracies are
+    measured here."""
     import pandas
 
     frame = pandas.DataFrame(

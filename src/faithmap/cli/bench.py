@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from faithmap.bench import (
-    DEFAULT_METHOD_PARAMS,
     BenchConfig,
     Row,
     Store,
@@ -22,14 +24,16 @@ from faithmap.bench import (
 from faithmap.bench.collect import REPORT_NAME, write_run_report
 from faithmap.bench.config import merge_params
 from faithmap.bench.plan import plan
+from faithmap.bench.report.stats import LEVEL, mean_interval
 from faithmap.bench.sources import data_source, model_source
 from faithmap.bench.store import STORE_NAME
-from faithmap.bench.suites import SUITES, Suite, bench_findings
+from faithmap.bench.suites import DEFAULT, SUITES, Suite, bench_findings, data_has_masks
 from faithmap.cli.common import (
     app,
     clean_errors,
     console,
     dotted_params,
+    errors,
     say,
     split_names,
     writable_folder,
@@ -57,12 +61,13 @@ def bench(
         Path | None, typer.Option(help="A TOML file of BenchConfig keys; flags override it.")
     ] = None,
     suite: Annotated[
-        str | None,
+        str,
         typer.Option(
-            help="A named suite (robustness): its models, methods and metrics, and its "
-            "findings in the report. A --config and flags override it."
+            help="A named suite (default, robustness): its models, methods and metrics, and "
+            "its findings in the report. A --config and flags override it.",
+            show_default=True,
         ),
-    ] = None,
+    ] = DEFAULT.name,
     data: Annotated[
         str | None,
         typer.Option(
@@ -105,9 +110,17 @@ def bench(
         str | None, typer.Option(help="Comma-separated methods; default: all registered.")
     ] = None,
     metrics: Annotated[
-        str | None, typer.Option(help="Comma-separated metrics; default: insertion,deletion.")
+        str | None,
+        typer.Option(
+            help="Comma-separated metrics; default: the suite's ("
+            f"{','.join(DEFAULT.metrics)}, and {','.join(DEFAULT.mask_metrics)} when the data "
+            "has masks)."
+        ),
     ] = None,
-    samples: Annotated[int | None, typer.Option(help="Images per (model, method).")] = None,
+    samples: Annotated[
+        int | None,
+        typer.Option(help=f"Images per (model, method); default: {DEFAULT.n_samples}."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of random methods and metrics.")] = None,
     data_seed: Annotated[int | None, typer.Option(help="Seed of the built-in images.")] = None,
     param: Annotated[
@@ -133,13 +146,24 @@ def bench(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster.")] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Folder of the store, the CSV/JSON and the report.")
+        Path | None,
+        typer.Option(
+            help="Folder of the store, the CSV/JSON and the report; default: "
+            f"{BenchConfig.out}/ (the current directory's)."
+        ),
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Rows per model call; default: the fastest, measured.")
     ] = None,
     threads: ThreadsOption = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            help="Show a progress bar: tasks done (a task: one model, one method, up to "
+            "--chunk-size images), and passes_s, the model's forward plus backward passes per "
+            "second so far."
+        ),
+    ] = True,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
 ) -> None:
     """Benchmark methods × models × metrics; resumes a stored run of the same configuration.
@@ -147,6 +171,8 @@ def bench(
     Your own models and data: --models my.onnx,cnn --data photos/ --masks masks/; --size,
     --channels, --mean/--std, --scale and --outputs declare what your model files expect and
     return (the built-in models keep their own), and --size also brings the images to it.
+    The console shows each metric's mean ± the half-width of its 95 % interval (Student t),
+    as the report does.
     """
     with clean_errors():
         set_threads(threads)
@@ -165,19 +191,11 @@ def bench(
             ),
         }
         chosen = _suite(suite)
-        values: dict[str, Any] = (
-            dict(chosen.bench_options())
-            if chosen is not None
-            else {"method_params": DEFAULT_METHOD_PARAMS}
-        )
-        if config is not None:
-            values.update(read_toml(config))
+        given = read_toml(config) if config is not None else {}
         method_params = dotted_params(param, "--param", "method", "rise.n_masks=500")
         metric_params = dotted_params(
             metric_param, "--metric-param", "metric", "insertion.steps=16"
         )
-        values["method_params"] = merge_params(values["method_params"], method_params)
-        values["metric_params"] = merge_params(values.get("metric_params", {}), metric_params)
         names = split_names(models, "models")
         if data is not None and data != "shapes":
             data_options: dict[str, Any] = {
@@ -206,11 +224,29 @@ def bench(
             "out": out,
             "batch_size": batch_size,
         }
-        values.update({key: value for key, value in flags.items() if value is not None})
+        flags = {key: value for key, value in flags.items() if value is not None}
+        masked = data_has_masks(data_source(flags.get("data", given.get("data", "shapes"))))
+        values: dict[str, Any] = chosen.bench_options(masks=masked)
+        values.update(given)
+        values.update(flags)
+        values["method_params"] = merge_params(values["method_params"], method_params)
+        values["metric_params"] = merge_params(values.get("metric_params", {}), metric_params)
         configured = BenchConfig(**values)
         writable_folder(configured.out)
+        if progress:
+            errors.print(
+                f"{len(plan(configured))} task(s) (a task: one model, one method, up to "
+                f"{configured.chunk_size} images, scored by every metric); passes_s in the bar: "
+                "model passes (forward + backward) per second.",
+                highlight=False,
+                soft_wrap=True,
+            )
+        command = shlex.join(["faithmap", *sys.argv[1:]])
+        concludes = chosen.conclude is not None
         try:
-            rows = run_bench(configured, progress=progress, report=report and chosen is None)
+            rows = run_bench(
+                configured, progress=progress, report=report and not concludes, command=command
+            )
         except KeyboardInterrupt:
             with Store(configured.out) as store:
                 runs = [r for r in store.runs() if r.config_hash == configured.hash]
@@ -224,7 +260,7 @@ def bench(
         _print_summary(rows, configured.metrics, configured.n_samples)
         folder = configured.out
         stated: list[str] = []
-        if chosen is not None:
+        if concludes:
             stated = bench_findings(chosen, rows, configured.n_samples)
             console.print(f"\n{chosen.name} suite findings:", highlight=False)
             for line in stated:
@@ -232,7 +268,7 @@ def bench(
         with Store(folder) as store:
             run = store.run(configured.hash)
             skipped = store.skipped(run)
-            if chosen is not None:
+            if concludes:
                 store.set_findings(run, stated)
                 if report:
                     write_run_report(store, run, folder)
@@ -240,15 +276,18 @@ def bench(
         for pair, why in reasons.items():
             console.print(f"skipped {pair}: {why}", highlight=False, soft_wrap=True)
         written = [folder / STORE_NAME, folder / "results.csv", folder / "results.json"]
-        if report and (folder / REPORT_NAME).is_file():
-            written.append(folder / REPORT_NAME)
         console.print("wrote " + ", ".join(map(str, written)), highlight=False, soft_wrap=True)
+        if report and (folder / REPORT_NAME).is_file():
+            _point_to(folder / REPORT_NAME)
 
 
-def _suite(name: str | None) -> Suite | None:
+def _point_to(page: Path) -> None:
+    """Where the report is, as an absolute path to open in a browser."""
+    say(f"report: {page.resolve()} (open it in a browser)")
+
+
+def _suite(name: str) -> Suite:
     """The named suite, or a clear error listing the valid names."""
-    if name is None:
-        return None
     if name not in SUITES:
         raise InvalidParameterError(
             f"Unknown suite {name!r}. Valid names are: {', '.join(sorted(SUITES))}."
@@ -257,24 +296,50 @@ def _suite(name: str | None) -> Suite | None:
 
 
 def _print_summary(rows: list[Row], metrics: Sequence[str], samples: int) -> None:
+    """One line per (model, method): each metric's mean ± the half-width of its 95 % interval
+    (Student t, as the report), then the cost per image."""
     higher = {row.metric: row.higher_is_better for row in rows}
-    table = Table(title=f"faithmap bench: {samples} images, mean ± std")
+    values: dict[tuple[str, str, str], list[float]] = {}
+    for found in rows:
+        values.setdefault((found.model, found.method, found.metric), []).append(found.value)
+    table = Table(
+        title=f"faithmap bench: {samples} images; mean ± half-width of the {LEVEL:.0%} "
+        "interval (Student t)"
+    )
     for column in ("model", "method"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for metric in metrics:
-        table.add_column(f"{metric} {'↑' if higher.get(metric, True) else '↓'}", justify="right")
+        arrow = "↑" if higher.get(metric, True) else "↓"
+        table.add_column(_header(f"{metric} {arrow}"), justify="right", no_wrap=True)
     for column in ("passes/img", "s/img", "metric s/img"):
         table.add_column(column, justify="right")
-    for row in summarize(rows):
+    for line in summarize(rows):
         table.add_row(
-            row.model,
-            row.method,
-            *(f"{row.metrics[m][0]:.3f} ± {row.metrics[m][1]:.3f}" for m in metrics),
-            f"{row.passes_per_image:.0f}",
-            f"{row.seconds_per_image:.3f}",
-            f"{row.metric_seconds_per_image:.3f}",
+            line.model,
+            line.method,
+            *(_mean_interval(values.get((line.model, line.method, m), [])) for m in metrics),
+            f"{line.passes_per_image:.0f}",
+            f"{line.seconds_per_image:.3f}",
+            f"{line.metric_seconds_per_image:.3f}",
         )
-    (console if console.is_terminal else Console(width=120)).print(table)  # pipes: 120 wide
+    (console if console.is_terminal else Console(width=150)).print(table)  # pipes: 150 wide
+
+
+def _header(name: str, width: int = 13) -> str:
+    """``name`` in lines of at most ``width`` characters, broken after underscores."""
+    lines = [""]
+    for part in name.replace("_", "_\0").split("\0"):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def _mean_interval(values: list[float]) -> str:
+    mean, low, high = mean_interval(values)
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.3f}" if math.isnan(low) else f"{mean:.3f} ± {(high - low) / 2:.3f}"
 
 
 @app.command()
@@ -304,4 +369,4 @@ def report(
             raise InvalidParameterError(
                 f"Nothing to report for run {chosen.id} ({chosen.config_hash}): it has no rows yet."
             )
-        console.print(f"wrote {page}", highlight=False, soft_wrap=True)
+        _point_to(page)
