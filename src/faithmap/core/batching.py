@@ -38,6 +38,8 @@ from torch import Tensor, nn
 CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_BATCH_BYTES = 256 * 2**20
 SMALL_JOB = 16
+ROW_UNIT = 8
+"""Measured batch sizes are whole multiples of this many rows (see :func:`row_spans`)."""
 """A job of at most this many rows runs in one call, unmeasured: timing costs more than it saves."""
 LONG_CALL = 0.25
 """Seconds of one call after which an unbounded scan stops (see :func:`fastest_batch_size`)."""
@@ -259,6 +261,30 @@ def fastest_batch_size(
         plan.timings = dict(per_sample)
         plan.complete = complete
     return chosen, per_sample
+
+
+def row_spans(total: int, size: int, *, unit: int = 1) -> Iterator[tuple[int, int]]:
+    """The ``(start, stop)`` spans of ``total`` rows, ``size`` at a time, in whole units.
+
+    A measured batch size differs between processes, and a row's floats may depend on the call
+    it is computed in: on the CPU a row's outputs and input gradients were bit-identical in
+    every call whose size is a multiple of 4, but not in calls of 2, 3 or 5 rows (matrix kernels
+    treat leftover rows differently). So with ``unit > 1`` the size is rounded down to a multiple
+    of ``unit`` (at least one unit), and the ``total % unit`` last rows always run as their own
+    call: every row is computed at the same place of a call shaped the same way whatever size was
+    measured (``tests/test_determinism.py`` checks every method). ``unit=1`` gives plain spans,
+    for a size the user chose, which is the same in every process and may be all memory allows.
+    """
+    bulk = total
+    if unit > 1:
+        size = max(unit, size - size % unit)
+        bulk = total - total % unit
+    starts = list(range(0, bulk, size))
+    stops = [*starts[1:], bulk] if starts else []
+    if bulk < total:
+        starts.append(bulk)
+        stops.append(total)
+    yield from zip(starts, stops, strict=True)
 
 
 # ------------------------------------------------------------------ the cache across processes

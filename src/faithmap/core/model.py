@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.batching import MeasuredSizes, fastest_batch_size
+from faithmap.core.batching import (
+    MAX_BATCH_BYTES,
+    ROW_UNIT,
+    MeasuredSizes,
+    fastest_batch_size,
+    row_spans,
+)
 from faithmap.core.cost import Ledger
 from faithmap.core.detection.outputs import not_class_scores, structured_output, structured_total
 from faithmap.core.onnx import open_session
@@ -332,8 +338,8 @@ class Model:
         device = self.device or inputs.device
         chunks = []
         with self.preserved(), torch.inference_mode():
-            for start in range(0, inputs.shape[0], size):
-                batch = inputs[start : start + size].to(device)
+            for start, stop in row_spans(inputs.shape[0], size, unit=self._row_unit(inputs)):
+                batch = inputs[start:stop].to(device)
                 output = self._call(batch)
                 if self.structured is not None:
                     raise not_class_scores(self.structured, "Model.outputs (nor a predicted class)")
@@ -362,13 +368,20 @@ class Model:
         )
 
     # ------------------------------------------------------- row streaming
+    def _row_unit(self, sample: Tensor) -> int:
+        """Rows per unit of a call (:func:`~faithmap.core.batching.row_spans`): ``ROW_UNIT``
+        for a measured size, unless that many rows exceed the memory cap; 1 for a given size."""
+        row_bytes = sample[:1].numel() * sample.element_size()
+        if self.batch_size is None and ROW_UNIT * row_bytes <= MAX_BATCH_BYTES:
+            return ROW_UNIT
+        return 1
+
     def _row_chunks(
-        self, n_samples: int, per_sample: int, size: int, device: torch.device
+        self, n_samples: int, per_sample: int, size: int, unit: int, device: torch.device
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Pairs (sample, perturbation) in sample-major order, ``size`` pairs at a time."""
-        total = n_samples * per_sample
-        for start in range(0, total, size):
-            rows = torch.arange(start, min(total, start + size), device=device)
+        for start, stop in row_spans(n_samples * per_sample, size, unit=unit):
+            rows = torch.arange(start, stop, device=device)
             yield rows // per_sample, rows % per_sample
 
     def score_rows(
@@ -395,7 +408,9 @@ class Model:
         size = self._batch_size_for(probe, gradients=False, rows=n_samples * per_sample)
         chunks = []
         with self.preserved(), torch.inference_mode():
-            for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
+            for samples, indices in self._row_chunks(
+                n_samples, per_sample, size, self._row_unit(probe), device
+            ):
                 output = self.activate(self._call(make_inputs(samples, indices)), activation)
                 chunks.append(target.select(output, samples).to(device))
                 self.ledger.forward += samples.shape[0]
@@ -432,7 +447,9 @@ class Model:
         )
         size = self._batch_size_for(probe, gradients=True, rows=n_samples * per_sample)
         with self.preserved(for_gradients=True):
-            for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
+            for samples, indices in self._row_chunks(
+                n_samples, per_sample, size, self._row_unit(probe), device
+            ):
                 rows = make_inputs(samples, indices).detach().requires_grad_(True)
                 with torch.enable_grad():
                     output = self.activate(self._call(rows), activation)
@@ -477,7 +494,9 @@ class Model:
         size = self._batch_size_for(probe, gradients=backward, rows=n_samples * per_sample)
         grad_mode = torch.enable_grad() if backward else torch.inference_mode()
         with self.preserved(for_gradients=backward), grad_mode:
-            for samples, indices in self._row_chunks(n_samples, per_sample, size, device):
+            for samples, indices in self._row_chunks(
+                n_samples, per_sample, size, self._row_unit(probe), device
+            ):
                 rows = make_inputs(samples, indices).detach()
                 output = self.activate(self._call(rows), activation)
                 self.ledger.forward += rows.shape[0]

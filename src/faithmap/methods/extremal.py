@@ -33,11 +33,18 @@ class ExtremalPerturbation(Method):
 
     Finds, for each image, the smooth mask ``m`` with a fraction ``area`` of the pixels kept that
     maximises the target score of ``m * x + (1 - m) * fill(x)``. The mask is a ``grid``-pixel
-    lattice of parameters in [0, 1], bilinearly upsampled, optimised with Adam on
+    lattice of parameters in [0, 1], bilinearly upsampled, and minimises
     ``-score + weight * mean((sort(m) - r_area)^2)``: the area term compares the sorted mask with
     the ideal one, as in the paper, and its weight grows geometrically from 1 to
     ``area_weight`` so the area is enforced by the end. Each iteration costs one forward and one
     backward pass per image, through :class:`faithmap.Model`. The result is the final mask.
+
+    The optimiser is the reference's (TorchRay): SGD with momentum 0.9 and dampening 0.9, whose
+    steps are proportional to the gradient. Adam's are not: from the flat start it turns
+    gradients as small as float rounding into full steps, so float32 and float64, or two batch
+    sizes, ended on different masks. Each parameter gathers the gradient of about
+    ``1 / parameters`` of the image, so the loss is multiplied by the number of lattice
+    parameters: a learning rate means the same at 8x8 and at 224x224.
 
     Parameters
     ----------
@@ -50,7 +57,8 @@ class ExtremalPerturbation(Method):
         input: ``min(8, grid_side)`` with :func:`~faithmap.methods.scaling.grid_side`
         ``= max(1, round(sqrt(H * W) / 8))``, so the lattice has about 8 or more parameters a
         side (8 pixels from 64x64 up, 1 on 8x8); the explanation records the grid used.
-    learning_rate : float, default=0.1
+    learning_rate : float, default=0.01
+        SGD step on the loss times the number of mask parameters (see above).
     area_weight : float, default=300.0
         Final weight of the area term.
     fill : {"constant", "mean", "blur", "noise"} or float, default="blur"
@@ -87,7 +95,7 @@ class ExtremalPerturbation(Method):
     area: float = 0.1
     iterations: int = 300
     grid: int | None = None
-    learning_rate: float = 0.1
+    learning_rate: float = 0.01
     area_weight: float = 300.0
     fill: FillSpec = "blur"
     activation: Activation = "softmax"
@@ -116,7 +124,10 @@ class ExtremalPerturbation(Method):
         lattice = (-(-height // grid) + 1, -(-width // grid) + 1)
         parameters = torch.full((n, 1, *lattice), 0.5, device=inputs.device, dtype=inputs.dtype)
         parameters.requires_grad_(True)
-        optimiser = torch.optim.Adam([parameters], lr=self.learning_rate)
+        optimiser = torch.optim.SGD(
+            [parameters], lr=self.learning_rate, momentum=0.9, dampening=0.9
+        )
+        per_parameter = float(lattice[0] * lattice[1])  # each gathers ~1/this of the image
         reference = area_reference(
             height * width, self.area, device=inputs.device, dtype=inputs.dtype
         )
@@ -146,6 +157,7 @@ class ExtremalPerturbation(Method):
                 )
                 area_term = (mask.flatten(1).sort(dim=1).values - reference).pow(2).mean(1)
                 loss = -(score_gradient * mask).sum() + growth**step * area_term.sum()
+                loss = loss * per_parameter
                 optimiser.zero_grad()
                 loss.backward()
             optimiser.step()
