@@ -375,7 +375,9 @@ def explain_command(
         target_class = parse_target(target)
         params = dict(parse_param(p) for p in param or [])
         objects = _objects(box, label, detection, objectness)
-        if objects is not None and (target is not None or text or str(source).lower().endswith(".csv")):
+        if objects is not None and (
+            target is not None or text or str(source).lower().endswith(".csv")
+        ):
             raise InvalidParameterError(
                 "--box, --label and --detection choose a detector's object in images; leave "
                 "out --target, --text and CSV rows."
