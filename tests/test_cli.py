@@ -157,6 +157,7 @@ def test_parse_param_types() -> None:
 
 def test_bench_writes_one_row_per_sample_model_method_metric(tmp_path: Path) -> None:
     args = ["bench", "--models", "cnn", "--methods", "saliency,rise", "--samples", "2"]
+    args += ["--metrics", "insertion,deletion"]  # the default suite adds localisation metrics
     args += ["-p", "rise.n_masks=32", "--out", str(tmp_path), "--no-progress", "--batch-size", "16"]
     result = runner.invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
