@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 import faithmap
 from faithmap.cli import app
+from faithmap.cli.common import builtin_model_note
 from faithmap.core.explanation import Explanation
 from faithmap.text import make_sentences, make_tokenizer, tokenize
 from faithmap.text.synthetic import VOCABULARY
@@ -204,3 +206,63 @@ def test_a_missing_optional_package_is_one_error_line_naming_what_to_install(
     assert result.exit_code == 2, result.output
     line = one_error_line(result.output)
     assert install in line, line
+
+
+# ------------------------------------------------------------- built-in models and photos
+def test_a_photo_with_a_builtin_model_says_once_what_the_model_knows(tmp_path: Path) -> None:
+    from matplotlib.image import imsave
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, shape in (("wide", (40, 90, 3)), ("tall", (90, 40, 3))):
+        imsave(folder / f"{name}.png", torch.rand(shape).numpy())
+    args = ["explain", str(folder), "--method", "saliency", "--out", str(tmp_path / "out")]
+    args += ["--batch-size", "16"]
+    result = runner.invoke(app, args, terminal_width=400)
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1, result.output
+    for fact in ("'cnn' knows only 6 synthetic shapes", "disc", "64x64", "aspect ratio"):
+        assert fact in notes[0]
+    assert "--model" in notes[0]
+    assert "fitted into 64x64 and padded" in builtin_model_note("cnn", (64, 64), True)
+
+
+def test_the_builtin_sample_needs_no_note(tmp_path: Path) -> None:
+    args = ["explain", "--method", "saliency", "--out", str(tmp_path), "--batch-size", "16"]
+    result = runner.invoke(app, args, terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert "note: " not in result.output
+
+
+# ---------------------------------------------------------------------- overlay colour bars
+def test_overlay_colour_bar_says_attribution_or_rank() -> None:
+    from faithmap.viz import RANK_LABEL, overlay
+
+    image, values = torch.rand(3, 8, 8), torch.randn(1, 8, 8)
+    assert overlay(image, values).axes[2].get_ylabel() == "attribution"
+    ranks = torch.arange(4.0).repeat_interleave(16).view(1, 8, 8)  # four regions, R - rank
+    bar = overlay(image, ranks, ranked=True).axes[2]
+    assert bar.get_ylabel() == RANK_LABEL == "rank (chosen first = highest)"
+    ticks = [tick for tick in bar.get_yticks() if 0.0 <= tick <= 3.0]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)
+
+
+def test_explain_draws_subset_selection_maps_as_ranks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from faithmap.viz import save_overlay as original
+
+    drawn: list[bool] = []
+
+    def recording(*args: Any, ranked: bool = False, **kwargs: Any) -> Path:
+        drawn.append(ranked)
+        return original(*args, ranked=ranked, **kwargs)
+
+    monkeypatch.setattr("faithmap.cli.explain.save_overlay", recording)
+    for method, params in (("lima", ["-p", "regions=patches:32"]), ("saliency", [])):
+        args = ["explain", "--method", method, *params, "--out", str(tmp_path)]
+        args += ["--batch-size", "16"]
+        result = runner.invoke(app, args, terminal_width=400)
+        assert result.exit_code == 0, result.output
+    assert drawn == [True, False]

@@ -15,7 +15,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 from numpy.typing import NDArray
 from torch import Tensor
 
@@ -30,6 +30,10 @@ SEQUENTIAL = "inferno"
 """Colormap of non-negative attributions."""
 PERCENTILE = 99.5
 """Attributions beyond this percentile of their magnitude saturate the colormap."""
+ATTRIBUTION_LABEL = "attribution"
+"""The colour bar's label of an attribution map."""
+RANK_LABEL = "rank (chosen first = highest)"
+"""The colour bar's label of a rank map (subset selection: ``R - rank`` per region)."""
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -98,10 +102,10 @@ def overlay(
     attribution: Tensor,
     *,
     mask: Tensor | None = None,
-    box: Sequence[float] | None = None,
     alpha: float = 0.6,
     title: str | None = None,
     size: tuple[float, float] = (6.4, 3.2),
+    ranked: bool = False,
 ) -> Figure:
     """An image beside its attribution map drawn over a grey copy of it, with a colour bar.
 
@@ -117,13 +121,15 @@ def overlay(
         ``(1, H, W)`` or ``(H, W)`` raw attributions.
     mask : Tensor, optional
         ``(1, H, W)`` or ``(H, W)`` ground-truth mask, outlined in green on both panels.
-    box : (x0, y0, x1, y1), optional
-        The box of an explained detection in pixels, drawn in cyan on both panels.
     alpha : float, default=0.6
         Opacity of the heatmap.
     title : str, optional
     size : (float, float), default=(6.4, 3.2)
         Figure width and height in inches.
+    ranked : bool, default=False
+        ``True`` for the rank map of a subset-selection method (SMDL, LiMA: each region holds
+        ``R - rank``, so the region chosen first is highest): the colour bar is labelled
+        :data:`RANK_LABEL` with whole-number ticks instead of :data:`ATTRIBUTION_LABEL`.
 
     Returns
     -------
@@ -134,6 +140,8 @@ def overlay(
     >>> figure = overlay(torch.rand(3, 8, 8), torch.randn(1, 8, 8))
     >>> len(figure.axes)  # the image, the overlay and the colour bar
     3
+    >>> figure.axes[2].get_ylabel()
+    'attribution'
     """
     if not 0.0 <= alpha <= 1.0:
         raise InvalidParameterError(
@@ -144,11 +152,6 @@ def overlay(
     heat = _map_array(attribution, height, width)
     grey = picture if picture.ndim == 2 else picture[..., :3] @ np.array([0.299, 0.587, 0.114])
     outline = None if mask is None else _map_array(mask.float(), height, width)
-    corners = None if box is None else [float(v) for v in box]
-    if corners is not None and (len(corners) != 4 or not np.isfinite(corners).all()):
-        raise InvalidParameterError(
-            f"The 'box' parameter of overlay must be four numbers (x0, y0, x1, y1). Got {box!r}."
-        )
     low, high = display_limits(attribution)
     figure = _figure(size)
     left, right = figure.subplots(1, 2)
@@ -166,11 +169,12 @@ def overlay(
         axes.set_axis_off()
         if outline is not None and outline.min() < 0.5 < outline.max():
             axes.contour(outline, levels=[0.5], colors="lime", linewidths=1.0)
-        if corners is not None:  # pixel (i, j) is drawn centred on (j, i): edges at -0.5
-            x0, y0, x1, y1 = corners
-            frame = Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="cyan")
-            axes.add_patch(frame)
-    figure.colorbar(shown, ax=right, fraction=0.046, pad=0.04, format="%.2g")
+    bar = figure.colorbar(shown, ax=right, fraction=0.046, pad=0.04, format="%.2g")
+    bar.set_label(RANK_LABEL if ranked else ATTRIBUTION_LABEL, fontsize=8)
+    if ranked:
+        bar.locator = MaxNLocator(integer=True)
+        bar.formatter = FormatStrFormatter("%d")
+        bar.update_ticks()
     return figure
 
 
@@ -180,18 +184,19 @@ def save_overlay(
     attribution: Tensor,
     *,
     mask: Tensor | None = None,
-    box: Sequence[float] | None = None,
     title: str | None = None,
     size: tuple[float, float] = (6.4, 3.2),
     dpi: int = 100,
+    ranked: bool = False,
 ) -> Path:
     """Write :func:`overlay` as a PNG of ``size * dpi`` pixels; returns the path.
 
-    Parameters are those of :func:`overlay`, plus ``dpi``, the pixels per inch.
+    Parameters are those of :func:`overlay` (``ranked`` too), plus ``dpi``, the pixels per
+    inch.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure = overlay(image, attribution, mask=mask, box=box, title=title, size=size)
+    figure = overlay(image, attribution, mask=mask, title=title, size=size, ranked=ranked)
     figure.savefig(path, format="png", dpi=dpi)
     return path
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from faithmap.data import CLASS_NAMES
 from faithmap.errors import FaithmapError, FileProblemError, InvalidParameterError
 
 app = typer.Typer(
@@ -97,6 +98,23 @@ def plain_text(text: str) -> str:
         r":[a-z:]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`", lambda m: m.group(1).split(".")[-1], text
     )
     return text.replace("``", "")
+
+
+def builtin_model_note(model: str, size: tuple[int, int] | None, keep_aspect: bool) -> str:
+    """What a built-in model can say about a user's own image: it knows only the synthetic
+    shapes it was trained on, and the image is resized to its input (printed once)."""
+    height, width = size or (64, 64)
+    resized = (
+        f"fitted into {height}x{width} and padded"
+        if keep_aspect
+        else f"resized to {height}x{width} without keeping its aspect ratio"
+    )
+    return (
+        f"note: the built-in model {model!r} knows only {len(CLASS_NAMES)} synthetic shapes "
+        f"({', '.join(CLASS_NAMES)}) drawn at 64x64, so it names one of them whatever the image "
+        f"shows; each image is {resized}. For your own model, give --model (a TorchScript, "
+        "state-dict or ONNX file, or torchvision:NAME, timm:NAME, hf:NAME)."
+    )
 
 
 def say(message: str) -> None:
