@@ -15,6 +15,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 from numpy.typing import NDArray
 from torch import Tensor
@@ -102,6 +103,7 @@ def overlay(
     attribution: Tensor,
     *,
     mask: Tensor | None = None,
+    box: Sequence[float] | None = None,
     alpha: float = 0.6,
     title: str | None = None,
     size: tuple[float, float] = (6.4, 3.2),
@@ -121,6 +123,8 @@ def overlay(
         ``(1, H, W)`` or ``(H, W)`` raw attributions.
     mask : Tensor, optional
         ``(1, H, W)`` or ``(H, W)`` ground-truth mask, outlined in green on both panels.
+    box : (x0, y0, x1, y1), optional
+        The box of an explained detection in pixels, drawn in cyan on both panels.
     alpha : float, default=0.6
         Opacity of the heatmap.
     title : str, optional
@@ -152,6 +156,11 @@ def overlay(
     heat = _map_array(attribution, height, width)
     grey = picture if picture.ndim == 2 else picture[..., :3] @ np.array([0.299, 0.587, 0.114])
     outline = None if mask is None else _map_array(mask.float(), height, width)
+    corners = None if box is None else [float(v) for v in box]
+    if corners is not None and (len(corners) != 4 or not np.isfinite(corners).all()):
+        raise InvalidParameterError(
+            f"The 'box' parameter of overlay must be four numbers (x0, y0, x1, y1). Got {box!r}."
+        )
     low, high = display_limits(attribution)
     figure = _figure(size)
     left, right = figure.subplots(1, 2)
@@ -169,6 +178,10 @@ def overlay(
         axes.set_axis_off()
         if outline is not None and outline.min() < 0.5 < outline.max():
             axes.contour(outline, levels=[0.5], colors="lime", linewidths=1.0)
+        if corners is not None:  # pixel (i, j) is drawn centred on (j, i): edges at -0.5
+            x0, y0, x1, y1 = corners
+            frame = Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="cyan")
+            axes.add_patch(frame)
     bar = figure.colorbar(shown, ax=right, fraction=0.046, pad=0.04, format="%.2g")
     bar.set_label(RANK_LABEL if ranked else ATTRIBUTION_LABEL, fontsize=8)
     if ranked:
@@ -184,6 +197,7 @@ def save_overlay(
     attribution: Tensor,
     *,
     mask: Tensor | None = None,
+    box: Sequence[float] | None = None,
     title: str | None = None,
     size: tuple[float, float] = (6.4, 3.2),
     dpi: int = 100,
@@ -196,7 +210,7 @@ def save_overlay(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure = overlay(image, attribution, mask=mask, title=title, size=size, ranked=ranked)
+    figure = overlay(image, attribution, mask=mask, box=box, title=title, size=size, ranked=ranked)
     figure.savefig(path, format="png", dpi=dpi)
     return path
 

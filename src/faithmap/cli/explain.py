@@ -50,6 +50,7 @@ from faithmap.cli.declared import (
     set_threads,
 )
 from faithmap.cli.text import TEXT_MODEL, explain_text_input
+from faithmap.core.detection import pick_boxes
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import Method
 from faithmap.core.model import Model
@@ -103,30 +104,64 @@ def _explain_images(
     model_spec: str,
     wrapped: Model,
     target: int | None,
+    objects: dict[str, Any] | None,
     out: Path,
 ) -> Explanation:
-    """Explain a batch of images in one call; one overlay and one line of AUCs per image."""
-    explanation = configured.explain(wrapped, x, target)
+    """Explain a batch of images in one call; one overlay and one line of AUCs per image.
+
+    ``objects`` (:func:`_objects`) explains one detection per image, its box drawn.
+    """
+    picked = None if objects is None else pick_boxes(wrapped, x, **objects)
+    boxes = None if picked is None else [choice.target for choice in picked]
+    explanation = configured.explain(wrapped, x, target if boxes is None else boxes)
     method = configured.name
-    predicted = wrapped.predict(x)
-    scores = insertion(wrapped, x, explanation), deletion(wrapped, x, explanation)
+    predicted = wrapped.predict(x).tolist() if picked is None else []  # a detector has none
+    readout: dict[str, Any] = {} if picked is None else {"activation": "logits"}
+    scores = (
+        insertion(wrapped, x, explanation, **readout),
+        deletion(wrapped, x, explanation, **readout),
+    )
     out.mkdir(parents=True, exist_ok=True)
     name = file_stem(Path(model_spec).stem if Path(model_spec).suffix else model_spec)
     for i, stem in enumerate(stems):
         target_of = explanation.target
         label = "-" if target_of is None else _class_name(model_spec, int(target_of[i]))
+        if picked is not None:
+            box, label = picked[i].target.box, _class_name(model_spec, picked[i].target.label)
+            what = f"explained {label} in box {', '.join(f'{v:.1f}' for v in box)} (box score "
+            what += f"{picked[i].score:.4f})"
+        else:
+            what = f"predicted {_class_name(model_spec, predicted[i])}, explained {label}"
         png = save_overlay(
             out / f"{stem}-{name}-{method}.png",
             x[i],
             explanation.attributions[i],
             mask=None if masks is None else masks[i],
+            box=None if picked is None else picked[i].target.box,
             title=f"{method} · {name} · {label}",
             ranked=explanation.ranking is not None,
         )
         aucs = ", ".join(f"{r.metric} {float(r.values[i]):.4f}" for r in scores)
-        predicted_name = _class_name(model_spec, int(predicted[i]))
-        say(f"{stem}: predicted {predicted_name}, explained {label}; {aucs}; wrote {png}")
+        say(f"{stem}: {what}; {aucs}; wrote {png}")
     return explanation
+
+
+def _objects(
+    box: str | None, label: int | None, detection: int | None, objectness: bool
+) -> dict[str, Any] | None:
+    """:func:`pick_boxes`' keywords from --box, --label, --detection and --objectness; ``None``
+    when none is given (the model is a classifier)."""
+    if box is None and label is None and detection is None and not objectness:
+        return None
+    try:
+        corners = None if box is None else [float(v) for v in box.split(",")]
+    except ValueError:
+        corners = []
+    if corners is not None and len(corners) != 4:
+        raise InvalidParameterError(
+            f"--box must be four numbers x0,y0,x1,y1 in pixels, e.g. 8,8,40,40. Got {box!r}."
+        )
+    return {"box": corners, "label": label, "detection": detection, "objectness": objectness}
 
 
 def _save_all(parts: list[Explanation], stems: list[str], model_spec: str, out: Path) -> None:
@@ -313,6 +348,18 @@ def explain_command(
     batch_size: Annotated[
         int | None, typer.Option(help="Rows per model call; default: the fastest, measured.")
     ] = None,
+    box: Annotated[
+        str | None,
+        typer.Option(help="A detector's object to explain: its box x0,y0,x1,y1 in pixels."),
+    ] = None,
+    label: Annotated[int | None, typer.Option(help="The class of the --box object.")] = None,
+    detection: Annotated[
+        int | None,
+        typer.Option(help="Explain the detector's I-th prediction (0: its highest-scoring box)."),
+    ] = None,
+    objectness: Annotated[
+        bool, typer.Option(help="The detector's raw (B, 4 + 1 + C, A) output has objectness.")
+    ] = False,
 ) -> None:
     """Explain an image, a folder of images, a CSV file of rows or a text; save the results.
 
@@ -327,6 +374,14 @@ def explain_command(
             raise InvalidParameterError(f"--chunk-size must be at least 1. Got {chunk_size}.")
         target_class = parse_target(target)
         params = dict(parse_param(p) for p in param or [])
+        objects = _objects(box, label, detection, objectness)
+        if objects is not None and (
+            target is not None or text or str(source).lower().endswith(".csv")
+        ):
+            raise InvalidParameterError(
+                "--box, --label and --detection choose a detector's object in images; leave "
+                "out --target, --text and CSV rows."
+            )
         if text is not None:
             if source is not None:
                 raise InvalidParameterError(
@@ -357,6 +412,12 @@ def explain_command(
             )
             return
         configured = get_method(method or "integrated_gradients", **params)
+        if (
+            objects is not None
+            and "activation" in configured.params()
+            and "activation" not in params
+        ):
+            configured = get_method(configured.name, **params, activation="logits")  # raw boxes
         spec = model or "cnn"
         builtin = spec in ZOO_MODELS
         preprocessing = declared_preprocessing(
@@ -383,6 +444,7 @@ def explain_command(
             model_spec=spec,
             wrapped=wrapped,
             target=target_class,
+            objects=objects,
             out=out,
         )
         if builtin and source is not None:
