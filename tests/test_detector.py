@@ -72,7 +72,7 @@ def test_boxes_are_tight_around_disjoint_masks() -> None:
 
 def test_scene_objects_differ_in_colour_from_their_background() -> None:
     # Every object pixel differs from every background pixel of its image in each channel.
-    scenes = make_shapes_scenes(10, seed=2)
+    scenes = make_shapes_scenes(5, seed=2)
     for image, masks in zip(scenes.images, scenes.masks, strict=True):
         background = image[:, ~masks.any(dim=0)]
         for mask in masks:
@@ -269,13 +269,13 @@ def test_training_targets_by_hand() -> None:
 
 def test_train_runs_and_main_saves_loadable_weights(tmp_path: Path) -> None:
     out = tmp_path / "detector.safetensors"
-    main(["--out", str(out), "--n-train", "32", "--epochs", "1", "--n-eval", "8", "--size", "48"])
+    main(["--out", str(out), "--n-train", "16", "--epochs", "1", "--n-eval", "4", "--size", "48"])
     detector = ShapesDetector()
     detector.load_state_dict(load_file(str(out)))
     with safe_open(str(out), framework="pt") as f:
         metadata = f.metadata()
     assert metadata["arch"] == "detector" and 0.0 <= float(metadata["map50"]) <= 1.0
-    again = train(n_train=32, epochs=1, n_eval=8, size=48)
+    again = train(n_train=16, epochs=1, n_eval=4, size=48)
     for name, value in again.model.state_dict().items():
         torch.testing.assert_close(value, detector.state_dict()[name], rtol=0, atol=0)
 
