@@ -145,7 +145,9 @@ def test_predicted_probabilities_are_the_models() -> None:
     with torch.no_grad():
         expected = model(ids).softmax(1)[0]
     torch.testing.assert_close(explained.probabilities, expected)
-    assert explained.predicted == 0 and explained.class_name(0) == "class 0"  # no names given
+    assert explained.predicted == 0 and explained.class_name(0) == "negative (class 0)"
+    named = explain_text(model, tokenizer, "an awful ending", class_names=["bad", "good"])
+    assert named.class_name(1) == "good (class 1)" and named.class_name(2) == "class 2"
 
 
 # ------------------------------------------------------------------ version and metrics

@@ -43,13 +43,10 @@ def explain_text_input(
         render_html,
         render_terminal,
     )
-    from faithmap.text.synthetic import LABELS
 
-    class_names: tuple[str, ...] | None = None
     if model_spec in (None, TEXT_MODEL):
         model: Any = load_word_cnn()
         tokenizer: Any = make_tokenizer()
-        class_names = LABELS
     else:
         from faithmap.text import load_text_classifier
 
@@ -61,7 +58,6 @@ def explain_text_input(
         method=method or "integrated_gradients",
         target=target,
         batch_size=batch_size,
-        class_names=class_names,
         **params,
     )
     out.mkdir(parents=True, exist_ok=True)

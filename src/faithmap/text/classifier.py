@@ -16,7 +16,7 @@ from safetensors.torch import load as load_safetensors
 from torch import Tensor, nn
 
 from faithmap.errors import FileProblemError
-from faithmap.text.synthetic import VOCABULARY
+from faithmap.text.synthetic import LABELS, VOCABULARY
 
 
 class WordCnn(nn.Module):
@@ -31,6 +31,12 @@ class WordCnn(nn.Module):
     channels : int, default=32
         Convolution channels.
     classes : int, default=2
+
+    Attributes
+    ----------
+    class_names : tuple of str or None
+        :data:`~faithmap.text.synthetic.LABELS` for the two classes of the synthetic task,
+        ``None`` for another number of classes.
 
     References
     ----------
@@ -48,6 +54,7 @@ class WordCnn(nn.Module):
         self.embedding = nn.Embedding(vocabulary, width)
         self.conv = nn.Conv1d(width, channels, 3, padding=1)
         self.head = nn.Linear(channels, classes)
+        self.class_names = LABELS if classes == len(LABELS) else None
 
     def get_input_embeddings(self) -> nn.Module:
         """The token embedding layer (the Hugging Face name for it)."""

@@ -174,7 +174,8 @@ def explain_text(
     batch_size : int or None, default=None
         Rows per model call (``None``: measured, see :class:`~faithmap.Model`).
     class_names : sequence of str or None, default=None
-        The name of each class (``None``: a Hugging Face model's ``config.id2label``, if any).
+        The name of each class (``None``: the model's ``class_names`` attribute, as
+        :class:`~faithmap.text.WordCnn` has, or a Hugging Face model's ``config.id2label``).
     **params
         The method's other parameters (``steps``, ``n_samples``, ``seed``, ...).
 
@@ -235,7 +236,11 @@ def explain_text(
 
 
 def _class_names(module: Any) -> tuple[str, ...] | None:
-    """A Hugging Face model's class names (``config.id2label``), ``None`` for other models."""
+    """The model's ``class_names`` attribute, or a Hugging Face model's ``config.id2label``;
+    ``None`` when it has neither."""
+    own = getattr(module, "class_names", None)
+    if isinstance(own, tuple | list) and all(isinstance(name, str) for name in own):
+        return tuple(own)
     labels = getattr(getattr(module, "config", None), "id2label", None)
     if not isinstance(labels, dict) or not labels:
         return None
