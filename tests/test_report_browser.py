@@ -14,7 +14,9 @@ import base64
 import fcntl
 import io
 import json
+import math
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -27,9 +29,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from matplotlib.image import imread
 
+import faithmap
 from faithmap.bench.report import write_report
+from faithmap.bench.report.data import ReportData, ReportRow
+from faithmap.bench.suites import DEFAULT
+from faithmap.data import make_shapes
+from faithmap.zoo import BUILTIN_MODELS
 from test_report import NASTY, make_data
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -142,8 +150,8 @@ def _problem(event: dict[str, Any]) -> str | None:
 class Page:
     """One page opened in its own tab, with its console errors collected from the start."""
 
-    def __init__(self, browser: Browser, path: Path) -> None:
-        self.browser = browser
+    def __init__(self, browser: Browser, path: Path, width: int = WIDTH) -> None:
+        self.browser, self.width = browser, width
         target = browser.call("Target.createTarget", url="about:blank")["targetId"]
         self.session = browser.call("Target.attachToTarget", targetId=target, flatten=True)[
             "sessionId"
@@ -153,7 +161,7 @@ class Page:
         browser.call(
             "Emulation.setDeviceMetricsOverride",
             self.session,
-            width=WIDTH,
+            width=width,
             height=HEIGHT,
             deviceScaleFactor=1,
             mobile=False,
@@ -184,7 +192,13 @@ class Page:
         if full:
             size = self.browser.call("Page.getLayoutMetrics", self.session)["cssContentSize"]
             params["captureBeyondViewport"] = True
-            params["clip"] = {"x": 0, "y": 0, "width": WIDTH, "height": size["height"], "scale": 1}
+            params["clip"] = {
+                "x": 0,
+                "y": 0,
+                "width": self.width,
+                "height": size["height"],
+                "scale": 1,
+            }
         data = self.browser.call("Page.captureScreenshot", self.session, **params)["data"]
         return base64.b64decode(data)
 
@@ -198,9 +212,9 @@ def ink_fraction(png: bytes) -> float:
     return float((np.abs(flat - background).max(1) > 8).mean())
 
 
-def check_page(browser: Browser, path: Path, min_ink: float = 0.05) -> Page:
+def check_page(browser: Browser, path: Path, min_ink: float = 0.05, width: int = WIDTH) -> Page:
     """Open ``path``; fail on any console error or a (nearly) blank screenshot."""
-    page = Page(browser, path)
+    page = Page(browser, path, width)
     problems = page.problems()
     assert not problems, f"console errors in {path.name}: {problems}"
     ink = ink_fraction(page.screenshot())
@@ -217,8 +231,9 @@ def browser() -> Iterator[Browser]:
 
 def test_report_loads_cleanly_and_sorts(browser: Browser, tmp_path: Path) -> None:
     page = check_page(browser, write_report(make_data(), tmp_path / "report.html"), min_ink=0.2)
-    images = page.evaluate("Array.from(document.images).filter(i => i.naturalWidth > 0).length")
-    assert images == page.evaluate("document.images.length") >= 3  # every figure decoded
+    decoded = "Array.from(document.querySelectorAll('img[src]')).filter(i => i.naturalWidth > 0)"
+    images = page.evaluate(f"{decoded}.length")  # every picture but the empty viewer decoded
+    assert images == page.evaluate("document.images.length") - 1 >= 3
     assert page.evaluate("document.querySelectorAll('script').length") == 1  # no injected one
     assert page.evaluate("typeof window.injected") == "undefined"
     # methods come sorted by mean rank; a click on its header reverses, a second restores
@@ -260,3 +275,102 @@ def test_check_fails_on_a_blank_page(browser: Browser, tmp_path: Path) -> None:
     page.write_text("<!DOCTYPE html><html><body style='background:#f5f7fa'></body></html>")
     with pytest.raises(AssertionError, match="looks blank"):
         check_page(browser, page)
+
+
+def default_shaped_data() -> ReportData:
+    """A report shaped like the default benchmark's: the built-in models, every registered
+    method, the default suite's metrics, 8 shapes of 64 x 64 with masks and classes, and two
+    methods without a result on the vit (as LRP and Guided Backprop)."""
+    generator = torch.Generator().manual_seed(0)
+    models, methods = BUILTIN_MODELS, faithmap.METHODS.names()
+    metrics = DEFAULT.metrics + DEFAULT.mask_metrics
+    absent = {("vit", "lrp"): "LRP has no rule for LayerNorm", ("vit", "guided_backprop"): "GELU"}
+    shapes = make_shapes(8, seed=0)
+    fractions = torch.linspace(0, 1, 29)
+    rows, curves, maps = [], {}, {}
+    for model in models:
+        for k, method in enumerate(methods):
+            if (model, method) in absent:
+                continue
+            for metric in metrics:
+                values = torch.rand(8, generator=generator).tolist()
+                rows += [
+                    ReportRow(i, model, method, metric, v, 10.0 * k, 0.1, 29, 0.1)
+                    for i, v in enumerate(values)
+                ]
+            rise = fractions ** (0.2 + 3 * torch.rand(8, 1, generator=generator))
+            curves[(model, method, "insertion")] = (fractions, rise)
+            curves[(model, method, "deletion")] = (fractions, 1 - rise)
+            maps[(model, method)] = torch.randn(8, 64, 64, generator=generator)
+    return ReportData(
+        run_id="0123456789abcdef",
+        config={"models": list(models)},
+        rows=rows,
+        higher_is_better={m: m != "deletion" for m in metrics},
+        curves=curves,
+        attributions=maps,
+        images=shapes.images,
+        masks=shapes.masks,
+        versions={"faithmap": "0.1.0"},
+        created="2026-12-05T17:44:00+00:00",
+        command="faithmap bench",
+        labels=[int(v) for v in shapes.labels],
+        predicted={m: [int(v) for v in shapes.labels] for m in models},
+        class_names=shapes.class_names,
+        skipped=absent,
+    )
+
+
+def test_default_report_is_readable_at_1400_px(browser: Browser, tmp_path: Path) -> None:
+    data = default_shaped_data()
+    page = check_page(browser, write_report(data, tmp_path / "report.html"), 0.2, width=1400)
+    # the summary column is on screen without scrolling, for every method
+    boxes = page.evaluate(
+        "Array.from(document.querySelectorAll('th.summary, td.meanrank')).map(c => {"
+        "const r = c.getBoundingClientRect(); return [r.left, r.right, r.width]; })"
+    )
+    assert len(boxes) == 1 + len(data.methods)
+    assert all(left >= 0 and right <= 1400 and width > 30 for left, right, width in boxes)
+    scroller = page.evaluate(
+        "document.querySelector('.leaderboard').parentNode.getBoundingClientRect().right"
+    )
+    assert all(right <= scroller for _, right, _ in boxes)  # not hidden by the scroll box
+    header = page.evaluate("document.querySelector('th.summary').textContent")
+    assert header.startswith("mean rank") and "lower is better" in header
+    # curve colours: one per method, far apart; the legend hides and shows lines
+    strokes = page.evaluate(
+        "Array.from(document.querySelectorAll('.curves polyline')).map(l => "
+        "[l.getAttribute('class'), getComputedStyle(l).stroke])"
+    )
+    by_method = dict(strokes)
+    assert len(by_method) == len(data.methods) == len(set(by_method.values()))
+    rgb = [tuple(map(int, re.findall(r"\d+", colour)[:3])) for colour in by_method.values()]
+    assert min(math.dist(a, b) for i, a in enumerate(rgb) for b in rgb[i + 1 :]) > 20
+    hidden = "document.querySelectorAll('.curves polyline.off').length"
+    page.evaluate("document.querySelector('button[data-show=none]').click()")
+    assert page.evaluate(hidden) == len(strokes)
+    page.evaluate("document.querySelector('input[data-method=\"0\"]').click()")
+    assert page.evaluate(hidden) == len(strokes) - len(data.models) * 2
+    # every map at least 96 px, on every model's tab; a click enlarges it
+    sizes = "Array.from(document.querySelectorAll('.tabpanel:not([hidden]) img.cell')).map(i => {"
+    sizes += "const r = i.getBoundingClientRect(); return Math.min(r.width, r.height); })"
+    for k, model in enumerate(data.models):
+        page.evaluate(f"document.querySelector('button[data-tab=\"{k}\"]').click()")
+        shown = page.evaluate(sizes)
+        expected = 8 * (1 + len(data.methods) - sum(m == model for m, _ in data.skipped))
+        assert len(shown) == expected and min(shown) >= 96, (model, min(shown))
+    page.evaluate("document.querySelector('.tabpanel:not([hidden]) img.cell').click()")
+    enlarged = "document.querySelector('.lightbox img').getBoundingClientRect().width"
+    assert page.evaluate("document.querySelector('.lightbox').hidden") is False
+    assert page.evaluate(enlarged) > 300
+    page.evaluate("document.querySelector('.lightbox').click()")
+    assert page.evaluate("document.querySelector('.lightbox').hidden") is True
+    # the verdict: one sentence per model
+    verdict = page.evaluate(
+        "Array.from(document.querySelectorAll('#verdict li')).map(l => l.textContent)"
+    )
+    assert [line.split(":")[0] for line in verdict] == list(data.models)
+    assert all(
+        "best on localisation" in line and "within the 95% interval" in line for line in verdict
+    )
+    assert page.problems() == []
