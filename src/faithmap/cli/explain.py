@@ -447,8 +447,6 @@ def explain_command(
             objects=objects,
             out=out,
         )
-        if builtin and source is not None:
-            say(builtin_model_note(spec, preprocessing.size, preprocessing.keep_aspect))
         if source is None:
             shapes = make_shapes(1, seed=sample)
             x, stems = preprocessing.fit(shapes.images), [f"sample{sample}"]
@@ -461,3 +459,5 @@ def explain_command(
             stems = unique_stems([source])
             x = read_image(source, preprocessing)
             _save_all([explain(x, stems, None)], stems, spec, out)
+        if builtin and source is not None:  # once, after the images were read and explained
+            say(builtin_model_note(spec, preprocessing.size, preprocessing.keep_aspect))
