@@ -134,7 +134,7 @@ def test_cam_methods_read_the_features_block_by_default() -> None:
 
     default = faithmap.explain(detector, x, method="grad_cam", target=score)
     named = faithmap.explain(detector, x, method="grad_cam", target=score, layer="features")
-    last_conv = faithmap.explain(detector, x, method="grad_cam", target=score, layer="head.2")
+    last_conv = faithmap.explain(detector, x, method="grad_cam", target=score, layer="head")
     assert default.attributions.shape == (2, 1, 64, 64)
     torch.testing.assert_close(default.attributions, named.attributions)
     assert not torch.allclose(default.attributions, last_conv.attributions)

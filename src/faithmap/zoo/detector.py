@@ -40,9 +40,10 @@ class ShapesDetector(nn.Module):
     """A small anchor-free detector (about 100k parameters) of :func:`make_shapes_scenes` shapes.
 
     Three stride-2 convolution blocks (16, 32 and 64 channels, each a 3 x 3 convolution, batch
-    normalisation and ReLU) bring the input to stride 8; a fourth block (``features``, 64
-    channels) is the layer for CAM methods; the head is a 3 x 3 convolution with ReLU and a
-    1 x 1 convolution to ``4 + C`` channels per cell.
+    normalisation and ReLU) bring the input to stride 8. A fourth such block and a 3 x 3
+    convolution with ReLU make ``features`` (64 channels), and the head is a 1 x 1 convolution
+    to ``4 + C`` channels: each cell's predictions are a linear function of its feature vector,
+    the setting of class activation maps, so ``features`` is the layer for CAM methods.
 
     Parameters
     ----------
@@ -52,15 +53,15 @@ class ShapesDetector(nn.Module):
     Attributes
     ----------
     features : nn.Sequential
-        The last backbone block (convolution, batch normalisation, ReLU) on the stride-8 grid.
+        The ``(B, 64, ceil(H / 8), ceil(W / 8))`` map the head reads.
     cam_layer : str
         ``"features"``: the layer CAM methods use when not given one.
     input_size : int
         96: the side of the scenes the shipped weights were trained on. The network takes any
         size, but finds the shapes reliably only at about this scale (mAP@0.5 falls from 0.94
         to 0.45 on scenes drawn at 64 x 64), so bring images to it.
-    head : nn.Sequential
-        Maps ``features`` to the raw ``4 + C`` channels of each cell.
+    head : nn.Conv2d
+        The 1 x 1 convolution from ``features`` to the raw ``4 + C`` channels of each cell.
 
     Notes
     -----
@@ -72,7 +73,8 @@ class ShapesDetector(nn.Module):
     References
     ----------
     Zhou, Wang and Krähenbühl, "Objects as Points", arXiv:1904.07850, 2019; Redmon and Farhadi,
-    "YOLO9000: Better, Faster, Stronger", CVPR 2017 (sigmoid cell offsets, exponential sizes).
+    "YOLO9000: Better, Faster, Stronger", CVPR 2017 (sigmoid cell offsets, exponential sizes);
+    Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016 (CAM).
 
     Examples
     --------
@@ -90,10 +92,8 @@ class ShapesDetector(nn.Module):
         self.backbone = nn.Sequential(
             _conv(3, 16, stride=2), _conv(16, 32, stride=2), _conv(32, 64, stride=2)
         )
-        self.features = _conv(64, 64)
-        self.head = nn.Sequential(
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 4 + num_classes, 1)
-        )
+        self.features = nn.Sequential(_conv(64, 64), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(64, 4 + num_classes, 1)
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """The head's raw ``(B, 4 + C, ceil(H / 8), ceil(W / 8))`` outputs, before decoding."""
