@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from faithmap.cli import app
 from faithmap.core.explanation import Explanation
-from faithmap.data import make_shapes
+from faithmap.data import CLASS_NAMES, make_shapes, make_shapes_scenes
 from faithmap.errors import InvalidParameterError
 from faithmap.testing.standins import GridDetector
 from faithmap.viz import overlay
@@ -161,3 +161,44 @@ def test_overlay_draws_the_box_on_both_panels() -> None:
         assert (frame.get_width(), frame.get_height()) == (16, 22)
     with pytest.raises(InvalidParameterError, match="four numbers"):
         overlay(torch.rand(3, 8, 8), torch.rand(1, 8, 8), box=(0, 0, 4))
+
+
+def test_the_builtin_detector_reads_images_at_its_training_size(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A 64 x 64 file is brought to the detector's 96 x 96, so a box up to 96 is inside it."""
+    args = ["explain", str(files["image"]), "--model", "detector", "--out", str(tmp_path)]
+    result = runner.invoke(
+        app, [*args, "--box", "0,0,90,90", "--label", "1", "--method", "saliency"]
+    )
+    assert result.exit_code == 0, result.output
+    assert explained_line(result.output).startswith("scene: explained square in box 0.0, 0.0, 90")
+    saved = Explanation.load(tmp_path / "scene-detector-saliency.safetensors")
+    assert saved.attributions.shape == (1, 1, 96, 96)
+    (note,) = [line for line in result.output.splitlines() if line.startswith("note: ")]
+    assert "of the 96x96 scenes it was trained on" in note
+    assert "resized to 96x96 without keeping its aspect ratio" in note
+    assert "64x64" not in note
+
+
+def test_the_builtin_detector_needs_an_object_for_a_users_image(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    args = ["explain", str(files["image"]), "--model", "detector", "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--method", "saliency"])
+    assert_one_error(result.exit_code, result.output, "has no predicted class: choose the object")
+
+
+def test_the_detectors_builtin_sample_is_a_scene(tmp_path: Path) -> None:
+    """No input: scene ``--sample`` at 96 x 96, its top detection explained, objects named."""
+    args = ["explain", "--model", "detector", "--sample", "3", "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--method", "saliency"])
+    assert result.exit_code == 0, result.output
+    scene = make_shapes_scenes(1, seed=3)
+    names = ", ".join(CLASS_NAMES[int(k)] for k in scene.labels[0])
+    assert f"sample3: a scene of {names} (outlined)" in result.output
+    assert "sample3: explained " in result.output and " in box " in result.output
+    assert "note: " not in result.output  # the sample is the detector's own data
+    saved = Explanation.load(tmp_path / "sample3-detector-saliency.safetensors")
+    assert saved.attributions.shape == (1, 1, 96, 96)
+    assert (tmp_path / "sample3-detector-saliency.png").stat().st_size > 0

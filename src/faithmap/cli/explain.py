@@ -55,11 +55,19 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.method import Method
 from faithmap.core.model import Model
 from faithmap.core.preprocessing import Preprocessing
-from faithmap.data import CLASS_NAMES, folder_images, make_shapes, read_image, read_images
+from faithmap.data import (
+    CLASS_NAMES,
+    folder_images,
+    make_shapes,
+    make_shapes_scenes,
+    read_image,
+    read_images,
+)
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics import deletion, insertion
 from faithmap.viz import save_overlay
-from faithmap.zoo import BUILTIN_MODELS, ZOO_MODELS
+from faithmap.zoo import BUILTIN_MODELS, DETECTOR_MODELS, ZOO_MODELS
+from faithmap.zoo.detector import ShapesDetector
 
 
 def _load(
@@ -144,6 +152,24 @@ def _explain_images(
         aucs = ", ".join(f"{r.metric} {float(r.values[i]):.4f}" for r in scores)
         say(f"{stem}: {what}; {aucs}; wrote {png}")
     return explanation
+
+
+def _detector_note(model: str, size: tuple[int, int] | None, keep_aspect: bool) -> str:
+    """What the built-in detector can say about a user's own image: it finds only the synthetic
+    shapes of the scenes it was trained on, at their scale (printed once)."""
+    side = ShapesDetector.input_size
+    height, width = size or (side, side)
+    resized = (
+        f"fitted into {height}x{width} and padded"
+        if keep_aspect
+        else f"resized to {height}x{width} without keeping its aspect ratio"
+    )
+    return (
+        f"note: the built-in detector {model!r} finds only the {len(CLASS_NAMES)} synthetic "
+        f"shapes ({', '.join(CLASS_NAMES)}) of the {side}x{side} scenes it was trained on, 14-29 "
+        f"pixels wide, whatever the image shows; each image is {resized}. For your own "
+        "detector, give --model (a TorchScript, state-dict or ONNX file, or hf:NAME)."
+    )
 
 
 def _objects(
@@ -411,6 +437,15 @@ def explain_command(
                 out=out,
             )
             return
+        spec = model or "cnn"
+        detector = spec in DETECTOR_MODELS
+        if source is None and detector and objects is None:  # the sample scene's top detection
+            objects = {"box": None, "label": None, "detection": 0, "objectness": False}
+        elif detector and objects is None:
+            raise InvalidParameterError(
+                f"The detector {spec!r} has no predicted class: choose the object to explain "
+                "with --detection I (0: its highest-scoring box) or --box x0,y0,x1,y1 --label K."
+            )
         configured = get_method(method or "integrated_gradients", **params)
         if (
             objects is not None
@@ -418,10 +453,10 @@ def explain_command(
             and "activation" not in params
         ):
             configured = get_method(configured.name, **params, activation="logits")  # raw boxes
-        spec = model or "cnn"
         builtin = spec in ZOO_MODELS
+        side = ShapesDetector.input_size if detector else 64  # the size each was trained at
         preprocessing = declared_preprocessing(
-            size if size is not None or not builtin else "64",
+            size if size is not None or not builtin else str(side),
             keep_aspect=keep_aspect,
             pad_value=pad_value,
             mean=mean,
@@ -447,7 +482,14 @@ def explain_command(
             objects=objects,
             out=out,
         )
-        if source is None:
+        if source is None and detector:
+            scenes = make_shapes_scenes(1, seed=sample)
+            x, stems = preprocessing.fit(scenes.images), [f"sample{sample}"]
+            masks = preprocessing.fit(scenes.masks[0].amax(0, keepdim=True)[None].float()) > 0.5
+            names = ", ".join(CLASS_NAMES[int(k)] for k in scenes.labels[0])
+            say(f"sample{sample}: a scene of {names} (outlined)")
+            _save_all([explain(x, stems, masks)], stems, spec, out)
+        elif source is None:
             shapes = make_shapes(1, seed=sample)
             x, stems = preprocessing.fit(shapes.images), [f"sample{sample}"]
             masks = preprocessing.fit(shapes.masks.float()) > 0.5
@@ -460,4 +502,5 @@ def explain_command(
             x = read_image(source, preprocessing)
             _save_all([explain(x, stems, None)], stems, spec, out)
         if builtin and source is not None:  # once, after the images were read and explained
-            say(builtin_model_note(spec, preprocessing.size, preprocessing.keep_aspect))
+            note = _detector_note if detector else builtin_model_note
+            say(note(spec, preprocessing.size, preprocessing.keep_aspect))
