@@ -1,14 +1,19 @@
 """Attribution methods; importing this package registers every built-in method."""
 
 from faithmap.core.method import Attribution, Method
+from faithmap.methods.ablation_cam import AblationCam
 from faithmap.methods.d_rise import DRise
+from faithmap.methods.deep_lift import DeepLift
+from faithmap.methods.deep_shap import DeepShap
 from faithmap.methods.eigen_cam import EigenCam
 from faithmap.methods.extremal import ExtremalPerturbation
 from faithmap.methods.feature_ablation import FeatureAblation
+from faithmap.methods.full_grad import FullGrad
 from faithmap.methods.grad_cam import GradCam
 from faithmap.methods.grad_cam_pp import GradCamPlusPlus
 from faithmap.methods.gradient_shap import GradientShap
 from faithmap.methods.guided_backprop import GuidedBackprop
+from faithmap.methods.hires_cam import HiResCam
 from faithmap.methods.hsic import Hsic
 from faithmap.methods.input_x_gradient import InputXGradient
 from faithmap.methods.integrated_gradients import IntegratedGradients
@@ -25,17 +30,23 @@ from faithmap.methods.score_cam import ScoreCam
 from faithmap.methods.sobol import Sobol
 from faithmap.methods.subset import Lima, Smdl
 from faithmap.methods.vps import Vps
+from faithmap.methods.xgrad_cam import XGradCam
 
 __all__ = [
+    "AblationCam",
     "Attribution",
     "DRise",
+    "DeepLift",
+    "DeepShap",
     "EigenCam",
     "ExtremalPerturbation",
     "FeatureAblation",
+    "FullGrad",
     "GradCam",
     "GradCamPlusPlus",
     "GradientShap",
     "GuidedBackprop",
+    "HiResCam",
     "Hsic",
     "InputXGradient",
     "IntegratedGradients",
@@ -54,4 +65,5 @@ __all__ = [
     "Smdl",
     "Sobol",
     "Vps",
+    "XGradCam",
 ]
