@@ -28,6 +28,9 @@ LIGHT_PARAMS: dict[str, dict[str, Any]] = {
         "n_samples": 4,
         "background": torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2)),
     },
+    "deep_shap": {
+        "background": torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(3)),
+    },
 }
 """Settings that keep every method fast on 16x16 test images."""
 
