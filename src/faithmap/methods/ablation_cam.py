@@ -85,8 +85,8 @@ class AblationCam(LayerMethod):
     ``(N, T, D)`` a channel is one of the ``D`` features, zeroed in every token. The
     unablated pass and the ``K`` ablated ones of every input are rows of one stream through
     :meth:`faithmap.Model.score_rows`: a hook zeroes a different channel in each row, so a
-    batch ablates many channels at once. ``N (K + 2)`` forward passes in all (one more per
-    input to count the channels), no backward pass.
+    batch ablates many channels at once. ``N (K + 1)`` forward passes, one more to count the
+    channels, no backward pass.
 
     pytorch-grad-cam zeroes a channel only when the layer's smallest activation is 0 (a layer
     after a ReLU); otherwise it sets it to that minimum minus ``1e7``. faithmap always zeroes,
