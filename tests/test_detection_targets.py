@@ -94,6 +94,42 @@ def test_box_target_is_the_best_iou_times_class_score() -> None:
     torch.testing.assert_close(BoxTarget(box=(0, 0, 10, 10), label=1)(raw), expected)
 
 
+@pytest.mark.parametrize(
+    ("threshold", "label", "expected"),
+    [
+        # image 0 IoUs (1, 1/7, 0), class 0 (0.9, 0.5, 1.0); image 1 IoUs (1, 1/7, 1/2),
+        # class 0 (0.2, 0.7, 0.6); class 1 (0.1, 0.8, 0) and (0.2, 0, 0).
+        (0.5, 0, [0.9, 0.2]),  # IoU 1/2 is not above 0.5
+        (0.4, 0, [0.9, 0.6]),
+        (0.1, 0, [0.9, 0.7]),
+        (0.0, 0, [0.9, 0.7]),  # the far anchor of score 1.0 does not overlap: it never counts
+        (0.1, 1, [0.8, 0.2]),
+        (0.5, 1, [0.1, 0.2]),
+    ],
+)
+def test_a_thresholded_box_target_is_the_best_class_score_above_the_iou(
+    threshold: float, label: int, expected: list[float]
+) -> None:
+    target = BoxTarget(box=(0, 0, 10, 10), label=label, iou_threshold=threshold)
+    torch.testing.assert_close(target(yolo_raw()), torch.tensor(expected))
+
+
+def test_a_thresholded_box_target_passes_the_gradient_to_the_class_score_only() -> None:
+    raw = yolo_raw().requires_grad_(True)
+    target = BoxTarget(box=(0, 0, 10, 10), label=0, iou_threshold=0.4)
+    (gradient,) = torch.autograd.grad(target(raw).sum(), raw)
+    torch.testing.assert_close(gradient[:, 4], torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert not bool(gradient[:, :4].any())  # the box coordinates get nothing
+
+
+def test_bad_iou_thresholds_are_refused() -> None:
+    for threshold in (1.0, -0.1, True, "0.5"):
+        with pytest.raises(InvalidParameterError, match="'iou_threshold' parameter of BoxTarget"):
+            BoxTarget(box=(0, 0, 1, 1), label=0, iou_threshold=threshold)  # type: ignore[arg-type]
+    targets = box_targets([(0, 0, 1, 1)], [0], iou_threshold=0)
+    assert targets[0].iou_threshold == 0.0 and isinstance(targets[0].iou_threshold, float)
+
+
 def test_objectness_multiplies_the_class_score() -> None:
     raw = yolo_raw(objectness=torch.tensor([[0.5, 1.0, 1.0], [1.0, 1.0, 0.1]]))
     target = BoxTarget(box=(0, 0, 10, 10), label=0, adapter=YoloAdapter(objectness=True))

@@ -178,7 +178,7 @@ def test_highest_box_confidence_reads_the_curve_vps_recorded(budget: float, cell
     x = scenes(2)
     model = Model(EvidenceDetector(), batch_size=64)
     vps = faithmap.explain(model, x, method="vps", regions="patches:4", target=box_score)
-    result = highest_box_confidence(model, x, vps, budget=budget)
+    result = highest_box_confidence(model, x, vps, budget=budget, iou_threshold=None)
     # VPS inserts the evidence cells first, brightest first: within the budget the score is
     # the sum of the brightest cells that fit, over the 48 evidence pixels.
     best = cell_sums(x).sort(1, descending=True).values[:, :cells].sum(1) / EVIDENCE_PIXELS
@@ -191,10 +191,60 @@ def test_highest_box_confidence_of_any_map_walks_a_pixel_insertion_path() -> Non
     x, steps = scenes(2), 16
     model = Model(EvidenceDetector(), batch_size=64)
     result = highest_box_confidence(
-        model, x, ranked_map(x), target=box_score, budget=0.1, steps=steps
+        model, x, ranked_map(x), target=box_score, budget=0.1, steps=steps, iou_threshold=None
     )
     # Points k / 16 <= 0.1: the empty image and the 16 pixels of k = 1.
     torch.testing.assert_close(result.values.double(), hand_insertion(x, steps)[:, 1])
     torch.testing.assert_close(result.area.double(), torch.full((2,), 1 / 16).double())
     assert result.cost.forward == 2 * (steps + 1) and result.choices["path"] == "pixels"
     assert result.choices["steps"] == steps
+
+
+# Anchor 0 predicts REFERENCE (0, 0, 12, 8) exactly; these boxes overlap it by 72/96 and 36/96.
+THREE_QUARTERS = (0.0, 0.0, 12.0, 6.0)
+THREE_EIGHTHS = (0.0, 0.0, 12.0, 3.0)
+
+
+def test_highest_box_confidence_thresholds_the_iou_as_vps_does() -> None:
+    """VPS's protocol scores ``1[IoU > 0.5] x class score``: a box found at IoU 3/4 counts its
+    whole class score, one at IoU 3/8 counts 0 (missed); ``iou_threshold=None`` keeps IoU x
+    score. The evidence detector's score only grows as pixels come in, so with the whole
+    image allowed the highest score is the full image's: the evidence cells' mean grey."""
+    x = scenes(2)
+    model = Model(EvidenceDetector(), batch_size=64)
+    full = cell_sums(x).sum(1) / EVIDENCE_PIXELS
+    for box, overlap, counted in ((THREE_QUARTERS, 0.75, 1.0), (THREE_EIGHTHS, 0.375, 0.0)):
+        vps = faithmap.explain(
+            model, x, method="vps", regions="patches:4", target=box_targets([box] * 2, [0, 0])
+        )
+        protocol = highest_box_confidence(model, x, vps, steps=8)
+        torch.testing.assert_close(protocol.values.double(), counted * full)
+        assert protocol.choices["path"] == "pixels" and protocol.choices["iou_threshold"] == 0.5
+        assert protocol.cost.forward == 2 * 9  # a search for another score is not read
+        plain = highest_box_confidence(model, x, vps, iou_threshold=None)
+        torch.testing.assert_close(plain.values.double(), overlap * full)
+        assert plain.choices["path"] == "recorded" and plain.cost.passes == 0
+
+
+def test_highest_box_confidence_reads_a_search_made_for_the_thresholded_score() -> None:
+    """VPS explaining ``BoxTarget(iou_threshold=0.5)`` (its mode ``cls``) recorded the
+    protocol's own score: within 2/16 of the image, the two brightest evidence cells."""
+    x = scenes(2)
+    model = Model(EvidenceDetector(), batch_size=64)
+    targets = box_targets([THREE_QUARTERS] * 2, [0, 0], iou_threshold=0.5)
+    vps = faithmap.explain(model, x, method="vps", regions="patches:4", target=targets)
+    result = highest_box_confidence(model, x, vps, budget=0.125)
+    best = cell_sums(x).sort(1, descending=True).values[:, :2].sum(1) / EVIDENCE_PIXELS
+    torch.testing.assert_close(result.values.double(), best)
+    assert result.choices["path"] == "recorded" and result.cost.passes == 0
+
+
+def test_highest_box_confidence_thresholds_only_box_targets() -> None:
+    x = scenes(1)
+    model = Model(EvidenceDetector(), batch_size=64)
+    with pytest.raises(InvalidParameterError, match=r"the target is function.*iou_threshold=None"):
+        highest_box_confidence(model, x, ranked_map(x), target=box_score)
+    with pytest.raises(InvalidParameterError, match=r"target is missing \(a bare map\)"):
+        highest_box_confidence(model, x, ranked_map(x))
+    with pytest.raises(InvalidParameterError, match="'iou_threshold' parameter of highest_box"):
+        highest_box_confidence(model, x, ranked_map(x), target=box_score, iou_threshold=1.0)

@@ -107,8 +107,8 @@ class Vps(Method):
     Notes
     -----
     The reference's mode ``cls`` (the IoU replaced by ``1[IoU > 0.5]``) is a different target,
-    not a parameter: give a callable that scores that way. Its grounding variant (greedy
-    forward, then backward once no candidate scores) is not implemented.
+    not a parameter: ``BoxTarget(box, label, iou_threshold=0.5)``. Its grounding variant
+    (greedy forward, then backward once no candidate scores) is not implemented.
 
     References
     ----------

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from faithmap.core.constraints import SEED, Interval, Satisfies, options
 from faithmap.core.cost import Cost
-from faithmap.core.detection.targets import check_box
+from faithmap.core.detection.targets import IOU_THRESHOLD, BoxTarget, check_box
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare, read_map
 from faithmap.core.model import Model
@@ -170,6 +170,29 @@ class HighestConfidenceResult(MetricResult):
     area: Tensor
 
 
+def _as_tuple(target: TargetLike) -> tuple[object, ...]:
+    return tuple(target) if isinstance(target, Sequence) else (target,)
+
+
+def thresholded(target: TargetLike, iou_threshold: float | None, owner: str) -> TargetLike:
+    """``target``'s box targets scoring ``1[IoU > iou_threshold] * class score``; ``target``
+    itself when ``iou_threshold`` is None. Anything but box targets is an error."""
+    if iou_threshold is None:
+        return target
+    functions = _as_tuple(target)
+    boxes = [f for f in functions if isinstance(f, BoxTarget)]
+    if not functions or len(boxes) != len(functions):
+        what = "missing (a bare map)" if target is None else type(target).__name__
+        raise InvalidParameterError(
+            f"{owner} scores a BoxTarget with its IoU thresholded at iou_threshold="
+            f"{iou_threshold} (VPS's protocol), but the target is {what}, not a BoxTarget "
+            "or one per sample: explain with BoxTargets, or pass iou_threshold=None to score "
+            "the target as it is."
+        )
+    scored = [dataclasses.replace(f, iou_threshold=iou_threshold) for f in boxes]
+    return scored if isinstance(target, Sequence) else scored[0]
+
+
 @register_metric(
     "highest_box_confidence",
     constraints={
@@ -179,6 +202,7 @@ class HighestConfidenceResult(MetricResult):
         "steps": [Interval(int, 1)],
         "seed": [SEED],
         "activation": [ACTIVATION],
+        "iou_threshold": IOU_THRESHOLD,
     },
     higher_is_better=True,
     constant_model="score",
@@ -194,17 +218,22 @@ def highest_box_confidence(
     steps: int = 49,
     seed: int = 0,
     activation: Activation = "logits",
+    iou_threshold: float | None = 0.5,
 ) -> HighestConfidenceResult:
     """Highest score of the object reached while keeping at most ``budget`` of the image.
 
     VPS's protocol for missed and misclassified detections: explain the object the detector
     got wrong (its true box and class) and ask how confident the detector becomes when shown
-    only the explanation's most important part. Points of the insertion path keeping at most a
-    fraction ``budget`` of the image (the empty image included, as in the reference) are
-    searched for the highest score. An explanation that recorded its own insertion and area
-    curves for its callable target (VPS, SMDL) is read as recorded, on whole regions with
-    their true area, without a model pass; any other map (or a ``target`` given here) is
-    scored on a pixel insertion path of ``steps`` points into ``fill``.
+    only the explanation's most important part. The score is the reference's
+    ``max_q 1[IoU(b_q, box) > 0.5] * s_q[label]``: the explained (or given) box targets with
+    their IoU thresholded at ``iou_threshold`` (:class:`~faithmap.core.detection.BoxTarget`'s
+    ``iou_threshold``). Points of the insertion path keeping at most a fraction ``budget`` of
+    the image (the empty image included, as the reference's curve starts there) are searched
+    for the highest score. An explanation whose search recorded insertion and area curves for
+    that very score (VPS or SMDL explaining ``BoxTarget(..., iou_threshold=0.5)``, or any
+    callable target with ``iou_threshold=None``) is read as recorded, on whole regions with
+    their true area, without a model pass; any other map is scored on a pixel insertion path
+    of ``steps`` points into ``fill``.
 
     Parameters
     ----------
@@ -225,13 +254,10 @@ def highest_box_confidence(
         Tie-break seed of the pixel ranking.
     activation : {"logits", "softmax", "log_odds"}, default="logits"
         ``"logits"`` hands the detector's raw outputs to a box target.
-
-    Notes
-    -----
-    The reference scores ``1[IoU > 0.5] * class score`` along the curve; a
-    :class:`~faithmap.core.detection.BoxTarget` scores ``IoU * class score``, lower wherever
-    the box is found but not exactly. Give a callable target that thresholds the IoU to
-    reproduce the reference's number.
+    iou_threshold : float or None, default=0.5
+        The IoU a prediction must exceed to count, VPS's 0.5; the target must then be box
+        targets. ``None`` scores the target as it is (``IoU * class score`` for a plain
+        ``BoxTarget``, or any callable).
 
     References
     ----------
@@ -239,12 +265,13 @@ def highest_box_confidence(
     CVPR 2025 (average highest confidence on misclassified and missed objects).
     """
     owner = "highest_box_confidence"
-    prepared = prepare(owner, model, inputs, explanation, target, image=True)
+    explained = explanation.score if isinstance(explanation, Explanation) else None
+    scored = thresholded(explained if target is None else target, iou_threshold, owner)
+    prepared = prepare(owner, model, inputs, explanation, scored, image=True)
     curves = explanation.curves if isinstance(explanation, Explanation) else {}
     recorded = (
-        isinstance(explanation, Explanation)
-        and explanation.score is not None
-        and target is None
+        explained is not None
+        and (scored is None or _as_tuple(scored) == _as_tuple(explained))
         and activation == "logits"
         and "insertion" in curves
         and "area" in curves
@@ -258,7 +285,7 @@ def highest_box_confidence(
             model,
             inputs,
             explanation,
-            target=target,
+            target=scored,
             fill=fill,
             steps=steps,
             seed=seed,
@@ -277,6 +304,11 @@ def highest_box_confidence(
         area=area.gather(1, best).squeeze(1).to(home),
         higher_is_better=True,
         target=classes,
-        choices={"budget": budget, "activation": activation, **path},
+        choices={
+            "budget": budget,
+            "activation": activation,
+            "iou_threshold": iou_threshold,
+            **path,
+        },
         cost=cost,
     )

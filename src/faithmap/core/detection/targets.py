@@ -15,8 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from faithmap.core.constraints import Interval, check_param
 from faithmap.core.detection.adapters import YOLO, Adapter, Box, box_iou
 from faithmap.errors import InvalidParameterError, ShapeError, TargetError
+
+IOU_THRESHOLD = [None, Interval(float, 0.0, 1.0, closed="left")]
+"""The constraint of an ``iou_threshold``: ``None`` (the IoU itself) or a float in [0, 1)."""
 
 
 def check_box(value: object, owner: str) -> Box:
@@ -62,25 +66,37 @@ class BoxTarget:
     Differentiable where the model is (the maximum passes the gradient to the best match).
     Methods reading probabilities need ``activation="logits"`` to hand it the raw outputs.
 
+    With ``iou_threshold=t`` the IoU is replaced by ``1[IoU > t]``: a row scores
+    ``max_a 1[IoU(b_a, box) > t] * s_a[label]``, the class score of the best prediction that
+    finds the box (VPS's mode ``cls`` and its highest-confidence protocol, ``t = 0.5``); 0
+    when no prediction overlaps the box by more than ``t``. The gradient reaches that
+    prediction's class score, not its box.
+
     References
     ----------
     Chen et al., "Interpreting Object-level Foundation Models via Visual Precision Search",
-    CVPR 2025 (the clue score, mode ``object``).
+    CVPR 2025 (the clue score, modes ``object`` and ``cls``).
 
     Examples
     --------
     >>> raw = torch.tensor([[[5.0, 15.0], [5.0, 15.0], [10.0, 10.0], [10.0, 10.0], [0.9, 0.2]]])
     >>> BoxTarget(box=(0, 0, 10, 10), label=0)(raw)  # anchor 0 matches exactly, score 0.9
     tensor([0.9000])
+    >>> BoxTarget(box=(0, 0, 10, 15), label=0, iou_threshold=0.5)(raw)  # IoU 2/3 > 0.5
+    tensor([0.9000])
     """
 
     box: Box
     label: int
     adapter: Adapter = YOLO
+    iou_threshold: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "box", check_box(self.box, "BoxTarget"))
         check_label(self.label, "BoxTarget")
+        check_param(self.iou_threshold, "iou_threshold", "BoxTarget", IOU_THRESHOLD)
+        if self.iou_threshold is not None:
+            object.__setattr__(self, "iou_threshold", float(self.iou_threshold))
         if not callable(self.adapter):
             raise InvalidParameterError(
                 "The 'adapter' parameter of BoxTarget must be a callable reading the model's "
@@ -91,7 +107,10 @@ class BoxTarget:
         detections = self.adapter(output)
         scores = detections.class_scores(self.label)
         reference = torch.tensor(self.box, dtype=scores.dtype, device=scores.device)
-        return (box_iou(detections.boxes.to(scores.dtype), reference) * scores).amax(dim=1)
+        overlap = box_iou(detections.boxes.to(scores.dtype), reference)
+        if self.iou_threshold is not None:
+            overlap = (overlap > self.iou_threshold).to(scores.dtype)
+        return (overlap * scores).amax(dim=1)
 
 
 def box_targets(
@@ -99,6 +118,7 @@ def box_targets(
     labels: Sequence[int] | Tensor,
     *,
     adapter: Adapter = YOLO,
+    iou_threshold: float | None = None,
 ) -> list[BoxTarget]:
     """One :class:`BoxTarget` per image: ``boxes`` ``(N, 4)`` xyxy and ``labels`` ``(N,)``."""
     label_list = labels.tolist() if isinstance(labels, Tensor) else list(labels)
@@ -109,7 +129,7 @@ def box_targets(
             f"{len(label_list)} labels instead."
         )
     return [
-        BoxTarget(box=tuple(box), label=label, adapter=adapter)
+        BoxTarget(box=tuple(box), label=label, adapter=adapter, iou_threshold=iou_threshold)
         for box, label in zip(box_list, label_list, strict=True)
     ]
 
