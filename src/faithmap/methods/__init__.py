@@ -5,8 +5,6 @@ from faithmap.methods.ablation_cam import AblationCam
 from faithmap.methods.d_rise import DRise
 from faithmap.methods.deep_lift import DeepLift
 from faithmap.methods.deep_shap import DeepShap
-from faithmap.methods.deep_lift import DeepLift
-from faithmap.methods.deep_shap import DeepShap
 from faithmap.methods.eigen_cam import EigenCam
 from faithmap.methods.extremal import ExtremalPerturbation
 from faithmap.methods.feature_ablation import FeatureAblation
@@ -38,8 +36,6 @@ __all__ = [
     "AblationCam",
     "Attribution",
     "DRise",
-    "DeepLift",
-    "DeepShap",
     "DeepLift",
     "DeepShap",
     "EigenCam",
