@@ -285,8 +285,8 @@ class Propagation:
                 or operation in ("AccumulateGrad", "_Rule")
                 or (operation in _LINEAR_IN_ONE and len(parents) <= 1)
             )
-            if operation == "Div" and node.next_functions[1][0] is not None:
-                linear = False
+            if operation == "Div" and len(node.next_functions) > 1:
+                linear = linear and node.next_functions[1][0] is None  # a constant divisor
             if not linear:
                 raise self._unsupported(operation)
             pending.extend(parents)
