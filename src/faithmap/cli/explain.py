@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,8 +49,10 @@ from faithmap.cli.declared import (
     set_threads,
 )
 from faithmap.cli.text import TEXT_MODEL, explain_text_input
+from faithmap.core.cost import Cost
 from faithmap.core.detection import pick_boxes
 from faithmap.core.explanation import Explanation
+from faithmap.core.explanation_stream import ExplanationStream
 from faithmap.core.method import Method
 from faithmap.core.model import Model
 from faithmap.core.preprocessing import Preprocessing
@@ -190,24 +191,17 @@ def _objects(
     return {"box": corners, "label": label, "detection": detection, "objectness": objectness}
 
 
-def _save_all(parts: list[Explanation], stems: list[str], model_spec: str, out: Path) -> None:
-    """One safetensors file of every image's raw attributions, in order; the cost in total."""
-    first = parts[0]
-    explanation = first
-    if len(parts) > 1:
-        targets = [part.target for part in parts]
-        explanation = replace(
-            first,
-            attributions=torch.cat([part.attributions for part in parts]),
-            target=None if any(t is None for t in targets) else torch.cat(targets),  # type: ignore[arg-type]
-            cost=sum((part.cost for part in parts[1:]), first.cost),
-            ranking=None,
-            curves={},
-        )
+def _raw_file(stems: list[str], model_spec: str, method: str, out: Path) -> Path:
+    """Where the raw attributions of ``stems`` go: one safetensors file for them all."""
     name = file_stem(Path(model_spec).stem if Path(model_spec).suffix else model_spec)
     label = stems[0] if len(stems) == 1 else "images"
-    raw = explanation.save(out / f"{label}-{name}-{first.method}.safetensors")
-    _print_cost(explanation)
+    return out / f"{label}-{name}-{method}.safetensors"
+
+
+def _save_all(explanation: Explanation, stems: list[str], model_spec: str, out: Path) -> None:
+    """Save the raw attributions of one batch; print the cost and the file."""
+    raw = explanation.save(_raw_file(stems, model_spec, explanation.method, out))
+    _print_cost(explanation.cost)
     say(f"wrote {raw} (raw attributions of {len(stems)} image(s), in this order)")
 
 
@@ -223,12 +217,16 @@ def _explain_folder(
     the first lines come at once; unreadable files are reported and skipped."""
     files = folder_images(folder)
     names = dict(zip(files, unique_stems(files), strict=True))
-    parts: list[Explanation] = []
+    out.mkdir(parents=True, exist_ok=True)
+    stream = ExplanationStream(out)  # holds one chunk's attributions at a time
     stems: list[str] = []
     shape: tuple[int, ...] | None = None
-    with tqdm(
-        total=len(files), unit="image", file=sys.stderr, disable=len(files) <= chunk_size
-    ) as bar:
+    with (
+        stream,
+        tqdm(
+            total=len(files), unit="image", file=sys.stderr, disable=len(files) <= chunk_size
+        ) as bar,
+    ):
         for start in range(0, len(files), chunk_size):
             chunk = files[start : start + chunk_size]
             read = read_images(chunk, preprocessing, require=False)
@@ -249,15 +247,16 @@ def _explain_folder(
                 )
             shape = tuple(read.images.shape[1:])
             chunk_stems = [names[path] for path in read.paths]
-            parts.append(explain(read.images, chunk_stems, None))
+            stream.add(explain(read.images, chunk_stems, None))
             stems += chunk_stems
-    if not parts:
-        raise InvalidParameterError(f"No readable image in the folder {str(folder)!r}.")
-    _save_all(parts, stems, model_spec, out)
+        if not stems:
+            raise InvalidParameterError(f"No readable image in the folder {str(folder)!r}.")
+        raw = stream.close(_raw_file(stems, model_spec, stream.method, out))
+    _print_cost(stream.cost)
+    say(f"wrote {raw} (raw attributions of {len(stems)} image(s), in this order)")
 
 
-def _print_cost(explanation: Explanation) -> None:
-    cost = explanation.cost
+def _print_cost(cost: Cost) -> None:
     line = f"cost: {cost.forward} forward + {cost.backward} backward passes, {cost.seconds:.2f} s"
     if cost.calibration_seconds:
         line += f" (+ {cost.calibration_seconds:.2f} s choosing the batch size)"
@@ -304,7 +303,7 @@ def _explain_rows(
     result.to_frame().to_csv(table, index=False)
     raw = result.explanation.save(out / f"{path.stem}-{result.explanation.method}.safetensors")
     say(result.summary())
-    _print_cost(result.explanation)
+    _print_cost(result.explanation.cost)
     say(f"wrote {table}\nwrote {raw}")
 
 
@@ -488,19 +487,19 @@ def explain_command(
             masks = preprocessing.fit(scenes.masks[0].amax(0, keepdim=True)[None].float()) > 0.5
             names = ", ".join(CLASS_NAMES[int(k)] for k in scenes.labels[0])
             say(f"sample{sample}: a scene of {names} (outlined)")
-            _save_all([explain(x, stems, masks)], stems, spec, out)
+            _save_all(explain(x, stems, masks), stems, spec, out)
         elif source is None:
             shapes = make_shapes(1, seed=sample)
             x, stems = preprocessing.fit(shapes.images), [f"sample{sample}"]
             masks = preprocessing.fit(shapes.masks.float()) > 0.5
             say(f"sample{sample}: true class {CLASS_NAMES[int(shapes.labels[0])]}")
-            _save_all([explain(x, stems, masks)], stems, spec, out)
+            _save_all(explain(x, stems, masks), stems, spec, out)
         elif source.is_dir():
             _explain_folder(source, preprocessing, chunk_size, explain, spec, out)
         else:
             stems = unique_stems([source])
             x = read_image(source, preprocessing)
-            _save_all([explain(x, stems, None)], stems, spec, out)
+            _save_all(explain(x, stems, None), stems, spec, out)
         if builtin and source is not None:  # once, after the images were read and explained
             note = _detector_note if detector else builtin_model_note
             say(note(spec, preprocessing.size, preprocessing.keep_aspect))

@@ -80,22 +80,24 @@ class Explanation:
             tensors["target"] = self.target.detach().cpu().contiguous()
         if self.ranking is not None:
             tensors["ranking"] = self.ranking.detach().cpu().contiguous()
-        metadata = {
+        path = Path(path)
+        save_file(tensors, str(path), metadata=self.metadata())
+        return path
+
+    def metadata(self) -> dict[str, str]:
+        """What :meth:`save` writes besides the tensors: method, config, model and cost."""
+        cost = {
+            "forward": self.cost.forward,
+            "backward": self.cost.backward,
+            "seconds": self.cost.seconds,
+            "calibration_seconds": self.cost.calibration_seconds,
+        }
+        return {
             "method": self.method,
             "config": json.dumps(dict(self.config), default=repr),
             "model": json.dumps(dict(self.model), default=repr),
-            "cost": json.dumps(
-                {
-                    "forward": self.cost.forward,
-                    "backward": self.cost.backward,
-                    "seconds": self.cost.seconds,
-                    "calibration_seconds": self.cost.calibration_seconds,
-                }
-            ),
+            "cost": json.dumps(cost),
         }
-        path = Path(path)
-        save_file(tensors, str(path), metadata=metadata)
-        return path
 
     @staticmethod
     def load(path: str | Path) -> Explanation:
