@@ -49,12 +49,15 @@ DEFAULT_METHOD_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         "hsic": MappingProxyType({"n_design": 200}),
         "smdl": MappingProxyType({"regions": "slic:25"}),
         "lima": MappingProxyType({"regions": "slic:25"}),
+        "vps": MappingProxyType({"regions": "slic:25"}),
+        "d_rise": MappingProxyType({"n_masks": 1000}),
         "extremal": MappingProxyType({"iterations": 100}),
     }
 )
 """Parameters the benchmark gives methods by default, lighter than the methods' own defaults
 (RISE's 2000 masks, KernelSHAP's and LIME's 1000 samples, Sobol's 32 designs, SMDL's and LiMA's
-49 superpixels, whose searches cost about R^2 passes, extremal perturbation's 300 iterations)
+49 superpixels and VPS's 64, whose searches cost about R^2 passes, D-RISE's 5000 masks,
+extremal perturbation's 300 iterations)
 so the default run stays within minutes on two CPU cores. Every row records the full
 parameters used."""
 

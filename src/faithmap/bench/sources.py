@@ -24,13 +24,16 @@ from torch import Tensor, nn
 from faithmap.core.model import Model
 from faithmap.core.preprocessing import Preprocessing, as_preprocessing, parse_size
 from faithmap.core.readout import Outputs
-from faithmap.data import make_shapes
+from faithmap.data import make_shapes, make_shapes_scenes
 from faithmap.data.files import IMAGE_SUFFIXES, read_image
 from faithmap.errors import InvalidParameterError
 from faithmap.zoo import ZOO_MODELS
 
 LIBRARY_PREFIXES = ("torchvision:", "timm:", "hf:")
 BUILTIN_DATA = "shapes"
+BUILTIN_SCENES = "scenes"
+"""Detection data: :func:`~faithmap.data.make_shapes_scenes`, each image's first object the
+one explained (its box, label and mask)."""
 
 
 def _file_hash(path: Path) -> str:
@@ -218,13 +221,15 @@ def _renamed(source: ModelSource, name: str) -> ModelSource:
 @dataclass(frozen=True)
 class ImageData:
     """The images of a benchmark ``(N, C, H, W)`` in [0, 1], ground-truth masks
-    ``(N, 1, H, W)`` (``None`` without any), labels ``(N,)`` (``None`` without any) and a name
-    per image."""
+    ``(N, 1, H, W)`` (``None`` without any), labels ``(N,)`` (``None`` without any), a name
+    per image, and for detection data each image's object box ``(N, 4)`` (x0, y0, x1, y1 in
+    pixels; its class is the label), which the methods and metrics explain."""
 
     images: Tensor
     masks: Tensor | None
     labels: Tensor | None
     names: tuple[str, ...]
+    boxes: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -234,7 +239,8 @@ class DataSource:
     Parameters
     ----------
     name : str
-        The name shown in the report.
+        The name shown in the report; for the built-in data, which: ``"shapes"`` or
+        ``"scenes"`` (:data:`BUILTIN_SCENES`).
     path : str or None
         A folder of images (``None`` for the built-in data or tensors). Images directly in it,
         or in one sub-folder per class (the sub-folder names, sorted, are the labels).
@@ -298,6 +304,15 @@ class DataSource:
                 None if masks is None else masks[:n_samples],
                 None if labels is None else labels[:n_samples],
                 tuple(str(i) for i in range(min(n_samples, self.images.shape[0]))),
+            )
+        if self.path is None and self.name == BUILTIN_SCENES:
+            scenes = make_shapes_scenes(n_samples, seed=data_seed)
+            return ImageData(
+                scenes.images,
+                torch.stack([masks[:1] for masks in scenes.masks]),
+                torch.stack([labels[0] for labels in scenes.labels]),
+                tuple(map(str, range(n_samples))),
+                boxes=torch.stack([boxes[0] for boxes in scenes.boxes]),
             )
         if self.path is None:
             shapes = make_shapes(n_samples, seed=data_seed)
@@ -385,15 +400,19 @@ def data_source(value: object, **options: Any) -> DataSource:
         )
     if value == BUILTIN_DATA or value is None:
         return DataSource()
+    if value == BUILTIN_SCENES:
+        return DataSource(name=BUILTIN_SCENES)
     if not isinstance(value, str | Path):
         raise InvalidParameterError(
-            f"Benchmark data must be 'shapes', a folder of images or tensors. Got {value!r}."
+            f"Benchmark data must be {BUILTIN_DATA!r}, {BUILTIN_SCENES!r}, a folder of images or "
+            f"tensors. Got {value!r}."
         )
     folder = Path(value)
     if not folder.is_dir():
         raise InvalidParameterError(
             f"Unknown data {str(value)!r}: not a built-in data set and no such folder. Valid "
-            f"names are: {BUILTIN_DATA}; or give a folder of images (labels from sub-folders)."
+            f"names are: {BUILTIN_DATA}, {BUILTIN_SCENES}; or give a folder of images (labels "
+            "from sub-folders)."
         )
     masks = options.get("masks")
     if masks is not None and not Path(masks).is_dir():

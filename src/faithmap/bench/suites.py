@@ -48,6 +48,7 @@ from faithmap.zoo import BUILTIN_MODELS, load_builtin
 
 __all__ = [
     "DEFAULT",
+    "DETECTION",
     "ROBUSTNESS",
     "SUITES",
     "Suite",
@@ -97,6 +98,9 @@ class Suite:
         Rows per model call (:class:`faithmap.Model`); ``None`` measures the fastest.
     image_size : int
         Side of the :func:`~faithmap.data.make_shapes` images.
+    data : str
+        The built-in data the benchmark runs on: ``"shapes"``, or ``"scenes"`` (detection:
+        each image's first object explained with a box target).
     conclude : callable, optional
         ``conclude(suite, rows, n_samples)`` → sentences about a benchmark run's rows (shown
         in the console and at the top of the report); ``None``: the suite states nothing.
@@ -116,6 +120,7 @@ class Suite:
     batch_size: int | None = 32
     image_size: int = 64
     mask_metrics: tuple[str, ...] = ()
+    data: str = "shapes"
     conclude: Callable[[Suite, Sequence[Any], int], list[str]] | None = None
 
     @property
@@ -129,6 +134,7 @@ class Suite:
         ``masks``: whether the data has ground-truth masks (adds :attr:`mask_metrics`).
         """
         return {
+            "data": self.data,
             "models": self.models,
             "methods": self.methods,
             "metrics": self.metrics + (self.mask_metrics if masks else ()),
@@ -200,8 +206,44 @@ DEFAULT = Suite(
 """What ``faithmap bench`` runs: every method on the built-in models, insertion and deletion,
 and three localisation metrics when the data has masks (no extra model pass)."""
 
+DETECTION = Suite(
+    name="detection",
+    reference=(
+        'Chen et al., "Interpreting Object-level Foundation Models via Visual Precision '
+        'Search", CVPR 2025 (VPS, its baselines and metrics); Petsiuk et al., CVPR 2021 (D-RISE)'
+    ),
+    models=("detector",),
+    families=MappingProxyType(
+        {
+            "vps": "subset",
+            "d_rise": "perturbation",
+            "grad_cam": "cam",
+            "occlusion": "perturbation",
+            "rise": "perturbation",
+        }
+    ),
+    metrics=("insertion", "deletion", "box_energy_pointing_game"),
+    method_params=_frozen(
+        {
+            "vps": {"regions": "slic:25"},
+            "d_rise": {"n_masks": 1000},
+            "rise": {"n_masks": 1000, "activation": "logits"},  # the box target reads raw outputs
+        }
+    ),
+    metric_params=_frozen(
+        {"insertion": {"activation": "logits"}, "deletion": {"activation": "logits"}}
+    ),
+    n_samples=8,
+    batch_size=None,
+    data="scenes",
+)
+"""The built-in detector on :func:`~faithmap.data.make_shapes_scenes`, each scene's first
+object (its box and class, a :class:`~faithmap.core.detection.BoxTarget`) explained by VPS
+(25 superpixels), D-RISE and RISE (1000 masks), Grad-CAM and occlusion; insertion and
+deletion of the box score and the energy pointing game in the box."""
+
 SUITES: Mapping[str, Suite] = MappingProxyType(
-    {suite.name: suite for suite in (DEFAULT, ROBUSTNESS)}
+    {suite.name: suite for suite in (DEFAULT, ROBUSTNESS, DETECTION)}
 )
 """Every named suite by name."""
 

@@ -25,6 +25,7 @@ from faithmap.bench.config import BenchConfig
 from faithmap.bench.plan import Task
 from faithmap.bench.sources import DataSource, ImageData, ModelSource
 from faithmap.core.cost import Cost
+from faithmap.core.detection import box_targets
 from faithmap.core.model import Model
 from faithmap.errors import ModelError
 from faithmap.metrics import METRICS
@@ -131,8 +132,12 @@ def run_task(job: Job, task: Task) -> TaskResult:
     inputs = data.images[task.start : task.stop]
     masks = None if data.masks is None else data.masks[task.start : task.stop]
     model = load_model(job.models[task.model], job.batch_size)
+    boxes = data.boxes  # detection data: each image's object, a box target
+    target = None
+    if boxes is not None and data.labels is not None:
+        target = box_targets(boxes[task.start : task.stop], data.labels[task.start : task.stop])
     try:
-        explanation = get_method(task.method, **task.params).explain(model, inputs)
+        explanation = get_method(task.method, **task.params).explain(model, inputs, target)
     except ModelError as err:
         return TaskResult(task, [], inputs.new_empty(0), {}, Cost(), skipped=str(err))
     n, spent = len(explanation), explanation.cost

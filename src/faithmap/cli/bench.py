@@ -63,8 +63,8 @@ def bench(
     suite: Annotated[
         str,
         typer.Option(
-            help="A named suite (default, robustness): its models, methods and metrics, and "
-            "its findings in the report. A --config and flags override it.",
+            help="A named suite (default, robustness, detection): its models, methods, metrics "
+            "and data, and its findings in the report. A --config and flags override it.",
             show_default=True,
         ),
     ] = DEFAULT.name,
