@@ -1,6 +1,6 @@
 """Object-level attribution on the built-in detector: VPS against D-RISE, CAMs and perturbation.
 
-Usage: ``python benchmarks/object_level.py [--scenes 16] [--regions slic:25] [--d-rise-masks 2000]
+Usage: ``python benchmarks/object_level.py [--scenes 8] [--regions slic:25] [--d-rise-masks 1000]
 [--rise-masks 1000] [--threads N] [--out PATH]``.
 
 Every explainer gets the same scenes (``make_shapes_scenes``, seed 0) and explains each scene's
@@ -120,9 +120,9 @@ def run(scenes: int, regions: str, d_rise_masks: int, rise_masks: int) -> list[d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", type=int, default=16)
+    parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--regions", default="slic:25")
-    parser.add_argument("--d-rise-masks", type=int, default=2000)
+    parser.add_argument("--d-rise-masks", type=int, default=1000)
     parser.add_argument("--rise-masks", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/object_level.json"))
