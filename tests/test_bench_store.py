@@ -167,7 +167,7 @@ def test_a_method_that_does_not_apply_is_a_skipped_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class NoRelu:
-        def explain(self, model: object, inputs: torch.Tensor) -> None:
+        def explain(self, model: object, inputs: torch.Tensor, target: object = None) -> None:
             raise faithmap.ModelError("Guided Backprop found no ReLU in the model.")
 
     monkeypatch.setattr("faithmap.bench.work.get_method", lambda name, **params: NoRelu())
