@@ -1,0 +1,155 @@
+"""The base of every generation attribution method, its registry, and what a method is given.
+
+A :class:`GenerationMethod` is a frozen keyword-only dataclass of configuration (checked by the
+same constraints as :class:`faithmap.core.method.Method`) whose one job is
+:meth:`~GenerationMethod.attribute`: given a :class:`GenerationTask`, return the attribution
+matrix ``(S, F)``, one row per generated step and one column per prompt feature. A method
+registers under a name with :func:`register_generation_method`, and
+:func:`faithmap.generation.explain_generation` finds it there.
+
+The task runs the model only through :class:`faithmap.Model` (batching, pass counting): a
+perturbation method hands it coalitions and gets the targets of every step from one forward pass
+per coalition (:meth:`GenerationTask.score_keeps`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from faithmap.core.constraints import Constraints, validate_params
+from faithmap.core.cost import Cost
+from faithmap.core.model import Model
+from faithmap.errors import UnknownNameError
+from faithmap.generation.continuation import Continuation
+from faithmap.generation.features import PromptFeatures
+from faithmap.generation.language_model import CausalLM
+from faithmap.generation.scoring import Baseline, EmbeddingScorer, KeepScorer
+
+
+@dataclass
+class GenerationTask:
+    """A prompt, its continuation, its features and its baseline: what a method explains.
+
+    Attributes
+    ----------
+    lm : CausalLM
+    continuation : Continuation
+    features : PromptFeatures
+    baseline : Baseline
+    batch_size : int or None
+        Rows per model call (``None``: measured by :class:`faithmap.Model`).
+    """
+
+    lm: CausalLM
+    continuation: Continuation
+    features: PromptFeatures
+    baseline: Baseline
+    batch_size: int | None = None
+    _models: dict[str, Model] = field(default_factory=dict, repr=False)
+
+    @property
+    def steps(self) -> int:
+        """``S``, the number of generated steps."""
+        return self.continuation.steps
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device, where every tensor of the task lives."""
+        return self.lm.device
+
+    def model(self, kind: str) -> Model:
+        """The :class:`faithmap.Model` of the keep scorer (``"keep"``, rows ``(B, F)``) or of the
+        embedding scorer (``"embedding"``, rows ``(B, P, D)``), made once."""
+        if kind not in self._models:
+            module: nn.Module
+            if kind == "keep":
+                module = KeepScorer(self.lm, self.continuation, self.features, self.baseline)
+            else:
+                self.lm.require_embeddings("This method")
+                module = EmbeddingScorer(self.lm, self.continuation)
+            self._models[kind] = Model(module, batch_size=self.batch_size)
+        return self._models[kind]
+
+    def score_keeps(self, keep: Tensor) -> Tensor:
+        """Targets ``(C, S)`` of every step with each feature keep vector ``(C, F)`` applied:
+        one forward pass per coalition, in batches."""
+        keep = keep.to(self.device, torch.float32)
+        out: list[Tensor] = []
+
+        def consume(_: Tensor, __: Tensor, output: Tensor) -> None:
+            out.append(output.detach().clone())
+
+        self.model("keep").output_rows(
+            1, keep.shape[0], lambda _, rows: keep[rows], consume, device=self.device
+        )
+        return torch.cat(out)
+
+    def prompt_embeddings(self) -> Tensor:
+        """``(P, D)`` the prompt's own embeddings."""
+        return self.lm.embed(self.continuation.prompt.ids)
+
+    def baseline_embeddings(self) -> Tensor:
+        """``(P, D)`` the fully removed prompt: the baseline embedding at every token a feature
+        holds, the token's own embedding elsewhere."""
+        own = self.prompt_embeddings()
+        assert self.baseline.embedding is not None  # a module's baseline has its embedding
+        removed = (self.features.labels >= 0).to(own.device)[:, None]
+        return torch.where(removed, self.baseline.embedding.to(own.dtype), own)
+
+    def cost(self) -> Cost:
+        """The passes counted so far by the task's models (seconds are measured by the caller)."""
+        total = Cost()
+        for model in self._models.values():
+            total = total + model.ledger.snapshot()
+        return total
+
+
+class GenerationMethod(ABC):
+    """An attribution method for generation; see the module docstring."""
+
+    name: ClassVar[str]
+    parameter_constraints: ClassVar[Constraints] = {}
+
+    def __post_init__(self) -> None:
+        validate_params(self.params(), self.parameter_constraints, type(self).__name__)
+
+    def params(self) -> dict[str, Any]:
+        """Every field by name: the configuration an explanation records."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @abstractmethod
+    def attribute(self, task: GenerationTask) -> Tensor:
+        """The attribution matrix ``(S, F)`` of ``task``."""
+
+
+GENERATION_METHODS: dict[str, type[GenerationMethod]] = {}
+"""Registered generation methods by name."""
+
+M = TypeVar("M", bound=type[GenerationMethod])
+
+
+def register_generation_method(name: str) -> Callable[[M], M]:
+    """Class decorator registering a :class:`GenerationMethod` under ``name``."""
+
+    def register(cls: M) -> M:
+        cls.name = name
+        GENERATION_METHODS[name] = cls
+        return cls
+
+    return register
+
+
+def get_generation_method(name: str, **params: Any) -> GenerationMethod:
+    """The registered generation method ``name`` configured with ``params``."""
+    if name not in GENERATION_METHODS:
+        raise UnknownNameError(
+            f"No generation method is named {name!r}. Choose one of "
+            f"{', '.join(sorted(GENERATION_METHODS))}."
+        )
+    return GENERATION_METHODS[name](**params)

@@ -1,0 +1,143 @@
+"""The function every generation method explains: prompt features in, each step's target out.
+
+Removal works in embedding space, as for faithmap's text classifiers
+(:mod:`faithmap.text.model`): a removed prompt token's embedding is replaced by a baseline
+embedding (zero, or the embedding of the pad, unk or end-of-sequence token, or of any given
+token id), and the model runs on the blended prompt embeddings. A plain callable of token ids
+has no embeddings; there the removed token is replaced by the baseline token id (exactly what
+the embedding of that id does to a module). Integrated gradients runs from the baseline
+embeddings to the prompt's own.
+
+:class:`KeepScorer` maps feature keep vectors ``(B, F)`` to the targets of every step
+``(B, S)``, :class:`EmbeddingScorer` maps prompt embeddings ``(B, P, D)`` to them: one
+teacher-forced forward pass of ``prompt + continuation`` per row scores all ``S`` steps. Both are
+``nn.Module`` so that :class:`faithmap.Model` batches them and counts their passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from faithmap.errors import InvalidParameterError
+from faithmap.generation.continuation import Continuation, step_scores
+from faithmap.generation.features import PromptFeatures
+from faithmap.generation.language_model import CausalLM
+
+BaselineSpec = str | int
+"""``"zero"`` (embeddings only), ``"pad"``, ``"unk"``, ``"eos"`` or a token id."""
+
+TOKEN_NAMES = ("pad", "unk", "eos")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a removed prompt token becomes.
+
+    Attributes
+    ----------
+    spec : str or int
+        As given.
+    token_id : int or None
+        The baseline token (``None`` for the zero embedding).
+    embedding : Tensor or None
+        ``(D,)`` the baseline embedding (``None`` for a plain callable).
+    """
+
+    spec: BaselineSpec
+    token_id: int | None
+    embedding: Tensor | None
+
+
+def make_baseline(lm: CausalLM, spec: BaselineSpec) -> Baseline:
+    """Resolve ``spec`` for ``lm``: the baseline token id and, for a module, its embedding."""
+    if isinstance(spec, bool) or not isinstance(spec, str | int):
+        raise InvalidParameterError(
+            f"The 'baseline' must be 'zero', 'pad', 'unk', 'eos' or a token id. Got {spec!r}."
+        )
+    token_id: int | None
+    if isinstance(spec, int):
+        token_id = spec
+    elif spec == "zero":
+        token_id = None
+    elif spec in TOKEN_NAMES:
+        found = getattr(lm.tokenizer, f"{spec}_token_id", None)
+        if found is None:
+            raise InvalidParameterError(
+                f"baseline={spec!r} needs the tokenizer's {spec} token, and "
+                f"{'there is no tokenizer' if lm.tokenizer is None else 'it has none'}. Pass "
+                "tokenizer=..., another baseline, or a token id."
+            )
+        token_id = int(found)
+    else:
+        raise InvalidParameterError(
+            f"The 'baseline' must be 'zero', 'pad', 'unk', 'eos' or a token id. Got {spec!r}."
+        )
+    if not lm.has_embeddings:
+        if token_id is None:
+            raise InvalidParameterError(
+                "baseline='zero' replaces embeddings, but this model is a plain callable of "
+                "token ids. Use baseline='pad', 'unk', 'eos' or a token id."
+            )
+        return Baseline(spec, token_id, None)
+    if token_id is None:
+        dimension = lm.embed(torch.zeros(1, dtype=torch.long)).shape[1]
+        return Baseline(spec, None, torch.zeros(dimension, device=lm.device))
+    return Baseline(spec, token_id, lm.embed(torch.tensor([token_id]))[0])
+
+
+class EmbeddingScorer(nn.Module):
+    """Prompt embeddings ``(B, P, D)`` to every step's target ``(B, S)``."""
+
+    def __init__(self, lm: CausalLM, continuation: Continuation) -> None:
+        super().__init__()
+        self.lm = lm
+        if isinstance(lm.model, nn.Module):
+            self.module = lm.model  # registered, so Model's eval mode and flags reach it
+        self.continuation = continuation
+        self.sequence = continuation.sequence.to(lm.device)
+
+    def forward(self, prompt_embeddings: Tensor) -> Tensor:
+        """Targets ``(B, S)`` of the continuation after these prompt embeddings."""
+        batch = prompt_embeddings.shape[0]
+        ids = self.sequence[None].expand(batch, -1)
+        logits = self.lm.logits(ids, prompt_embeddings)
+        prompt = self.continuation.prompt
+        return step_scores(logits, len(prompt), self.continuation.ids, self.continuation.contrast)
+
+
+class KeepScorer(nn.Module):
+    """Feature keep vectors ``(B, F)`` (1 keep, 0 remove) to every step's target ``(B, S)``.
+
+    Modules blend embeddings ``baseline + keep * (embedding - baseline)``; a plain callable
+    gets the baseline token id where ``keep < 0.5``.
+    """
+
+    def __init__(
+        self, lm: CausalLM, continuation: Continuation, features: PromptFeatures, baseline: Baseline
+    ) -> None:
+        super().__init__()
+        self.embedded = EmbeddingScorer(lm, continuation)
+        self.features = features
+        self.baseline = baseline
+        prompt = continuation.prompt.ids.to(lm.device)
+        self.own = lm.embed(prompt) if baseline.embedding is not None else None
+
+    def forward(self, keep: Tensor) -> Tensor:
+        """Targets ``(B, S)`` with the features ``keep`` says kept."""
+        token_keep = self.features.token_keep(keep)
+        lm = self.embedded.lm
+        if self.own is None or self.baseline.embedding is None:
+            prompt = self.embedded.continuation.prompt.ids.to(keep.device)
+            assert self.baseline.token_id is not None  # make_baseline's invariant
+            ids = torch.where(token_keep >= 0.5, prompt, self.baseline.token_id)
+            rest = self.embedded.sequence[len(prompt) :].expand(keep.shape[0], -1)
+            logits = lm.logits(torch.cat([ids, rest], dim=1))
+            continuation = self.embedded.continuation
+            return step_scores(logits, len(prompt), continuation.ids, continuation.contrast)
+        weights = token_keep[..., None].to(self.own.dtype)
+        blended = self.baseline.embedding + weights * (self.own - self.baseline.embedding)
+        scores: Tensor = self.embedded(blended)
+        return scores
