@@ -9,10 +9,15 @@ prompt. The result is a :class:`GenerationExplanation` with the ``(steps x featu
 Methods are :class:`GenerationMethod` classes registered in :data:`GENERATION_METHODS`.
 """
 
+from faithmap.generation.attention import GenerationAttention, GenerationAttentionRollout
 from faithmap.generation.continuation import Continuation, make_continuation, step_scores
 from faithmap.generation.explain import as_causal_lm, explain_generation
 from faithmap.generation.explanation import GenerationExplanation
 from faithmap.generation.features import Prompt, PromptFeatures, make_prompt, prompt_features
+from faithmap.generation.gradients import (
+    GenerationInputXGradient,
+    GenerationIntegratedGradients,
+)
 from faithmap.generation.language_model import CausalLM
 from faithmap.generation.method import (
     GENERATION_METHODS,
@@ -34,8 +39,12 @@ __all__ = [
     "CausalLM",
     "Continuation",
     "EmbeddingScorer",
+    "GenerationAttention",
+    "GenerationAttentionRollout",
     "GenerationExplanation",
     "GenerationFeatureAblation",
+    "GenerationInputXGradient",
+    "GenerationIntegratedGradients",
     "GenerationKernelShap",
     "GenerationLime",
     "GenerationMethod",

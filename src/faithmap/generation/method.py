@@ -73,7 +73,14 @@ class GenerationTask:
             else:
                 self.lm.require_embeddings("This method")
                 module = EmbeddingScorer(self.lm, self.continuation)
-            self._models[kind] = Model(module, batch_size=self.batch_size)
+            self.adopt(kind, module)
+        return self._models[kind]
+
+    def adopt(self, kind: str, module: nn.Module, batch_size: int | None = None) -> Model:
+        """A :class:`faithmap.Model` of another ``module`` a method runs (an attention reader,
+        a replacement LM), counted in the task's cost, made once per ``kind``."""
+        if kind not in self._models:
+            self._models[kind] = Model(module, batch_size=batch_size or self.batch_size)
         return self._models[kind]
 
     def score_keeps(self, keep: Tensor) -> Tensor:
