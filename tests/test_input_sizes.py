@@ -30,7 +30,7 @@ from faithmap.data.synthetic import make_shapes
 from faithmap.errors import ConstantMapWarning, InvalidParameterError
 from faithmap.methods.scaling import grid_side
 from faithmap.metrics import faithfulness_correlation, random_logit
-from faithmap.testing import ConstantNet
+from faithmap.testing import ConstantNet, tiny_vit
 
 SIZES = [(8, 8), (48, 192), (224, 224)]
 
@@ -86,6 +86,11 @@ def small_model() -> Model:
     return Model(net, batch_size=32)
 
 
+def attention_model() -> Model:
+    """The battery's tiny vision transformer (4 x 4 patches), for methods that read attention."""
+    return Model(tiny_vit(), batch_size=32)
+
+
 def shape_images(height: int, width: int, n: int = 1) -> torch.Tensor:
     """Synthetic shapes on a textured background, resized to ``height x width`` (not square)."""
     images = make_shapes(n, seed=3, size=max(32, height, width)).images
@@ -104,7 +109,8 @@ def test_default_map_varies_at_every_size(name: str, height: int, width: int) ->
     x = shape_images(height, width)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConstantMapWarning)
-        result = faithmap.explain(small_model(), x, method=name, **BUDGET_CAPS.get(name, {}))
+        model = attention_model() if faithmap.METHODS[name].needs_attention else small_model()
+        result = faithmap.explain(model, x, method=name, **BUDGET_CAPS.get(name, {}))
     assert result.attributions.shape[-2:] == (height, width)
     maps = result.attributions.reshape(x.shape[0], -1)
     assert all(spread > 0 for spread in sample_spread(result.attributions)), (

@@ -81,6 +81,9 @@ class Method(ABC):
     """The registered name; an unregistered subclass is named after its class."""
     image_only: ClassVar[bool] = False
     """Whether the method needs images ``(N, C, H, W)``."""
+    needs_attention: ClassVar[bool] = False
+    """Whether the method reads a transformer's attention, so models without it are refused
+    (the contract battery runs such a method on a tiny vision transformer)."""
     parameter_constraints: ClassVar[Constraints] = {}
     """The constraints of the fields this class declares (merged with its bases')."""
 

@@ -2,6 +2,8 @@
 
 from faithmap.core.method import Attribution, Method
 from faithmap.methods.ablation_cam import AblationCam
+from faithmap.methods.attention_gradient import AttentionGradient
+from faithmap.methods.attention_rollout import AttentionRollout
 from faithmap.methods.d_rise import DRise
 from faithmap.methods.deep_lift import DeepLift
 from faithmap.methods.deep_shap import DeepShap
@@ -34,6 +36,8 @@ from faithmap.methods.xgrad_cam import XGradCam
 
 __all__ = [
     "AblationCam",
+    "AttentionGradient",
+    "AttentionRollout",
     "Attribution",
     "DRise",
     "DeepLift",

@@ -1,4 +1,5 @@
-"""Guided Backpropagation: the input gradient with every ReLU passing back positive signal only."""
+"""Guided Backpropagation: the input gradient with every ReLU, GELU or SiLU passing back positive
+signal only."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from faithmap.methods.copies import Perturb, gradient_copies, unperturbed
 
 _RELUS = {F.relu, torch.relu, Tensor.relu}
 _RELUS_IN_PLACE = {torch.relu_, Tensor.relu_}
+_SMOOTH = {F.gelu, F.silu}
+"""Activations whose guided backward is ``relu(grad_out) * f'(x)`` (:class:`_PositiveGradient`)."""
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -40,8 +43,21 @@ class _GuidedReLU(torch.autograd.Function):
         return grad.clamp(min=0) * positive
 
 
+class _PositiveGradient(torch.autograd.Function):
+    """The identity, whose backward passes on only the positive part of the gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.clamp(min=0)
+
+
 class _GuidedMode(TorchFunctionMode):
-    """Replaces every ReLU call (``nn.ReLU``, ``F.relu``, ``torch.relu``, in place or not)."""
+    """Replaces every ReLU call (``nn.ReLU``, ``F.relu``, ``torch.relu``, in place or not) and
+    every GELU and SiLU call (``nn.GELU``, ``F.gelu``, ``nn.SiLU``, ``F.silu``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,12 +79,24 @@ class _GuidedMode(TorchFunctionMode):
             x = args[0] if args else kwargs["input"]
             guided: Tensor = _GuidedReLU.apply(x)  # type: ignore[no-untyped-call]
             return x.copy_(guided) if in_place else guided
+        if func in _SMOOTH:
+            self.replaced += 1
+            x = args[0] if args else kwargs["input"]
+            silu_in_place = func is F.silu and bool(
+                kwargs.get("inplace", args[1] if len(args) > 1 else False)
+            )
+            if silu_in_place:
+                kwargs = {**kwargs, "inplace": False}
+                args = args[:1]
+            output: Tensor = _PositiveGradient.apply(func(*args, **kwargs))  # type: ignore[no-untyped-call]
+            return x.copy_(output) if silu_in_place else output
         return func(*args, **kwargs)
 
 
 @contextmanager
 def guided_relus() -> Iterator[_GuidedMode]:
-    """Inside the block, ReLUs called through Python pass back positive gradients only.
+    """Inside the block, ReLUs, GELUs and SiLUs called through Python pass back positive
+    gradients only.
 
     Nothing is attached to the model: the calls are intercepted with a
     :class:`torch.overrides.TorchFunctionMode`, which ends with the block even if it raises.
@@ -86,9 +114,18 @@ class GuidedBackprop(Method):
     by ``grad_in = relu(grad_out) * (x > 0)``: only positive signal that went through active
     units reaches the input. Every ReLU called through Python is replaced, whether an
     ``nn.ReLU`` module or a functional ``F.relu`` / ``torch.relu`` / ``Tensor.relu`` call (in
-    place or not), without hooks on the model. Other activations (GELU, ReLU6, LeakyReLU, SiLU)
-    keep their ordinary gradient, as in Captum. A model whose forward calls no ReLU that Python
-    can see (TorchScript, ONNX, no ReLU at all) raises a :class:`~faithmap.errors.ModelError`.
+    place or not), without hooks on the model.
+
+    Transformers use GELU or SiLU instead. Their guided backward keeps the same two parts, the
+    deconvnet's "only positive signal flows back" and the ordinary local derivative:
+    ``grad_in = relu(grad_out) * f'(x)`` for every ``nn.GELU`` / ``F.gelu`` (either
+    approximation) and ``nn.SiLU`` / ``F.silu`` call. For ReLU, ``f'(x) = (x > 0)`` and this
+    is the rule above; for GELU and SiLU, ``f'`` is slightly negative for inputs below about
+    -0.75 and -1.28, so a guided map of a transformer may hold small negative values (the
+    default ``reduce="abs_sum"`` takes magnitudes). Other activations (ReLU6, LeakyReLU, Tanh,
+    Hugging Face's hand-written ``gelu_new``) keep their ordinary gradient, as in Captum. A
+    model whose forward calls none of these activations where Python can see it (TorchScript,
+    ONNX, no such activation) raises a :class:`~faithmap.errors.ModelError`.
 
     Parameters
     ----------
@@ -126,10 +163,11 @@ class GuidedBackprop(Method):
             )
         if mode.replaced == 0:
             raise ModelError(
-                "Guided Backprop found no ReLU in the model's forward pass: it replaces calls of "
-                "nn.ReLU, F.relu, torch.relu and Tensor.relu made from Python, and this model "
-                "made none (a TorchScript or exported model, or one without ReLUs). Use "
-                "'saliency' or 'integrated_gradients' instead."
+                "Guided Backprop found no ReLU, GELU or SiLU in the model's forward pass: it "
+                "replaces calls of nn.ReLU, F.relu, torch.relu, Tensor.relu, nn.GELU, F.gelu, "
+                "nn.SiLU and F.silu made from Python, and this model made none (a TorchScript "
+                "or exported model, or one with other activations). Use 'saliency' or "
+                "'integrated_gradients' instead."
             )
         return gradients
 

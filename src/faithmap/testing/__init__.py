@@ -2,8 +2,9 @@
 
 scikit-learn's ``check_estimator`` / ``parametrize_with_checks`` idea for faithmap. Each battery
 runs a list of named checks on a tiny model and data it makes itself (a seeded CNN with batch
-norm and dropout, five random 3x16x16 images, box masks; a small MLP on eight-column rows for
-tabular metrics), so a new method or metric is checked by one call::
+norm and dropout, or a tiny vision transformer for methods that read attention; five random
+3x16x16 images, box masks; a small MLP on eight-column rows for tabular metrics), so a new
+method or metric is checked by one call::
 
     from faithmap.testing import check_method, check_metric
 
@@ -34,13 +35,16 @@ from faithmap.testing.data import (
     FailsAfter,
     TinyCNN,
     TinyMLP,
+    TinyViT,
     batched,
+    model_for,
     tiny_images,
     tiny_masks,
     tiny_mlp,
     tiny_model,
     tiny_row_masks,
     tiny_rows,
+    tiny_vit,
 )
 from faithmap.testing.methods import check_method, method_checks
 from faithmap.testing.metrics import check_metric, metric_checks
@@ -53,6 +57,7 @@ __all__ = [
     "FailsAfter",
     "TinyCNN",
     "TinyMLP",
+    "TinyViT",
     "assert_same_state",
     "batched",
     "check_method",
@@ -61,6 +66,7 @@ __all__ = [
     "faithmap_method_classes",
     "method_checks",
     "metric_checks",
+    "model_for",
     "module_state",
     "tiny_images",
     "tiny_masks",
@@ -68,4 +74,5 @@ __all__ = [
     "tiny_model",
     "tiny_row_masks",
     "tiny_rows",
+    "tiny_vit",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from faithmap.core.method import Method
 from faithmap.core.model import Model
 
 Check = Callable[[], None]
@@ -80,6 +82,55 @@ class ConstantNet(nn.Module):
         return out
 
 
+class TinyViT(nn.Module):
+    """A small vision transformer: 4 x 4 patches, a class token, two pre-norm blocks.
+
+    Its attention is an ``nn.Softmax`` over ``(N, heads, T, T)`` scores; its MLPs use GELU; a
+    dropout before the head makes eval/train mode change its output. Any ``H, W >= 4`` works
+    (the position embedding is resized to the patch grid), for methods that need attention.
+    """
+
+    def __init__(self, classes: int = CLASSES, patch: int = 4, dim: int = 16) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(CHANNELS, dim, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, dim, 4, 4) * 0.5)
+        self.blocks = nn.ModuleList(_TinyBlock(dim) for _ in range(2))
+        self.dropout = nn.Dropout(0.5)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        patches = self.patch_embed(x)
+        position = F.interpolate(self.pos_embed, size=patches.shape[-2:], mode="bilinear")
+        tokens = (patches + position).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        logits: Tensor = self.head(self.dropout(tokens[:, 0]))
+        return logits
+
+
+class _TinyBlock(nn.Module):
+    """``x + attention(norm(x))``, then ``x + mlp(norm(x))``, with two heads."""
+
+    def __init__(self, dim: int, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.softmax = nn.Softmax(dim=-1)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, t, d = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(n, t, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attention = self.softmax(q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5)
+        x = x + self.proj((attention @ v).transpose(1, 2).reshape(n, t, d))
+        out: Tensor = x + self.mlp(self.norm2(x))
+        return out
+
+
 class FailsAfter(nn.Module):
     """Wraps a net and raises ``RuntimeError("simulated failure")`` from its ``n``-th call on."""
 
@@ -110,6 +161,20 @@ def tiny_model(seed: int = 0) -> TinyCNN:
             norm.running_mean.uniform_(-0.1, 0.1)
             norm.running_var.uniform_(0.5, 1.5)
     return net.eval()
+
+
+def tiny_vit(seed: int = 0) -> TinyViT:
+    """The battery's vision transformer, in eval mode, its weights drawn from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = TinyViT()
+    return net.eval()
+
+
+def model_for(method: type[Method], seed: int = 0) -> TinyCNN | TinyViT:
+    """The battery's model for ``method``: :func:`tiny_vit` if it needs attention, else
+    :func:`tiny_model`."""
+    return tiny_vit(seed) if method.needs_attention else tiny_model(seed)
 
 
 def tiny_mlp(seed: int = 0) -> TinyMLP:

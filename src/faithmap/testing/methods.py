@@ -22,9 +22,11 @@ from faithmap.testing.data import (
     SIZE,
     Check,
     FailsAfter,
+    TinyCNN,
+    TinyViT,
     batched,
+    model_for,
     tiny_images,
-    tiny_model,
 )
 from faithmap.testing.running import (
     _assert_close,
@@ -45,6 +47,10 @@ class _MethodCase:
     def method(self, **extra: Any) -> Method:
         return self.cls(**{**self.params, **extra})
 
+    def model(self) -> TinyCNN | TinyViT:
+        """The battery's model for this method (a tiny ViT for attention methods)."""
+        return model_for(self.cls)
+
     def explain(self, model: ModelLike, inputs: Tensor, **extra: Any) -> Explanation:
         return self.method(**extra).explain(model, inputs)
 
@@ -55,7 +61,7 @@ class _MethodCase:
 
 def _method_shape(case: _MethodCase) -> None:
     images = tiny_images()
-    result = case.explain(batched(tiny_model()), images)
+    result = case.explain(batched(case.model()), images)
     channels = CHANNELS if case.method().config().get("reduce") == "none" else 1
     expected = (SAMPLES, channels, SIZE, SIZE)
     got = tuple(result.attributions.shape)
@@ -64,12 +70,12 @@ def _method_shape(case: _MethodCase) -> None:
 
 def _method_device(case: _MethodCase) -> None:
     images = tiny_images()
-    result = case.explain(batched(tiny_model()), images)
+    result = case.explain(batched(case.model()), images)
     assert result.attributions.device == images.device, (
         f"attributions on {result.attributions.device}, inputs on {images.device}"
     )
     if torch.cuda.is_available():  # model on the GPU, inputs on the CPU: results come home
-        result = case.explain(batched(tiny_model().cuda()), images)
+        result = case.explain(batched(case.model().cuda()), images)
         assert result.attributions.device == images.device, (
             f"with the model on cuda, attributions on {result.attributions.device}, inputs on "
             f"{images.device}"
@@ -79,19 +85,19 @@ def _method_device(case: _MethodCase) -> None:
 
 def _method_dtype(case: _MethodCase) -> None:
     images = tiny_images()
-    result = case.explain(batched(tiny_model()), images)
+    result = case.explain(batched(case.model()), images)
     assert result.attributions.dtype == images.dtype, (
         f"attributions of dtype {result.attributions.dtype} for inputs of {images.dtype}"
     )
 
 
 def _method_finite(case: _MethodCase) -> None:
-    result = case.explain(batched(tiny_model()), tiny_images())
+    result = case.explain(batched(case.model()), tiny_images())
     assert bool(torch.isfinite(result.attributions).all()), "attributions hold NaN or inf"
 
 
 def _method_record(case: _MethodCase) -> None:
-    net, images = tiny_model(), tiny_images()
+    net, images = case.model(), tiny_images()
     result = case.explain(batched(net), images)
     assert result.method == case.cls.name, (
         f"the explanation records the method {result.method!r}, not {case.cls.name!r}"
@@ -113,7 +119,7 @@ def _method_record(case: _MethodCase) -> None:
 
 
 def _method_sample_independence(case: _MethodCase) -> None:
-    net, images = tiny_model(), tiny_images()
+    net, images = case.model(), tiny_images()
     together = case.explain(batched(net), images).attributions
     for i in range(images.shape[0]):
         alone = case.explain(batched(net), images[i : i + 1]).attributions
@@ -121,21 +127,21 @@ def _method_sample_independence(case: _MethodCase) -> None:
 
 
 def _method_batch_size_invariance(case: _MethodCase) -> None:
-    net, images = tiny_model(), tiny_images()
+    net, images = case.model(), tiny_images()
     one = case.explain(Model(net, batch_size=1), images).attributions
     seven = case.explain(Model(net, batch_size=7), images).attributions
     _assert_close(one, seven, "Model(net, batch_size=1) and batch_size=7 give different maps")
 
 
 def _method_deterministic(case: _MethodCase) -> None:
-    net, images = tiny_model(), tiny_images()
+    net, images = case.model(), tiny_images()
     first = case.explain(batched(net), images).attributions
     second = case.explain(batched(net), images).attributions
     assert torch.equal(first, second), "two runs with the same parameters (seed) differ"
 
 
 def _method_seed_changes_output(case: _MethodCase) -> None:
-    net, images = tiny_model(), tiny_images()
+    net, images = case.model(), tiny_images()
     first = case.explain(batched(net), images, seed=1).attributions
     second = case.explain(batched(net), images, seed=2).attributions
     assert not torch.equal(first, second), "seed=1 and seed=2 give the same maps"
@@ -144,12 +150,12 @@ def _method_seed_changes_output(case: _MethodCase) -> None:
 def _method_input_not_mutated(case: _MethodCase) -> None:
     images = tiny_images()
     copy = images.clone()
-    case.explain(batched(tiny_model()), images)
+    case.explain(batched(case.model()), images)
     assert torch.equal(images, copy), "explain changed its inputs in place"
 
 
 def _method_model_left_as_found(case: _MethodCase) -> None:
-    net = tiny_model()
+    net = case.model()
     net.train()
     net.head.weight.requires_grad_(False)
     before = module_state(net)
@@ -158,7 +164,7 @@ def _method_model_left_as_found(case: _MethodCase) -> None:
 
 
 def _method_model_restored_after_exception(case: _MethodCase) -> None:
-    failing = FailsAfter(tiny_model(), n=3).train()
+    failing = FailsAfter(case.model(), n=3).train()
     before = module_state(failing)
     try:
         case.explain(Model(failing, batch_size=2), tiny_images())
