@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import faithmap
-from faithmap.methods.sobol import replicated_design
+from faithmap.methods.sobol import jansen_total_indices, replicated_design
 
 COEFFICIENTS = torch.tensor([1.0, 2.0, 3.0, 0.5], dtype=torch.float64)
 LABELS = torch.arange(16).view(4, 4) // 4  # four regions: the rows of a 4x4 image
@@ -45,3 +45,17 @@ def test_the_design_is_a_scrambled_sobol_sequence_in_the_unit_cube() -> None:
     assert bool(((a >= 0) & (a < 1)).all()) and not torch.equal(a, b)
     # a Sobol net of 64 points puts exactly 32 in each half of every axis
     assert bool(((a < 0.5).sum(0) == 32).all())
+
+
+def test_total_indices_stay_finite_when_a_and_b_score_alike() -> None:
+    # A saturating model (a softmax at 1) scored A and B identically while C_1 differed: the
+    # variance over A and B alone was 0 and the index infinite (the default bench's NaN map).
+    # Over all six scores (mean 5/6): Var = 5/36, ST = (1 - 0)^2 / (2 * 2 * 5/36) = 1.8.
+    scores = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
+    total = jansen_total_indices(scores, 2)
+    torch.testing.assert_close(total, torch.tensor([[1.8]], dtype=torch.float64))
+
+
+def test_constant_scores_give_zero_indices() -> None:
+    scores = torch.full((2, 4 * (3 + 2)), 0.7, dtype=torch.float64)
+    assert torch.equal(jansen_total_indices(scores, 4), torch.zeros(2, 3, dtype=torch.float64))

@@ -32,14 +32,19 @@ def jansen_total_indices(scores: Tensor, n_design: int) -> Tensor:
     """Jansen's estimator of the total Sobol index of every feature, ``(N, R)``.
 
     ``scores`` ``(N, n (R + 2))`` holds ``f(A)``, ``f(B)``, then ``f(C_i)`` for each feature
-    ``i``: ``ST_i = sum_j (f(A)_j - f(C_i)_j)^2 / (2 n Var[f])``, the variance over ``A`` and
-    ``B`` together.
+    ``i``: ``ST_i = sum_j (f(A)_j - f(C_i)_j)^2 / (2 n Var[f])``.
+
+    ``Var[f]`` is estimated over all ``n (R + 2)`` scores, not over ``A`` and ``B`` alone: every
+    row of every matrix is a draw of the same uniform levels, and with the few rows the
+    benchmark uses (``n = 4``) a model that saturates (a softmax near 1) can score ``A`` and
+    ``B`` identically while a ``C_i`` differs, which divided a positive sum by zero. Over all
+    scores, a zero variance means every score is equal, and every index is 0.
     """
     n, count = n_design, scores.shape[1] // n_design - 2
     scores = scores.double()
     f_a = scores[:, :n]
     f_c = scores[:, 2 * n :].view(-1, count, n)
-    variance = scores[:, : 2 * n].var(1, correction=0)
+    variance = scores.var(1, correction=0)
     squares = (f_a[:, None, :] - f_c).pow(2).sum(2)
     return squares / (2 * n * variance.clamp_min(torch.finfo(torch.float64).tiny))[:, None]
 
