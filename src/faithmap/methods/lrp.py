@@ -116,20 +116,12 @@ class _Produced:
     raw: Tensor
 
 
-def _unsupported(name: str, module: nn.Module) -> ModelError:
-    supported = ", ".join(
-        [*LAYERS, "BatchNorm1d", "BatchNorm2d"] + [t.__name__ for t in PASS_THROUGH]
-    )
-    return ModelError(
-        f"LRP does not support the layer {name or '(the model itself)'!r} of type "
-        f"{type(module).__name__}. Supported layers are {supported}, in containers without "
-        "parameters of their own; functional sums, means, reshapes and ReLUs in forward are "
-        "fine. Explain this model with a gradient method (integrated_gradients) or a "
-        "perturbation method (occlusion, rise) instead."
-    )
+def layer_name(name: str) -> str:
+    """A module's name for messages; the root module has the empty name."""
+    return repr(name or "(the model itself)")
 
 
-class _Propagation:
+class Propagation:
     """The forward hooks of one LRP run on ``root``, with ``rules`` by layer-type name."""
 
     def __init__(self, root: nn.Module, rules: Mapping[str, Rule | None]) -> None:
@@ -142,16 +134,34 @@ class _Propagation:
                 self.rules[module] = rules[kind.__name__]
             elif kind in NORMS:
                 self.norms.append(module)
-            elif kind not in PASS_THROUGH and (
-                not any(True for _ in module.children())
-                or any(True for _ in module.parameters(recurse=False))
-            ):
-                raise _unsupported(name, module)
+            elif not self.accepts(module):
+                raise self.unsupported(name, module)
             self.names[module] = name
         self.root = root
         self.produced: dict[int, _Produced] = {}
         self.first_input: Tensor | None = None
         self.first_signal: Tensor | None = None
+
+    def accepts(self, module: nn.Module) -> bool:
+        """Whether a module without a rule may appear: pass-through layers and containers."""
+        return type(module) in PASS_THROUGH or (
+            any(True for _ in module.children())
+            and not any(True for _ in module.parameters(recurse=False))
+        )
+
+    def unsupported(self, name: str, module: nn.Module) -> ModelError:
+        """The error for a module that :meth:`accepts` refuses."""
+        supported = ", ".join(
+            [*LAYERS, "BatchNorm1d", "BatchNorm2d"] + [t.__name__ for t in PASS_THROUGH]
+        )
+        return ModelError(
+            f"LRP does not support the layer {layer_name(name)} of type "
+            f"{type(module).__name__}. Supported layers are {supported}, in containers without "
+            "parameters of their own; functional sums, means, reshapes and ReLUs in forward are "
+            "fine. For a transformer (LayerNorm, GELU, attention) use the method 'attn_lrp'; "
+            "otherwise explain this model with a gradient method (integrated_gradients) or a "
+            "perturbation method (occlusion, rise)."
+        )
 
     def _start(self, *_: Any) -> None:
         """A new forward pass: forget the layers and first input of the last one."""
@@ -269,7 +279,9 @@ class Lrp(Method):
     in ``forward`` keep their gradient, which splits relevance in proportion to the inputs
     (the LRP-0 rule): a residual sum shares it between the skip path and the block. Any other
     layer (attention, ``LayerNorm``, ``GELU``, a custom module) raises a :class:`ModelError`
-    naming it. The map is the relevance that reaches the first rule layer's input; when that
+    naming it; transformers are explained by ``attn_lrp``
+    (:class:`~faithmap.methods.lrp_transformer.AttnLrp`). The map is the relevance that
+    reaches the first rule layer's input; when that
     input has the shape of the model's input, whatever ``forward`` does before it (an input
     normalisation ``(x - m) / s``, as in the built-in models) is taken as pixel-wise, and each
     pixel gets the relevance of its normalised value, so the total is conserved through it.
@@ -371,6 +383,11 @@ class Lrp(Method):
             return AlphaBeta(2.0, 1.0, self.epsilon)
         return None
 
+    def propagation(self, module: nn.Module) -> Propagation:
+        """The hooks that carry this method's rules through ``module``."""
+        rules = {layer: self.rule(name) for layer, name in self.layer_rules().items()}
+        return Propagation(module, rules)
+
     def copy_attributions(
         self, model: Model, inputs: Tensor, target: Target, copies: int, perturb: Perturb
     ) -> Tensor:
@@ -381,8 +398,7 @@ class Lrp(Method):
                 "LRP propagates relevance through the layers of an nn.Module. Got "
                 f"{type(module).__name__} instead; use a perturbation method (occlusion, rise)."
             )
-        rules = {layer: self.rule(name) for layer, name in self.layer_rules().items()}
-        propagation = _Propagation(module, rules)
+        propagation = self.propagation(module)
         with propagation.hooks():
             return gradient_copies(
                 model, inputs, target, copies, perturb, propagation.relevance, activation="logits"
