@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import faithmap
-from faithmap.bench import DEFAULT_METHOD_PARAMS, BenchConfig, Row, plan, summarize
+from faithmap.bench import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS, BenchConfig, Row, plan, summarize
+from faithmap.bench.report.palette import METHOD_FAMILIES
 from faithmap.metrics import DEFAULT_METRICS
 from faithmap.zoo import BUILTIN_MODELS
 
@@ -20,7 +21,12 @@ from faithmap.zoo import BUILTIN_MODELS
 def test_defaults_cover_every_model_and_method_with_light_rise() -> None:
     config = BenchConfig()
     assert config.models == BUILTIN_MODELS
-    assert list(config.methods) == faithmap.METHODS.names()
+    assert config.methods == DEFAULT_METHODS
+    # an explicit list of registered methods covering every family of image classifier methods
+    assert set(DEFAULT_METHODS) <= set(faithmap.METHODS.names())
+    covered = {METHOD_FAMILIES[name] for name in DEFAULT_METHODS}
+    assert covered == {"gradient", "CAM", "LRP", "perturbation", "subset selection"}
+    assert not {"d_rise", "vps"} & set(DEFAULT_METHODS)  # detection: the detection suite
     assert config.metrics == DEFAULT_METRICS
     assert config.params("rise") == {"n_masks": 1000, "seed": 0}
     assert config.record()["method_params"]["rise"] == {"n_masks": 1000}

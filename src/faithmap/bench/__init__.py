@@ -4,7 +4,7 @@
 not yet in the store (``<out>/bench.sqlite``), and exports the rows as CSV and JSON.
 """
 
-from faithmap.bench.config import DEFAULT_METHOD_PARAMS, BenchConfig, read_toml
+from faithmap.bench.config import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS, BenchConfig, read_toml
 from faithmap.bench.export import Summary, summarize, write_results
 from faithmap.bench.plan import Task, plan
 from faithmap.bench.run import run_bench
@@ -12,6 +12,7 @@ from faithmap.bench.store import Run, Store
 from faithmap.bench.work import Row
 
 __all__ = [
+    "DEFAULT_METHODS",
     "DEFAULT_METHOD_PARAMS",
     "BenchConfig",
     "Row",

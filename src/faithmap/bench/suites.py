@@ -1,9 +1,10 @@
 """Named benchmark suites: a benchmark design, as data, run on faithmap's own data.
 
-:data:`DEFAULT` is what ``faithmap bench`` runs without ``--suite``: the built-in models, every
-registered method, insertion and deletion, and the localisation metrics (pointing game, energy
-pointing game, relevance mass accuracy) whenever the data has ground-truth masks, as the
-built-in shapes do; those cost no model pass. A new suite is one :class:`Suite` value added to
+:data:`DEFAULT` is what ``faithmap bench`` runs without ``--suite``: the built-in models, the
+methods of :data:`~faithmap.bench.config.DEFAULT_METHODS` (every family), insertion and
+deletion, and the localisation metrics (pointing game, energy pointing game, relevance mass
+accuracy) whenever the data has ground-truth masks, as the built-in shapes do; those cost no
+model pass. A new suite is one :class:`Suite` value added to
 :data:`SUITES`; one that states conclusions gives a ``conclude`` function.
 
 :data:`ROBUSTNESS` reproduces the design of "How explainable are adversarially-robust CNNs?"
@@ -36,8 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithmap.api import explain
-from faithmap.bench.config import DEFAULT_METHOD_PARAMS
+from faithmap.bench.config import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS
 from faithmap.bench.findings import findings
+from faithmap.bench.report.palette import METHOD_FAMILIES
 from faithmap.bench.sources import DataSource
 from faithmap.core.model import Model
 from faithmap.core.registry import METHODS
@@ -195,7 +197,7 @@ DEFAULT = Suite(
     reference="Petsiuk, Das and Saenko, BMVC 2018 (insertion, deletion); Zhang et al. 2016, "
     "Wang et al. 2020, Arras et al. 2022 (pointing game, energy, relevance mass)",
     models=BUILTIN_MODELS,
-    families=MappingProxyType({}),
+    families=MappingProxyType({name: METHOD_FAMILIES[name] for name in DEFAULT_METHODS}),
     metrics=("insertion", "deletion"),
     mask_metrics=("pointing_game", "energy_pointing_game", "relevance_mass_accuracy"),
     method_params=DEFAULT_METHOD_PARAMS,
@@ -203,8 +205,8 @@ DEFAULT = Suite(
     metric_params=_frozen({"pointing_game": {"tolerance": 4}}),
     batch_size=None,
 )
-"""What ``faithmap bench`` runs: every method on the built-in models, insertion and deletion,
-and three localisation metrics when the data has masks (no extra model pass)."""
+"""What ``faithmap bench`` runs: every family's methods on the built-in models, insertion and
+deletion, and three localisation metrics when the data has masks (no extra model pass)."""
 
 DETECTION = Suite(
     name="detection",

@@ -41,10 +41,25 @@ METHOD_FAMILIES: Mapping[str, str] = MappingProxyType(
                 "smoothgrad",
                 "gradient_shap",
                 "guided_backprop",
+                "deep_lift",
+                "deep_shap",
             ),
             "gradient",
         ),
-        **dict.fromkeys(("grad_cam", "grad_cam_pp", "layer_cam", "score_cam", "eigen_cam"), "CAM"),
+        **dict.fromkeys(
+            (
+                "grad_cam",
+                "grad_cam_pp",
+                "layer_cam",
+                "score_cam",
+                "eigen_cam",
+                "hires_cam",
+                "xgrad_cam",
+                "ablation_cam",
+                "full_grad",
+            ),
+            "CAM",
+        ),
         "lrp": "LRP",
         **dict.fromkeys(
             (
