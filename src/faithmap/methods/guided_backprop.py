@@ -85,9 +85,8 @@ class _GuidedMode(TorchFunctionMode):
             silu_in_place = func is F.silu and bool(
                 kwargs.get("inplace", args[1] if len(args) > 1 else False)
             )
-            if silu_in_place:
-                kwargs = {**kwargs, "inplace": False}
-                args = args[:1]
+            if silu_in_place:  # computed on a copy, which its backward reads after x changed
+                args, kwargs = (x.clone(),), {}
             output: Tensor = _PositiveGradient.apply(func(*args, **kwargs))  # type: ignore[no-untyped-call]
             return x.copy_(output) if silu_in_place else output
         return func(*args, **kwargs)
