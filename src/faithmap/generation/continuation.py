@@ -108,7 +108,7 @@ def make_continuation(
     seed : int, default=0
     contrast : str, Tensor, list of int, int or None, default=None
         Token ``B`` of each step for contrastive targets ``log p(A) - log p(B)``: one id for
-        every step, or one per step.
+        every step (an int, or a text of one token), or one per step.
     """
     if continuation is None:
         check_int(max_new_tokens, "max_new_tokens", "explain_generation", low=1)
@@ -134,6 +134,8 @@ def make_continuation(
             contrast_ids = torch.full_like(ids, contrast)
         else:
             contrast_ids = _as_ids(lm, contrast, "contrast")
+            if contrast_ids.shape[0] == 1:
+                contrast_ids = contrast_ids.expand_as(ids).clone()
         if contrast_ids.shape != ids.shape:
             raise ShapeError(
                 f"The contrast needs one token per generated step ({ids.shape[0]}). Got "
