@@ -130,14 +130,17 @@ class AttnLrp(Lrp):
     lets the softmax's bias term absorb relevance, so the total is not conserved there.
 
     Agreement with the ``lxt`` package (AttnLRP's authors' code), version 2.1: its explicit
-    rules (``linear_epsilon``, ``layer_norm``, ``matmul``, ``softmax``, ``identity``,
-    ``add2``) give the same relevance up to the stabilisers. They differ in three places, none
-    of which matters beyond ``epsilon``: ``lxt`` adds ``+epsilon`` to denominators where
-    faithmap adds ``epsilon * sign(z)``; its ``layer_norm`` and ``matmul`` divide by
-    ``y + epsilon`` (``2y + epsilon``), while here those rules are exact gradients, in which
-    ``y`` cancels; and it applies the epsilon rule, not LRP-0, to residual sums. ``lxt``'s
-    ``matmul`` also halves relevance when one factor is a constant, where here a product with a
-    constant keeps all of it (it is linear).
+    rules (``linear_epsilon``, ``layer_norm_grad_fn``, ``matmul``, ``softmax``, ``identity``,
+    ``add2``, ``mul2``) give the same relevance on faithmap's ViT within 1e-6 of the map's
+    largest value (``tests/test_attn_lrp.py``). The differences are all in stabilisers: ``lxt``
+    adds ``+epsilon`` to denominators where faithmap adds ``epsilon * sign(z)``; its
+    ``layer_norm`` and ``matmul`` divide relevance by ``y + epsilon`` (``2y + epsilon``), while
+    here those rules are exact gradients in which ``y`` cancels (``lxt.layer_norm`` fixes that
+    epsilon at 1e-6, which alone moves its maps by about 1e-3 of their scale; the test passes
+    its ``epsilon`` explicitly); and it applies the epsilon rule, not LRP-0, to residual sums.
+    One rule differs beyond stabilisers: ``lxt``'s explicit ``matmul`` halves relevance even
+    when one factor is constant, where here a product with a constant keeps all of it (it is
+    linear), so constant attention is compared by conservation instead.
 
     Parameters
     ----------
