@@ -1,8 +1,9 @@
-"""Owen values over a hierarchy of regions: Shapley values among groups, level by level."""
+"""Owen values over a hierarchy of regions: Shapley values among groups, recursively."""
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -35,12 +36,12 @@ class OwenPlan:
 
     ``coalitions`` are bit masks (row 0 keeps nothing, row 1 everything present); each term
     ``(region, row with, row without, weight)`` adds ``weight * (score[with] - score[without])``
-    to the region; ``depth`` is how many levels of the hierarchy were expanded.
+    to the region; ``unexpanded`` counts the inner nodes the budget left whole (0: exact).
     """
 
     coalitions: list[int]
     terms: list[tuple[int, int, int, float]]
-    depth: int
+    unexpanded: int
 
 
 def shapley_weight(size: int, players: int) -> float:
@@ -50,31 +51,30 @@ def shapley_weight(size: int, players: int) -> float:
 
 
 def owen_plan(root: Node, present: int, max_passes: int) -> OwenPlan:
-    """Expand ``root`` level by level while the coalitions fit ``max_passes``.
+    """Expand ``root``'s nodes breadth first while their coalitions fit ``max_passes``.
 
     A node reached in context ``T`` (a union of whole sibling groups of its ancestors) with
     weight ``w`` hands each child ``j`` the contexts ``T | union(H)`` for every set ``H`` of
-    its other children, with weight ``w * shapley_weight(|H|, m)``. A node left unexpanded (a
-    leaf, or an inner node when the next level does not fit) gets
+    its other children, with weight ``w * shapley_weight(|H|, m)``; expanding it costs at most
+    ``contexts x (2**m - 2)`` new coalitions. A node left whole (a leaf, or an inner node whose
+    expansion no longer fits; a later, smaller one still may) gets
     ``sum w * (v(T | node) - v(T))``, shared equally by its present regions. Coalitions are
     masked to the ``present`` regions, so absent ones cost no pass.
     """
     index = {0: 0, root.mask & present: 1}
-    frontier: list[tuple[Node, list[tuple[int, float]]]] = [(root, [(0, 1.0)])]
-    depth = 0
-    while any(node.children for node, _ in frontier):
-        planned = sum(len(contexts) * (2 ** len(node.children) - 2) for node, contexts in frontier)
-        if len(index) + planned > max_passes:
-            break
-        following: list[tuple[Node, list[tuple[int, float]]]] = []
-        for node, contexts in frontier:
-            if not node.children:
-                following.append((node, contexts))
-                continue
-            following.extend(expand(node, contexts, index, present))
-        frontier, depth = following, depth + 1
+    queue: deque[tuple[Node, list[tuple[int, float]]]] = deque([(root, [(0, 1.0)])])
+    whole: list[tuple[Node, list[tuple[int, float]]]] = []
+    unexpanded = 0
+    while queue:
+        node, contexts = queue.popleft()
+        cost = len(contexts) * (2 ** len(node.children) - 2)
+        if node.children and len(index) + cost <= max_passes:
+            queue.extend(expand(node, contexts, index, present))
+            continue
+        unexpanded += bool(node.children)
+        whole.append((node, contexts))
     terms: list[tuple[int, int, int, float]] = []
-    for node, contexts in frontier:
+    for node, contexts in whole:
         members = [member for member in node.members if present >> member & 1]
         for context, weight in contexts:
             with_row = index[(context | node.mask) & present]
@@ -82,7 +82,7 @@ def owen_plan(root: Node, present: int, max_passes: int) -> OwenPlan:
             terms.extend(
                 (member, with_row, without_row, weight / len(members)) for member in members
             )
-    return OwenPlan(list(index), terms, depth)
+    return OwenPlan(list(index), terms, unexpanded)
 
 
 def expand(
@@ -159,14 +159,15 @@ class OwenValues(Method):
     levels) value: it is efficient (the values sum to ``v(all) - v(none)``), it equals the
     Shapley value for a flat hierarchy and for additive models, and needs about ``2 R**2 / 3``
     coalitions for a balanced binary tree of ``R`` regions instead of ``2**R``. The tree is
-    expanded level by level while its coalitions fit ``max_passes``; a group whose children
-    no longer fit shares its exact Owen value equally among its regions (the ``Explanation``
-    then paints whole groups).
+    expanded breadth first, node by node, while the coalitions fit ``max_passes``; a group
+    whose children no longer fit shares its Owen value equally among its regions (the map then
+    paints that group whole): the exact Owen values of the tree cut there.
 
     shap's Partition explainer computes the same recursion on binary trees, with these
     differences: its tree is a clustering of pixels (or the features' correlation tree); its
     ``max_evals`` budget (default 500) expands one node-in-context at a time, largest
-    ``|f(T + node) - f(T)| x weight`` first with random tie-breaking, not whole levels; it
+    ``|f(T + node) - f(T)| x weight`` first with random tie-breaking (faithmap expands
+    coarse groups before fine ones, deterministically, every context of a node at once); it
     scores every expansion's two coalitions even when they were scored before (faithmap scores
     each distinct coalition once); and ``fixed_context`` 0 or 1 replaces the two contexts per
     level by one (a linear-cost approximation). With an unlimited budget on the same binary
@@ -181,7 +182,7 @@ class OwenValues(Method):
         ``"quadtree"``: regions split in four around the middle of their centroids,
         recursively (the patch quadtree on ``"patches:K"``); nested lists of region indices
         (``[[0, 1], [2, [3, 4]]]``): the same tree for every input, also for tabular rows.
-    max_passes : int, default=1000
+    max_passes : int, default=500
         The most coalitions scored per input (including the full and empty one).
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
     activation : {"logits", "softmax"}, default="logits"
@@ -218,7 +219,7 @@ class OwenValues(Method):
 
     regions: RegionsLike = "slic:25"
     hierarchy: Literal["merge", "quadtree"] | list[Any] = "merge"
-    max_passes: int = 1000
+    max_passes: int = 500
     fill: FillSpec = 0.0
     activation: Activation = "logits"
 
@@ -240,15 +241,15 @@ class OwenValues(Method):
         present = present_features(features, count, batch)
         plans = []
         for tree, row in zip(self.trees(features, inputs, present), present, strict=True):
-            plan = owen_plan(tree, sum(1 << int(r) for r in row.nonzero()), self.max_passes)
-            if plan.depth == 0 and tree.children:
+            if 2 ** len(tree.children) > self.max_passes:
                 raise InvalidParameterError(
                     f"The 'max_passes' parameter of owen ({self.max_passes}) does not cover the "
                     f"{2 ** len(tree.children)} coalitions of the hierarchy's top level "
                     f"({len(tree.children)} groups). Raise max_passes or give a hierarchy with "
                     "fewer groups at its top."
                 )
-            plans.append(plan)
+            present_mask = sum(1 << int(region) for region in row.nonzero())
+            plans.append(owen_plan(tree, present_mask, self.max_passes))
         rows = max(len(plan.coalitions) for plan in plans)
         check_memory(
             batch * rows * count,

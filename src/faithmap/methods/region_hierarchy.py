@@ -85,14 +85,21 @@ def merge_tree(labels: Sequence[int], colours: Tensor, edges: set[tuple[int, int
     """
     nodes = {label: Node((label,)) for label in labels}
     colour = {label: colours[label] for label in labels}
-    weight = {label: 1.0 for label in labels}
+    weight = {label: 1 for label in labels}
     owner = {label: label for label in labels}
     while len(nodes) > 1:
         touching = {(min(owner[a], owner[b]), max(owner[a], owner[b])) for a, b in edges}
         pairs = [(a, b) for a, b in touching if a != b] or [
             (a, b) for a in nodes for b in nodes if a < b
         ]
-        ranked = sorted(pairs, key=lambda p: (float((colour[p[0]] - colour[p[1]]).norm()), p))
+        ranked = sorted(
+            pairs,
+            key=lambda p: (
+                (weight[p[0]] + weight[p[1]] - 1).bit_length(),
+                float((colour[p[0]] - colour[p[1]]).norm()),
+                p,
+            ),
+        )
         merged: dict[int, int] = {}
         taken: set[int] = set()
         for a, b in ranked:
