@@ -59,8 +59,12 @@ def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Mod
     """The layer named ``layer`` (dotted path); if ``None``, the model's own choice or last conv.
 
     With ``layer=None``, a model that names its explanation layer in a string attribute
-    ``cam_layer`` (faithmap's built-in models do: a ViT's last convolution is its patch
-    embedding, a poor CAM layer) gets that layer; any other gets its last ``nn.Conv2d``.
+    ``cam_layer`` (faithmap's built-in models do) gets that layer; a transformer (a list of
+    blocks that each hold an attention module, as Hugging Face's and timm's ViTs have) gets the
+    output of its second-to-last block: its last convolution is the patch embedding, a poor CAM
+    layer, and the last block's patch tokens do not reach the class token (their gradient is
+    zero), the choice pytorch-grad-cam's documentation makes too. Any other model gets its last
+    ``nn.Conv2d``.
 
     Raises
     ------
@@ -75,8 +79,20 @@ def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Mod
     preferred = getattr(model.module, "cam_layer", None)
     if layer is None and isinstance(preferred, str) and preferred in modules:
         return preferred, modules[preferred]
+    blocks = _attention_blocks(modules)
+    convolutions = [name for name, sub in modules.items() if isinstance(sub, nn.Conv2d)]
+    if convolutions and any(convolutions[-1].startswith(f"{block}.") for block in blocks):
+        blocks = []  # a CNN with attention inside its blocks: its last convolution is in them
+    if layer is None and blocks:
+        if len(blocks) < 2:
+            raise InvalidParameterError(
+                f"The model is a transformer with one block ({blocks[0]!r}); its output's patch "
+                f"tokens do not reach the class token, so {owner} has no default layer. Pass "
+                "layer='<name>' (a module inside that block, before its attention), or use "
+                "attention_rollout, attn_lrp or integrated_gradients."
+            )
+        return blocks[-2], modules[blocks[-2]]
     if layer is None:
-        convolutions = [name for name, sub in modules.items() if isinstance(sub, nn.Conv2d)]
         if not convolutions:
             raise InvalidParameterError(
                 f"The model has no nn.Conv2d, so {owner} cannot pick its default layer. Pass "
@@ -92,6 +108,24 @@ def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Mod
             f"instead.{hint} Valid names are: {_candidates(names)}."
         )
     return layer, modules[layer]
+
+
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__
+
+
+def _attention_blocks(modules: dict[str, nn.Module]) -> list[str]:
+    """The blocks of a transformer: the elements of the last ``nn.ModuleList`` or
+    ``nn.Sequential`` whose every element holds an attention module (``ViTLayer``s, BERT
+    layers, timm's and faithmap's blocks); empty for a model without one."""
+    found: list[str] = []
+    for name, sub in modules.items():
+        if not isinstance(sub, nn.ModuleList | nn.Sequential) or len(sub) == 0:
+            continue
+        children = [(f"{name}.{i}", child) for i, child in enumerate(sub)]
+        if all(any(map(_is_attention, child.modules())) for _, child in children):
+            found = [child_name for child_name, _ in children]
+    return found
 
 
 def fits_image(grid: tuple[int, int], size: tuple[int, int]) -> bool:
