@@ -24,11 +24,14 @@ from faithmap.methods.layer_cam import LayerCam
 from faithmap.methods.layers import LayerMethod
 from faithmap.methods.lime import Lime
 from faithmap.methods.lrp import Lrp
+from faithmap.methods.lrp_transformer import AttnLrp
 from faithmap.methods.noise_tunnel import NoiseTunnel
 from faithmap.methods.occlusion import Occlusion
+from faithmap.methods.owen import OwenValues
 from faithmap.methods.rise import Rise
 from faithmap.methods.saliency import Saliency
 from faithmap.methods.score_cam import ScoreCam
+from faithmap.methods.shapley_sampling import ShapleySampling
 from faithmap.methods.sobol import Sobol
 from faithmap.methods.subset import Lima, Smdl
 from faithmap.methods.vps import Vps
@@ -38,6 +41,7 @@ __all__ = [
     "AblationCam",
     "AttentionGradient",
     "AttentionRollout",
+    "AttnLrp",
     "Attribution",
     "DRise",
     "DeepLift",
@@ -63,9 +67,11 @@ __all__ = [
     "Method",
     "NoiseTunnel",
     "Occlusion",
+    "OwenValues",
     "Rise",
     "Saliency",
     "ScoreCam",
+    "ShapleySampling",
     "Smdl",
     "Sobol",
     "Vps",
