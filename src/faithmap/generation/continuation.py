@@ -69,14 +69,24 @@ def step_scores(logits: Tensor, prompt_length: int, ids: Tensor, contrast: Tenso
     (minus that at ``contrast[s]``). Computed in float32 at least.
     """
     steps = ids.shape[0]
-    window = logits[:, prompt_length - 1 : prompt_length - 1 + steps]
+    return window_scores(logits[:, prompt_length - 1 : prompt_length - 1 + steps], ids, contrast)
+
+
+def tail_scores(logits: Tensor, ids: Tensor, contrast: Tensor | None) -> Tensor:
+    """:func:`step_scores` from logits that end at the continuation's last position (all of the
+    sequence, or only its last ``S + 1`` positions)."""
+    return window_scores(logits[:, -(ids.shape[0] + 1) : -1], ids, contrast)
+
+
+def window_scores(window: Tensor, ids: Tensor, contrast: Tensor | None) -> Tensor:
+    """Targets ``(B, S)`` from the logits ``(B, S, V)`` of the positions predicting each step."""
     if window.dtype in (torch.float16, torch.bfloat16):
         window = window.float()
     log_probs = torch.log_softmax(window, dim=-1)
-    index = ids.to(logits.device)[None, :, None].expand(logits.shape[0], -1, 1)
+    index = ids.to(window.device)[None, :, None].expand(window.shape[0], -1, 1)
     scores = log_probs.gather(2, index)[..., 0]
     if contrast is not None:
-        other = contrast.to(logits.device)[None, :, None].expand(logits.shape[0], -1, 1)
+        other = contrast.to(window.device)[None, :, None].expand(window.shape[0], -1, 1)
         scores = scores - log_probs.gather(2, other)[..., 0]
     return scores
 

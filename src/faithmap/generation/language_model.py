@@ -10,6 +10,7 @@ embedding space and the gradient methods need; a plain callable can only be run 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,12 @@ class CausalLM:
         self.model: Any = model  # an nn.Module (often Hugging Face) or a plain callable
         self.tokenizer = tokenizer
         self.hugging_face = _is_hugging_face(model)
+        forward = getattr(model, "forward", None)
+        self.trims_logits = (
+            self.hugging_face
+            and callable(forward)
+            and ("logits_to_keep" in inspect.signature(forward).parameters)
+        )
         self.layer: nn.Module | None = None
         if isinstance(model, nn.Module):
             self.layer = embedding_layer(model, embedding)
@@ -136,12 +143,20 @@ class CausalLM:
             )
         return self.model(ids)
 
-    def logits(self, ids: Tensor, prompt_embeddings: Tensor | None = None) -> Tensor:
+    def logits(
+        self, ids: Tensor, prompt_embeddings: Tensor | None = None, *, last: int | None = None
+    ) -> Tensor:
         """Logits ``(B, T, V)`` of token ids ``(B, T)``.
 
         With ``prompt_embeddings`` ``(B, P, D)`` the embedding layer's output at the first ``P``
-        positions is replaced by them (the ids there are then only placeholders).
+        positions is replaced by them (the ids there are then only placeholders). With ``last``
+        the result may hold only the last ``last`` positions ``(B, last, V)``: Hugging Face
+        models that take ``logits_to_keep`` then skip the output projection of the others (with
+        a vocabulary of 50k that projection is most of a small model's work).
         """
+        if last is not None and self.trims_logits:
+            output = self.run(ids, prompt_embeddings, logits_to_keep=last)
+            return logits_of_lm(output, ids[:, -last:])
         return logits_of_lm(self.run(ids, prompt_embeddings), ids)
 
     def run(self, ids: Tensor, prompt_embeddings: Tensor | None = None, **extra: Any) -> Any:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.errors import InvalidParameterError
-from faithmap.generation.continuation import Continuation, step_scores
+from faithmap.generation.continuation import Continuation, tail_scores
 from faithmap.generation.features import PromptFeatures
 from faithmap.generation.language_model import CausalLM
 
@@ -103,9 +103,9 @@ class EmbeddingScorer(nn.Module):
         """Targets ``(B, S)`` of the continuation after these prompt embeddings."""
         batch = prompt_embeddings.shape[0]
         ids = self.sequence[None].expand(batch, -1)
-        logits = self.lm.logits(ids, prompt_embeddings)
-        prompt = self.continuation.prompt
-        return step_scores(logits, len(prompt), self.continuation.ids, self.continuation.contrast)
+        continuation = self.continuation
+        logits = self.lm.logits(ids, prompt_embeddings, last=continuation.steps + 1)
+        return tail_scores(logits, continuation.ids, continuation.contrast)
 
 
 class KeepScorer(nn.Module):
@@ -134,9 +134,9 @@ class KeepScorer(nn.Module):
             assert self.baseline.token_id is not None  # make_baseline's invariant
             ids = torch.where(token_keep >= 0.5, prompt, self.baseline.token_id)
             rest = self.embedded.sequence[len(prompt) :].expand(keep.shape[0], -1)
-            logits = lm.logits(torch.cat([ids, rest], dim=1))
             continuation = self.embedded.continuation
-            return step_scores(logits, len(prompt), continuation.ids, continuation.contrast)
+            logits = lm.logits(torch.cat([ids, rest], dim=1), last=continuation.steps + 1)
+            return tail_scores(logits, continuation.ids, continuation.contrast)
         weights = token_keep[..., None].to(self.own.dtype)
         blended = self.baseline.embedding + weights * (self.own - self.baseline.embedding)
         scores: Tensor = self.embedded(blended)
