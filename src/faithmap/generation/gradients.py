@@ -3,13 +3,12 @@
 The path variable is the prompt's embedding matrix ``(P, D)``: the gradient of a step's target
 with respect to it, times the embedding difference, summed over the ``D`` channels and over the
 tokens of each feature (Sundararajan et al. 2017 sum embedding channels the same way; so does
-Captum's ``LLMGradientAttribution``). Every (step, path point) pair is one row of
-:meth:`faithmap.Model.gradient_rows`, so all steps stream through the same batches.
+Captum's ``LLMGradientAttribution``). One forward pass per path point scores every generated
+step, and each step's gradient is taken from that pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,49 +16,52 @@ import torch
 from torch import Tensor
 
 from faithmap.core.constraints import Constraints, Interval, options
-from faithmap.core.targets import Target
 from faithmap.generation.method import (
     GenerationMethod,
     GenerationTask,
     register_generation_method,
 )
+from faithmap.generation.scoring import EmbeddingScorer
 from faithmap.methods.integrated_gradients import RULES, Quadrature, quadrature
-
-
-def step_targets(steps: int) -> Target:
-    """A target reading column ``s`` of the scorer's ``(B, S)`` output for "sample" ``s``."""
-
-    def column(step: int) -> Callable[[Tensor], Tensor]:
-        return lambda output: output[:, step]
-
-    return Target(score_fns=tuple(column(s) for s in range(steps)))
 
 
 def path_gradients(
     task: GenerationTask, start: Tensor, end: Tensor, alphas: Tensor, weights: Tensor
 ) -> Tensor:
     """``sum_k weights[k] * d target_s / d e`` at ``e = start + alphas[k] (end - start)``, for
-    every step ``s``: ``(S, P, D)``, one forward and one backward pass per (step, point)."""
+    every step ``s``: ``(S, P, D)``.
+
+    One forward pass per path point scores every step; the ``S`` gradients are taken from it
+    (``S`` backward passes, counted as such), where Captum's ``LLMGradientAttribution`` runs one
+    forward pass per step and point.
+    """
     steps = task.steps
     total = torch.zeros(steps, *end.shape, dtype=end.dtype, device=end.device)
     difference = end - start
     alphas, weights = alphas.to(end), weights.to(end)
+    model = task.model("embedding")
+    scorer = model.module
+    assert isinstance(scorer, EmbeddingScorer)  # what task.model("embedding") builds
 
     def point(_: Tensor, index: Tensor) -> Tensor:
         return start + alphas[index].view(-1, 1, 1) * difference
 
-    def accumulate(samples: Tensor, index: Tensor, _: Tensor, grads: Tensor) -> None:
-        total.index_add_(0, samples, grads * weights[index].view(-1, 1, 1))
+    def accumulate(_: Tensor, index: Tensor, output: Tensor) -> None:
+        rows = scorer.tracked
+        assert rows is not None  # set by the forward pass just run with track_inputs
+        weight = weights[index].view(-1, 1, 1)
+        for step in range(steps):
+            (grads,) = torch.autograd.grad(
+                output[:, step].sum(), rows, retain_graph=step < steps - 1
+            )
+            total[step] += (grads * weight).sum(0)
+        model.ledger.backward += rows.shape[0] * (steps - 1)  # output_rows counts one per row
 
-    task.model("embedding").gradient_rows(
-        steps,
-        alphas.shape[0],
-        point,
-        step_targets(steps),
-        accumulate,
-        activation="logits",
-        device=end.device,
-    )
+    scorer.track_inputs = True
+    try:
+        model.output_rows(1, alphas.shape[0], point, accumulate, backward=True, device=end.device)
+    finally:
+        scorer.track_inputs, scorer.tracked = False, None
     return total
 
 
@@ -83,7 +85,7 @@ class GenerationIntegratedGradients(GenerationMethod):
     Parameters
     ----------
     steps : int, default=32
-        Points on the path (one forward and one backward pass per step and point).
+        Points on the path: one forward pass per point, one backward pass per point and step.
     rule : str, default="gausslegendre"
         The quadrature (:func:`faithmap.methods.integrated_gradients.quadrature`).
 
@@ -111,7 +113,7 @@ class GenerationIntegratedGradients(GenerationMethod):
 @dataclass(frozen=True, kw_only=True)
 class GenerationInputXGradient(GenerationMethod):
     """Input x Gradient: each step's gradient at the prompt embeddings times the embeddings,
-    summed per feature (one forward and one backward pass per step).
+    summed per feature (one forward pass, one backward pass per step).
 
     References
     ----------

@@ -89,7 +89,14 @@ def make_baseline(lm: CausalLM, spec: BaselineSpec) -> Baseline:
 
 
 class EmbeddingScorer(nn.Module):
-    """Prompt embeddings ``(B, P, D)`` to every step's target ``(B, S)``."""
+    """Prompt embeddings ``(B, P, D)`` to every step's target ``(B, S)``.
+
+    While ``track_inputs`` is set and autograd is on, each call marks its input as requiring
+    grad and keeps it as ``tracked``, so the gradients of every step can be taken from one
+    forward pass (:func:`faithmap.generation.gradients.path_gradients`).
+    """
+
+    tracked: Tensor | None
 
     def __init__(self, lm: CausalLM, continuation: Continuation) -> None:
         super().__init__()
@@ -98,9 +105,13 @@ class EmbeddingScorer(nn.Module):
             self.module = lm.model  # registered, so Model's eval mode and flags reach it
         self.continuation = continuation
         self.sequence = continuation.sequence.to(lm.device)
+        self.track_inputs = False
+        self.tracked = None
 
     def forward(self, prompt_embeddings: Tensor) -> Tensor:
         """Targets ``(B, S)`` of the continuation after these prompt embeddings."""
+        if self.track_inputs and torch.is_grad_enabled():
+            self.tracked = prompt_embeddings.requires_grad_(True)
         batch = prompt_embeddings.shape[0]
         ids = self.sequence[None].expand(batch, -1)
         continuation = self.continuation
