@@ -3,7 +3,9 @@
 On the synthetic tasks (:mod:`faithmap.generation.tasks`) every generated step comes with the
 prompt positions its answer depends on. A step is a *hit* when the feature of largest
 attribution holds one of them. :func:`hit_rates` explains fresh seeded examples of each task
-with each method, teacher-forcing the correct answer, and reports the share of hits.
+with each method, teacher-forcing the correct answer, with the prompt's content tokens as
+features (:func:`~faithmap.generation.tasks.content_features`: removing the task name or
+punctuation breaks the format, not the content), and reports the share of hits.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from faithmap.errors import FaithmapError, ShapeError
 from faithmap.generation.explain import LanguageModelLike, explain_generation
 from faithmap.generation.explanation import GenerationExplanation
 from faithmap.generation.method import GenerationMethod
-from faithmap.generation.tasks import MASK_ID, TASKS, make_task
+from faithmap.generation.tasks import MASK_ID, TASKS, content_features, make_task
 
 
 def top_feature_hits(
@@ -97,7 +99,7 @@ def hit_rates(
                         data.prompts[i],
                         method=method,
                         continuation=data.answers[i],
-                        features="tokens",
+                        features=content_features(data.prompts[i]),
                         baseline=baseline,
                         **extra,
                     )

@@ -147,6 +147,19 @@ def make_task(task: str, n: int, *, size: int | None = None, seed: int = 0) -> T
     return TaskExamples(task, torch.tensor(prompts), torch.tensor(answers), dependencies)
 
 
+def content_features(prompt: Tensor) -> Tensor:
+    """``(P,)`` feature labels of one prompt: each content token (key, letter, digit) its own
+    feature, in order; structure tokens (task name, punctuation) ``-1``, never removed.
+
+    Removing a structure token breaks the prompt's format, which changes any answer; the tasks'
+    ground truth is about which *content* the answer reads.
+    """
+    content = torch.tensor([token in KEYS + DIGITS for token in VOCABULARY])[prompt]
+    labels = torch.full(prompt.shape, -1, dtype=torch.long)
+    labels[content] = torch.arange(int(content.sum()))
+    return labels
+
+
 def make_tokenizer() -> WordTokenizer:
     """The tokenizer of :data:`VOCABULARY`: one token per word or punctuation mark.
 
