@@ -16,10 +16,16 @@ from typing import Any
 
 import pytest
 import torch
-import transformers
 from torch import Tensor, nn
 
-from faithmap.errors import FaithmapError, InvalidParameterError, ModelError, UnknownNameError
+import transformers
+from faithmap.errors import (
+    FaithmapError,
+    FileProblemError,
+    InvalidParameterError,
+    ModelError,
+    UnknownNameError,
+)
 from faithmap.generation import (
     CausalLM,
     explain_generation,
@@ -405,3 +411,22 @@ def test_integrated_gradients_agrees_with_captum_llm_gradient_attribution(name: 
     )  # fmt: skip
     assert theirs.token_attr is not None
     torch.testing.assert_close(ours.attributions, theirs.token_attr, atol=1e-5, rtol=0)
+
+
+def test_a_local_directory_loads_with_its_tokenizer(tmp_path: Any) -> None:
+    model, tokenizer = gpt2(), make_tokenizer()
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    kwargs: dict[str, Any] = dict(continuation="w1 w2", features="words", batch_size=8)
+    loaded = explain_generation(str(tmp_path), PROMPT, **kwargs)
+    direct = explain_generation(model, PROMPT, tokenizer=tokenizer, **kwargs)
+    torch.testing.assert_close(loaded.attributions, direct.attributions)
+    with pytest.raises(FileProblemError, match="does not exist"):
+        explain_generation(str(tmp_path / "missing"), PROMPT)
+
+
+def test_attention_needs_a_hugging_face_model() -> None:
+    with pytest.raises(ModelError, match="Hugging Face"):
+        explain_generation(
+            LinearLM(), [4, 5, 6], features="tokens", method="attention", max_new_tokens=1
+        )
