@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import torch
+import transformers
 from torch import Tensor, nn
 
-import transformers
 from faithmap.errors import (
     FaithmapError,
     FileProblemError,
