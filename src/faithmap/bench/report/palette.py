@@ -28,7 +28,15 @@ __all__ = [
     "metric_family",
 ]
 
-FAMILIES = ("gradient", "CAM", "LRP", "perturbation", "subset selection", "other")
+FAMILIES = (
+    "gradient",
+    "CAM",
+    "LRP",
+    "attention",
+    "perturbation",
+    "subset selection",
+    "other",
+)
 """Method families, in the order the report lists them."""
 
 METHOD_FAMILIES: Mapping[str, str] = MappingProxyType(
@@ -61,6 +69,8 @@ METHOD_FAMILIES: Mapping[str, str] = MappingProxyType(
             "CAM",
         ),
         "lrp": "LRP",
+        "attn_lrp": "LRP",
+        **dict.fromkeys(("attention_rollout", "attention_gradient"), "attention"),
         **dict.fromkeys(
             (
                 "occlusion",
@@ -72,6 +82,8 @@ METHOD_FAMILIES: Mapping[str, str] = MappingProxyType(
                 "hsic",
                 "extremal",
                 "d_rise",
+                "shapley_sampling",
+                "owen",
             ),
             "perturbation",
         ),
