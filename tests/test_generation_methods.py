@@ -292,7 +292,8 @@ def test_integrated_gradients_completeness_per_step(name: str, baseline: str, st
     empty = hf_step_scores(model, reference.expand(len(ids), 32), exp.step_ids)
     gap = full - empty
     torch.testing.assert_close(exp.attributions.sum(1), gap, atol=4e-5, rtol=1e-5)
-    assert exp.cost.forward == 1 + steps  # one pass per path point scores every step
+    # one pass per path point scores every step; one scores the prompt; one per generated token
+    assert exp.cost.forward == steps + 1 + exp.step_ids.shape[0]
     assert exp.cost.backward == exp.step_ids.shape[0] * steps
 
 

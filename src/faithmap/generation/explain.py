@@ -84,7 +84,9 @@ def explain_generation(
     -------
     GenerationExplanation
         ``attributions`` ``(S, F)``, ``scores`` ``(S,)``, the continuation, the features,
-        the method's configuration and the cost (passes, seconds).
+        the method's configuration and the cost: the method's passes, one pass scoring every
+        step on the prompt, one pass per generated token when the continuation is generated,
+        and the seconds of all of it.
 
     Examples
     --------
@@ -117,7 +119,8 @@ def explain_generation(
         logits = lm.logits(followed.sequence.to(lm.device)[None])
     scores = step_scores(logits, len(the_prompt), followed.ids, followed.contrast)[0].cpu()
     attributions = configured.attribute(task).detach().float().cpu()
-    passes = task.cost() + Cost(forward=1)
+    generating = followed.steps if continuation is None else 0  # one pass per generated token
+    passes = task.cost() + Cost(forward=1 + generating)
     config = {
         **configured.params(),
         "features": features if isinstance(features, str) else prompt_groups.kind,
