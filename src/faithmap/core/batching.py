@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from faithmap.core.memory import free_memory, is_out_of_memory, one_row_error
+
 CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_BATCH_BYTES = 256 * 2**20
 SMALL_JOB = 16
@@ -72,6 +74,8 @@ class Calibration:
     known: dict[int, float] = field(default_factory=dict)
     timings: dict[int, float] = field(default_factory=dict)
     complete: bool = False
+    ceiling: int | None = None
+    """The largest size that ran, when a larger one ran out of memory (the scan stopped there)."""
 
     def budget(self, seconds_per_sample: float) -> float:
         """The seconds the measurement may spend, given the best seconds per sample so far."""
@@ -167,6 +171,8 @@ def fastest_batch_size(
     the time spent: a size is timed only if its predicted cost fits the job's budget (if the
     budget runs out while every doubling still gained, the next size is chosen untimed), and
     sizes it already knows are not timed again; its ``timings`` and ``complete`` are filled in.
+    A size that runs out of memory ends the scan: memory is freed, the sizes timed so far
+    compete, and the largest of them is the calibration's ``ceiling``.
     Returns the chosen size and the seconds per sample of each size known.
     """
     plan = calibration if calibration is not None else _CALIBRATION.get()
@@ -180,6 +186,7 @@ def fastest_batch_size(
     reference = math.inf  # the per-sample time at the last gain above noise
     refused: int | None = None  # the size the budget did not allow timing
     ratio = 1.0  # the last improvement of the best per-sample time: the next may be as large
+    ceiling: int | None = None  # the largest size that ran, once a larger one did not fit
 
     def budget() -> float:
         if plan is None or best is None:
@@ -216,14 +223,26 @@ def fastest_batch_size(
                 if time.perf_counter() - started + calls * call > allowed:
                     refused = size
                     break
-            seconds = _time_calls(
-                run,
-                batch_of(size),
-                min_repeats=min_repeats,
-                window=window() if best is not None else first_window(size),
-                max_repeats=max_repeats,
-                warm_up=not timed_any,
-            )
+            try:
+                seconds = _time_calls(
+                    run,
+                    batch_of(size),
+                    min_repeats=min_repeats,
+                    window=window() if best is not None else first_window(size),
+                    max_repeats=max_repeats,
+                    warm_up=not timed_any,
+                )
+            except Exception as err:
+                if not is_out_of_memory(err):
+                    raise
+                seconds = math.nan  # out of memory: the sizes timed so far are the candidates
+            if math.isnan(seconds):
+                free_memory(sample.device)
+                if best is None:
+                    raise one_row_error(sample.device, size)
+                ceiling = max(per_sample)
+                complete = True
+                break
             timed_any = True
         per_sample[size] = seconds / size
         if best is None or per_sample[size] < per_sample[best]:
@@ -254,12 +273,13 @@ def fastest_batch_size(
             per_sample[size] = min(per_sample[size], seconds / size)
     fastest = min(per_sample.values(), default=0.0)
     chosen = max((size for size, t in per_sample.items() if t <= tolerance * fastest), default=best)
-    if refused is not None and no_gain == 0 and chosen == max(per_sample):
+    if refused is not None and ceiling is None and no_gain == 0 and chosen == max(per_sample):
         # the budget ran out while each doubling still gained: one more doubling is a safe bet
         chosen = refused
     if plan is not None:
         plan.timings = dict(per_sample)
         plan.complete = complete
+        plan.ceiling = ceiling
     return chosen, per_sample
 
 
@@ -349,11 +369,12 @@ def _device_name(device: torch.device) -> str:
 
 
 def _cache_key(model_fingerprint: str, key: tuple[Any, ...]) -> str:
-    shape, dtype, device, gradients = key
+    shape, dtype, device, gradients, *precision = key  # precision only when not fp32
     kind = "forward_backward" if gradients else "forward"
     device_name = _device_name(torch.device(device))
     version = f"torch{torch.__version__}"
-    return f"{model_fingerprint}|{list(shape)}|{dtype}|{device_name}|{kind}|{version}"
+    autocast = "".join(f"|{p}" for p in precision)
+    return f"{model_fingerprint}|{list(shape)}|{dtype}|{device_name}|{kind}{autocast}|{version}"
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -428,6 +449,9 @@ _MEASURED: weakref.WeakKeyDictionary[Any, Measurements] = weakref.WeakKeyDiction
 Timings = dict[tuple[Any, ...], dict[int, float]]
 _TIMINGS: weakref.WeakKeyDictionary[Any, Timings] = weakref.WeakKeyDictionary()
 """Per wrapped module: seconds per sample by batch size, by input shape and pass kind."""
+Ceilings = dict[tuple[Any, ...], int]
+_CEILINGS: weakref.WeakKeyDictionary[Any, Ceilings] = weakref.WeakKeyDictionary()
+"""Per wrapped module: the largest batch that fitted in memory, where a larger one did not."""
 
 
 @contextlib.contextmanager
@@ -449,9 +473,16 @@ class MeasuredSizes:
     them.
     """
 
-    def __init__(self, table: Measurements, timings: Timings | None = None, model: Any = None):
+    def __init__(
+        self,
+        table: Measurements,
+        timings: Timings | None = None,
+        model: Any = None,
+        ceilings: Ceilings | None = None,
+    ):
         self._table = table
         self._timings: Timings = {} if timings is None else timings
+        self._ceilings: Ceilings = {} if ceilings is None else ceilings
         self._model = model
         self._fingerprint: str | bool | None = False  # False: not computed yet
 
@@ -459,14 +490,36 @@ class MeasuredSizes:
     def of(cls, model: Any) -> MeasuredSizes:
         """The measurements shared by every wrapper of ``model``."""
         try:
-            return cls(_MEASURED.setdefault(model, {}), _TIMINGS.setdefault(model, {}), model)
+            return cls(
+                _MEASURED.setdefault(model, {}),
+                _TIMINGS.setdefault(model, {}),
+                model,
+                _CEILINGS.setdefault(model, {}),
+            )
         except TypeError:
-            return cls({}, {}, model)
+            return cls({}, {}, model, {})
 
     @property
     def table(self) -> Measurements:
         """A copy of the measurements: ``(size, largest job size covered)`` by shape and kind."""
         return dict(self._table)
+
+    @property
+    def ceilings(self) -> Ceilings:
+        """A copy of the memory ceilings: the largest batch that fitted, by shape and kind."""
+        return dict(self._ceilings)
+
+    @staticmethod
+    def key(sample: Tensor, gradients: bool, precision: str = "fp32") -> tuple[Any, ...]:
+        """What a measurement is kept under: input shape, dtype, device, pass kind (and the
+        autocast precision, when not fp32)."""
+        key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
+        return key if precision == "fp32" else (*key, precision)
+
+    def lower(self, sample: Tensor, gradients: bool, size: int, precision: str = "fp32") -> None:
+        """Remember that no batch above ``size`` rows fits in memory for such inputs."""
+        key = self.key(sample, gradients, precision)
+        self._ceilings[key] = min(size, self._ceilings.get(key, size))
 
     def _cache_key(self, key: tuple[Any, ...]) -> tuple[Path, str] | None:
         path = cache_file()
@@ -488,6 +541,7 @@ class MeasuredSizes:
         gradients: bool,
         rows: int,
         measure: Callable[[tuple[int, ...]], int],
+        precision: str = "fp32",
     ) -> int:
         """The batch size for a job of ``rows`` rows shaped like ``sample``.
 
@@ -495,12 +549,23 @@ class MeasuredSizes:
         comes from this process's table, else the cache file, else ``measure(candidates)``
         with the candidates up to the job's size (no point timing 1024 rows for a job of 33),
         bounded by a :class:`Calibration` for the job. A later, larger job measures again up to
-        its own size, timing only the sizes not yet known.
+        its own size, timing only the sizes not yet known. No size is above the memory ceiling
+        (:meth:`lower`) found for such inputs.
         """
+        key = self.key(sample, gradients, precision)
+        size = self._size_for(key, sample, rows, measure)
+        return min(size, self._ceilings.get(key, size))
+
+    def _size_for(
+        self,
+        key: tuple[Any, ...],
+        sample: Tensor,
+        rows: int,
+        measure: Callable[[tuple[int, ...]], int],
+    ) -> int:
         row_bytes = max(1, sample[:1].numel() * sample.element_size())
         if rows <= SMALL_JOB:
             return max(1, min(rows, MAX_BATCH_BYTES // row_bytes))
-        key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
         size, covered = self._table.get(key, (0, 0))
         if covered >= min(rows, CANDIDATES[-1]):  # no size beyond the last candidate is timed
             return size
@@ -519,6 +584,8 @@ class MeasuredSizes:
             size = measure(tuple(c for c in CANDIDATES if c <= largest))
         covered = CANDIDATES[-1] if plan.complete else largest
         self._table[key] = (size, covered)
+        if plan.ceiling is not None:
+            self._ceilings[key] = min(plan.ceiling, self._ceilings.get(key, plan.ceiling))
         if plan.timings:
             self._timings[key] = dict(plan.timings)
         if cached is not None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeAlias, get_args
+from typing import Any, TypeAlias, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -29,12 +29,17 @@ from faithmap.core.batching import (
 )
 from faithmap.core.cost import Ledger
 from faithmap.core.detection.outputs import not_class_scores, structured_output, structured_total
-from faithmap.core.onnx import open_session
+from faithmap.core.devices import resolve_device
+from faithmap.core.memory import given_size_error, is_out_of_memory, stream
+from faithmap.core.onnx import OnnxSession, open_session
+from faithmap.core.precision import Precision, autocast, check_precision, full_precision
 from faithmap.core.preprocessing import Preprocessing, as_preprocessing
 from faithmap.core.readout import Activation, Outputs, check_class_scores, read_out
 from faithmap.core.targets import Target, TargetLike, resolve_target
 from faithmap.core.validation import check_choice, check_int
 from faithmap.errors import FaithmapError, InvalidParameterError, ModelError
+
+_T = TypeVar("_T")
 
 RowInputs = Callable[[Tensor, Tensor], Tensor]
 """Builds the input rows for pairs ``(sample index, perturbation index)``, both ``(B,)``."""
@@ -87,6 +92,14 @@ class Model:
         call so inputs, removals and attributions stay in the user's pixel space.
     eval_mode : bool, default=True
         Put an ``nn.Module`` in eval mode while faithmap uses it (and restore it after).
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        The arithmetic of the model's forward pass: ``"bf16"``/``"fp16"`` run it under
+        ``torch.autocast`` (see :mod:`faithmap.core.precision`); inputs, outputs, gradients and
+        every score a method or metric accumulates stay float32.
+    device : str, torch.device or None, default=None
+        Move the module there (``module.to(device)``): ``"cpu"``, ``"cuda[:i]"``, ``"mps"`` or
+        ``"auto"`` (see :func:`~faithmap.core.devices.resolve_device`; an unavailable device is
+        an error). ``None`` leaves it where it is. Inputs follow the model's device.
 
     Examples
     --------
@@ -104,6 +117,8 @@ class Model:
         outputs: Outputs = "logits",
         preprocessing: Preprocessing | Mapping[str, Any] | None = None,
         eval_mode: bool = True,
+        precision: Precision = "fp32",
+        device: str | torch.device | None = None,
     ) -> None:
         if isinstance(model, Model):
             raise InvalidParameterError(
@@ -128,6 +143,31 @@ class Model:
         self.structured: str | None = None  # what a detector's dict or list output is
         self.signal_images = False
         self._sizes = MeasuredSizes.of(model)
+        self.precision: Precision = check_precision(precision)
+        if precision != "fp32" and isinstance(model, OnnxSession):
+            raise InvalidParameterError(
+                f"precision={precision!r} runs a torch module's forward pass under autocast; an "
+                "ONNX Runtime session computes in its graph's own dtypes. Use precision='fp32', "
+                "or export the graph in the precision you want."
+            )
+        if device is not None:
+            self.to(device)
+
+    def to(self, device: str | torch.device) -> Model:
+        """Move the wrapped module to ``device`` (checked to be available) and return this model.
+
+        A plain callable or ONNX session cannot be moved: only ``"cpu"`` is accepted for it.
+        """
+        target = resolve_device(device, "device of Model")
+        if isinstance(self.module, nn.Module):
+            self.module.to(target)
+        elif target.type != "cpu":
+            raise InvalidParameterError(
+                f"Model(device={str(device)!r}): the model is a {type(self.module).__name__}, not "
+                "a torch module, so faithmap cannot move it. Put it on the device yourself (an "
+                "ONNX session: providers=['CUDAExecutionProvider']) and leave device out."
+            )
+        return self
 
     @classmethod
     def wrap(cls, model: ModelLike) -> Model:
@@ -143,6 +183,7 @@ class Model:
             outputs=self.outputs_kind,
             preprocessing=self.preprocessing,
             eval_mode=self.eval_mode,
+            precision=self.precision,
         )
 
     def for_signal_images(self) -> Model:
@@ -187,7 +228,11 @@ class Model:
     def record(self) -> dict[str, Any]:
         """What was declared about the model, JSON-friendly: stored with explanations and in the
         benchmark's config hash."""
-        return {"outputs": self.outputs_kind, "preprocessing": self.preprocessing.record()}
+        return {
+            "outputs": self.outputs_kind,
+            "preprocessing": self.preprocessing.record(),
+            "precision": self.precision,
+        }
 
     def __repr__(self) -> str:
         name = type(self.module).__name__
@@ -196,6 +241,8 @@ class Model:
             if self.preprocessing.is_identity and self.preprocessing.size is None
             else (f", preprocessing={self.preprocessing!r}")
         )
+        if self.precision != "fp32":
+            declared += f", precision={self.precision!r}"
         return (
             f"Model({name}, batch_size={self.batch_size}, outputs={self.outputs_kind!r}{declared})"
         )
@@ -254,10 +301,13 @@ class Model:
         if self.signal_images and batch.dim() == 4 and batch.shape[2] == 1:
             batch = batch.squeeze(2)
         try:
-            output = self.module(self.preprocessing(batch))
+            with autocast(self.precision, batch.device):
+                output = self.module(self.preprocessing(batch))
         except FaithmapError:
             raise
         except Exception as err:
+            if is_out_of_memory(err):
+                raise  # the caller backs off (see faithmap.core.memory)
             raise ModelError(
                 f"The model raised {type(err).__name__} on a batch of shape {tuple(batch.shape)}: "
                 f"{err}. Check that the model accepts inputs of this shape and dtype (and the "
@@ -279,6 +329,7 @@ class Model:
             )
         if not output.is_floating_point():
             output = output.float()
+        output = full_precision(output)  # autocast's bf16/fp16 outputs: read out in fp32
         self.output_shape = tuple(output.shape[1:])
         self.num_outputs = int(output.shape[1]) if output.dim() == 2 else None
         return output
@@ -307,7 +358,11 @@ class Model:
         if self.batch_size is not None:
             return self.batch_size
         return self._sizes.size_for(
-            sample, gradients, rows, lambda sizes: self._measure(sample, gradients, sizes)
+            sample,
+            gradients,
+            rows,
+            lambda sizes: self._measure(sample, gradients, sizes),
+            self.precision,
         )
 
     def _measure(self, sample: Tensor, gradients: bool, candidates: tuple[int, ...]) -> int:
@@ -336,15 +391,17 @@ class Model:
         """The model's outputs for a batch, computed in batches, on ``inputs.device``."""
         size = self._batch_size_for(inputs, gradients=False, rows=inputs.shape[0])
         device = self.device or inputs.device
-        chunks = []
+
+        def attempt(start: int, stop: int) -> Tensor:
+            batch = inputs[start:stop].to(device)
+            output = self._call(batch)
+            if self.structured is not None:
+                raise not_class_scores(self.structured, "Model.outputs (nor a predicted class)")
+            self.ledger.forward += batch.shape[0]
+            return self.activate(output, activation).to(inputs.device)
+
         with self.preserved(), torch.inference_mode():
-            for start, stop in row_spans(inputs.shape[0], size, unit=self._row_unit(inputs)):
-                batch = inputs[start:stop].to(device)
-                output = self._call(batch)
-                if self.structured is not None:
-                    raise not_class_scores(self.structured, "Model.outputs (nor a predicted class)")
-                chunks.append(self.activate(output, activation).to(inputs.device))
-                self.ledger.forward += batch.shape[0]
+            chunks = list(self._stream(inputs, False, inputs.shape[0], size, attempt))
         return torch.cat(chunks).clone()
 
     def predict(self, inputs: Tensor) -> Tensor:
@@ -376,13 +433,44 @@ class Model:
             return ROW_UNIT
         return 1
 
-    def _row_chunks(
-        self, n_samples: int, per_sample: int, size: int, unit: int, device: torch.device
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Pairs (sample, perturbation) in sample-major order, ``size`` pairs at a time."""
-        for start, stop in row_spans(n_samples * per_sample, size, unit=unit):
-            rows = torch.arange(start, stop, device=device)
-            yield rows // per_sample, rows % per_sample
+    def _stream(
+        self,
+        sample: Tensor,
+        gradients: bool,
+        total: int,
+        size: int,
+        attempt: Callable[[int, int], _T],
+    ) -> Iterator[_T]:
+        """``attempt(start, stop)`` over ``total`` rows, ``size`` at a time, backing off when
+        memory runs out (see :func:`faithmap.core.memory.stream`): a measured size is halved and
+        the ceiling remembered for ``sample``'s shape; a size the user gave is an error."""
+
+        def lowered(smaller: int) -> None:
+            self._sizes.lower(sample, gradients, smaller, self.precision)
+
+        device = self.device or sample.device
+        if self.batch_size is not None:
+            given = self.batch_size
+
+            def guarded(start: int, stop: int) -> _T:
+                try:
+                    return attempt(start, stop)
+                except Exception as err:
+                    if is_out_of_memory(err):
+                        raise given_size_error(given, device) from err
+                    raise
+
+            return stream(total, size, 1, guarded, spans=_spans, on_back_off=lowered, device=device)
+        unit = self._row_unit(sample)
+        return stream(total, size, unit, attempt, spans=_spans, on_back_off=lowered, device=device)
+
+    @staticmethod
+    def _pairs(
+        start: int, stop: int, per_sample: int, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """Pairs (sample, perturbation) of rows ``start:stop`` in sample-major order."""
+        rows = torch.arange(start, stop, device=device)
+        return rows // per_sample, rows % per_sample
 
     def score_rows(
         self,
@@ -405,15 +493,17 @@ class Model:
             torch.zeros(1, dtype=torch.long, device=device),
             torch.zeros(1, dtype=torch.long, device=device),
         )
-        size = self._batch_size_for(probe, gradients=False, rows=n_samples * per_sample)
-        chunks = []
+        total = n_samples * per_sample
+        size = self._batch_size_for(probe, gradients=False, rows=total)
+
+        def attempt(start: int, stop: int) -> Tensor:
+            samples, indices = self._pairs(start, stop, per_sample, device)
+            output = self.activate(self._call(make_inputs(samples, indices)), activation)
+            self.ledger.forward += samples.shape[0]
+            return target.select(output, samples).to(device)
+
         with self.preserved(), torch.inference_mode():
-            for samples, indices in self._row_chunks(
-                n_samples, per_sample, size, self._row_unit(probe), device
-            ):
-                output = self.activate(self._call(make_inputs(samples, indices)), activation)
-                chunks.append(target.select(output, samples).to(device))
-                self.ledger.forward += samples.shape[0]
+            chunks = list(self._stream(probe, False, total, size, attempt))
         scores = torch.cat(chunks)
         return scores.view(n_samples, per_sample, *scores.shape[1:]).clone()
 
@@ -445,19 +535,25 @@ class Model:
             torch.zeros(1, dtype=torch.long, device=device),
             torch.zeros(1, dtype=torch.long, device=device),
         )
-        size = self._batch_size_for(probe, gradients=True, rows=n_samples * per_sample)
+        total = n_samples * per_sample
+        size = self._batch_size_for(probe, gradients=True, rows=total)
+
+        def attempt(start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            samples, indices = self._pairs(start, stop, per_sample, device)
+            rows = make_inputs(samples, indices).detach().requires_grad_(True)
+            with torch.enable_grad():
+                output = self.activate(self._call(rows), activation)
+                scores = target.select(output, samples)
+            gradients = _input_gradient(scores, rows)
+            self.ledger.forward += rows.shape[0]
+            self.ledger.backward += rows.shape[0]
+            return samples, indices, rows.detach(), gradients
+
         with self.preserved(for_gradients=True):
-            for samples, indices in self._row_chunks(
-                n_samples, per_sample, size, self._row_unit(probe), device
+            for samples, indices, rows, gradients in self._stream(
+                probe, True, total, size, attempt
             ):
-                rows = make_inputs(samples, indices).detach().requires_grad_(True)
-                with torch.enable_grad():
-                    output = self.activate(self._call(rows), activation)
-                    scores = target.select(output, samples)
-                self.ledger.forward += rows.shape[0]
-                gradients = _input_gradient(scores, rows)
-                self.ledger.backward += rows.shape[0]
-                consume(samples, indices, rows.detach(), gradients)
+                consume(samples, indices, rows, gradients)
 
     def output_rows(
         self,
@@ -491,18 +587,34 @@ class Model:
             torch.zeros(1, dtype=torch.long, device=device),
             torch.zeros(1, dtype=torch.long, device=device),
         )
-        size = self._batch_size_for(probe, gradients=backward, rows=n_samples * per_sample)
+        total = n_samples * per_sample
+        size = self._batch_size_for(probe, gradients=backward, rows=total)
+
+        def attempt(start: int, stop: int) -> None:
+            samples, indices = self._pairs(start, stop, per_sample, device)
+            rows = make_inputs(samples, indices).detach()
+            output = self.activate(self._call(rows), activation)
+            self.ledger.forward += rows.shape[0]
+            try:  # what consume did cannot be undone: running out of memory here is no retry
+                consume(samples, indices, output)
+            except Exception as err:
+                if is_out_of_memory(err):
+                    raise ModelError(
+                        f"The method ran out of memory in its own work on a batch of "
+                        f"{rows.shape[0]} rows, after the model's pass. Give a smaller batch_size."
+                    ) from err
+                raise
+            if backward:
+                self.ledger.backward += rows.shape[0]
+
         grad_mode = torch.enable_grad() if backward else torch.inference_mode()
         with self.preserved(for_gradients=backward), grad_mode:
-            for samples, indices in self._row_chunks(
-                n_samples, per_sample, size, self._row_unit(probe), device
-            ):
-                rows = make_inputs(samples, indices).detach()
-                output = self.activate(self._call(rows), activation)
-                self.ledger.forward += rows.shape[0]
-                consume(samples, indices, output)
-                if backward:
-                    self.ledger.backward += rows.shape[0]
+            for _ in self._stream(probe, backward, total, size, attempt):
+                pass
+
+
+def _spans(total: int, size: int, unit: int) -> Iterator[tuple[int, int]]:
+    return row_spans(total, size, unit=unit)
 
 
 ModelLike: TypeAlias = Model | nn.Module | Callable[[Tensor], Any]
