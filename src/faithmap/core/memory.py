@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import torch
 
-from faithmap.errors import ModelError
+from faithmap.errors import FaithmapError, ModelError
 
 T = TypeVar("T")
 Spans = Callable[[int, int, int], Iterator[tuple[int, int]]]
@@ -32,6 +32,8 @@ def is_out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is an allocator running out of memory (CUDA, MPS or CPU)."""
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
+    if isinstance(err, FaithmapError):  # faithmap's own verdict ("ran out of memory at ...")
+        return False
     return isinstance(err, RuntimeError) and any(text in str(err) for text in _MESSAGES)
 
 
