@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+import faithmap
+from faithmap.errors import InvalidParameterError
+from faithmap.methods.region_hierarchy import Node, merge_tree, nested
+from faithmap.methods.subset.hierarchical import hierarchical_greedy, widen
 from faithmap.methods.subset.objectives import effectiveness, incremental_effectiveness
 from faithmap.methods.subset.search import (
     bidirectional_greedy,
@@ -150,3 +154,115 @@ def test_incremental_effectiveness_falls_back_on_unrelated_subsets() -> None:
     samples = torch.tensor([0, 0, 0, 1, 1, 0])
     expected = effectiveness(distances[samples], keeps)
     torch.testing.assert_close(incremental_effectiveness(distances, samples, keeps), expected)
+
+
+def test_hierarchical_greedy_on_an_additive_function_follows_the_tree() -> None:
+    """Weights 5, 0, 3, 4 under [[0, 1], [2, 3]]: {2, 3} (7) beats {0, 1} (5), then 3 before 2
+    and 0 before 1. Sorting alone would give 0, 3, 2, 1; the tree keeps its groups together."""
+    weights = torch.tensor([[5.0, 0.0, 3.0, 4.0]], dtype=torch.float64)
+    function = Counting(weights)
+    order = hierarchical_greedy(function, [nested([[0, 1], [2, 3]], 4)], 4, CPU)
+    assert order.tolist() == [[3, 2, 0, 1]]
+    # Two candidates at each of the three inner nodes, one call per node.
+    assert (function.rows, function.calls) == (6, 3)
+
+
+def test_hierarchical_greedy_sorts_an_additive_function_on_a_compatible_tree() -> None:
+    weights, expected = modular()
+    function = Counting(weights)
+    trees = [
+        nested([[[int(a), int(b)], int(c)] for a, b, c in order.view(3, 3)], 9)
+        for order in expected
+    ]
+    assert torch.equal(hierarchical_greedy(function, trees, 9, CPU), expected)
+
+
+def test_hierarchical_greedy_scores_2_per_inner_node_of_a_binary_tree() -> None:
+    """A binary tree over R regions has R - 1 inner nodes, each scoring its 2 children."""
+    generator = torch.Generator().manual_seed(1)
+    for count in (2, 5, 8, 49):
+        weights = torch.rand(1, count, generator=generator, dtype=torch.float64)
+        colours = torch.rand(count, 3, generator=generator, dtype=torch.float64)
+        edges = {(i, i + 1) for i in range(count - 1)}
+        function = Counting(weights)
+        hierarchical_greedy(function, [merge_tree(list(range(count)), colours, edges)], count, CPU)
+        assert function.rows == 2 * (count - 1)
+
+
+def test_widening_the_root_to_4_groups_costs_3_more_subsets() -> None:
+    """Balanced over 8 regions: 7 inner nodes x 2 = 14; widened, the root chooses among 4
+    groups (4 + 3 + 2 = 9) and each group orders its pair (4 x 2): 17."""
+    weights = torch.rand(1, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    tree = nested([[[0, 1], [2, 3]], [[4, 5], [6, 7]]], 8)
+    plain, wide = Counting(weights), Counting(weights)
+    first = hierarchical_greedy(plain, [tree], 8, CPU)
+    second = hierarchical_greedy(wide, [widen(tree, 4)], 8, CPU)
+    assert (plain.rows, wide.rows) == (14, 17)
+    # Additive weights: the best pair of each tree level comes first either way.
+    pairs = weights.view(4, 2).sum(1)
+    assert int(second[0, 0]) // 2 == int(pairs.argmax())
+    assert int(first[0, 0]) // 4 == int(pairs.view(2, 2).sum(1).argmax())
+
+
+def test_widen_takes_grandchildren_up_to_the_fan_out() -> None:
+    tree = nested([[[0, 1], [2, 3]], [[4, 5], [6, 7]]], 8)
+    assert [c.members for c in widen(tree, 4).children] == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    assert len(widen(tree, 8).children) == 8
+    assert widen(tree, 3) == tree
+    leaf = nested(0, 1)
+    assert widen(leaf, 4) == leaf
+
+
+def test_hierarchical_greedy_batches_images_and_places_unused_regions_last() -> None:
+    """Two images with their own trees (the second uses regions 0, 2, 4 only) give in one batch
+    what each gives alone, one call per round."""
+    generator = torch.Generator().manual_seed(2)
+    weights = torch.rand(2, 6, generator=generator, dtype=torch.float64)
+    first = nested([[0, [1, 2]], [[3, 4], 5]], 6)
+    second = merge_tree([0, 2, 4], torch.rand(6, 3, generator=generator), {(0, 2), (2, 4)})
+    both = hierarchical_greedy(Counting(weights), [first, second], 6, CPU)
+    alone = [
+        hierarchical_greedy(Counting(weights[i : i + 1]), [tree], 6, CPU)
+        for i, tree in enumerate((first, second))
+    ]
+    assert torch.equal(both, torch.cat(alone))
+    assert both[1, 3:].tolist() == [1, 3, 5]
+    single = hierarchical_greedy(Counting(weights[:1]), [Node((2,))], 3, CPU)
+    assert single.tolist() == [[2, 0, 1]]
+
+
+def test_hierarchical_greedy_breaks_ties_to_the_earlier_child() -> None:
+    weights = torch.ones(1, 4, dtype=torch.float64)
+    tree = nested([[2, 3], [0, 1]], 4)
+    assert hierarchical_greedy(Counting(weights), [tree], 4, CPU).tolist() == [[2, 3, 0, 1]]
+
+
+class _RegionSum(nn.Module):
+    """Class 0's probability grows with the weighted share of the image kept (4 x 4 patches)."""
+
+    def __init__(self, weights: Tensor) -> None:
+        super().__init__()
+        self.weights = weights
+
+    def forward(self, x: Tensor) -> Tensor:
+        cells = nn.functional.avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
+        kept = (cells * self.weights).sum(1, keepdim=True) / self.weights.sum()
+        return torch.cat([kept, 1.0 - kept], 1)
+
+
+def test_smdl_runs_the_hierarchical_search_by_name() -> None:
+    """16 patches of 4 x 4 pixels: 2 (16 - 1) + 3 subsets, each scored on both sides with the
+    fill shared, plus the empty and the full image; the same input gives the same order."""
+    weights = torch.rand(16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    model = faithmap.Model(_RegionSum(weights), outputs="probabilities")
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)).double() + 0.5
+    params = {"regions": "patches:4", "search": "hierarchical", "confidence": 0.0}
+    first = faithmap.explain(model, image, method="smdl", target=0, **params)
+    again = faithmap.explain(model, image, method="smdl", target=0, **params)
+    assert first.ranking is not None and again.ranking is not None
+    assert torch.equal(first.ranking, again.ranking)
+    assert sorted(first.ranking[0].tolist()) == list(range(16))
+    assert first.config["search"] == "hierarchical"
+    assert first.cost.forward <= 2 * (2 * 15 + 3) + 2
+    with pytest.raises(InvalidParameterError, match="search"):
+        faithmap.get_method("smdl", search="hierarchy")

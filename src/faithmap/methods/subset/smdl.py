@@ -7,14 +7,16 @@ LiMA is SMDL with its bidirectional search and its weights: the preset ``lima``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from faithmap.core.constraints import SEED, Constraints, Interval, options
 from faithmap.core.registry import register_method, register_preset
+from faithmap.methods.region_hierarchy import image_hierarchies
 from faithmap.methods.subset import search as searches
+from faithmap.methods.subset.hierarchical import hierarchical_greedy, widen
 from faithmap.methods.subset.method import SubsetSelection
 from faithmap.methods.subset.objectives import Objective
 
@@ -36,13 +38,16 @@ class Smdl(SubsetSelection):
         region count, so the same granularity at any resolution), ``"patches:K"``, or a
         :class:`~faithmap.Regions` (e.g. :func:`~faithmap.core.regions.prior_groups`, the ICLR
         paper's prior-saliency grouping).
-    search : {"greedy", "lazy", "stochastic", "bidirectional"}, default="greedy"
+    search : {"greedy", "lazy", "stochastic", "bidirectional", "hierarchical"}, default="greedy"
         Plain greedy (the paper, ``R (R + 1)`` passes with collaboration on), lazy greedy with
         stale bounds, stochastic greedy, or LiMA's bidirectional greedy: each step adds the best
         region to a front set and, while more than ``pending`` regions remain, the worst of
         ``pending`` pre-selected candidates to a back set, so a ranking of ``R`` regions costs
         about ``(R^2 - P^2) / 2 + P R`` passes instead of greedy's ``R (R + 1)`` (1.5x fewer
-        at ``R = 49, P = 8``).
+        at ``R = 49, P = 8``). Or ``"hierarchical"``: a depth-first greedy
+        down a merge tree of adjacent regions (the root widened to 4 groups), about ``4 R``
+        passes, 10x fewer than greedy at ``R = 49``
+        (:mod:`~faithmap.methods.subset.hierarchical`).
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
         What removed regions become (the paper: black pixels).
     complement_fill : {"constant", "mean", "blur", "noise"}, float or None, default=None
@@ -80,13 +85,13 @@ class Smdl(SubsetSelection):
     """
 
     parameter_constraints: ClassVar[Constraints] = {
-        "search": [options(searches.SEARCHES)],
+        "search": [options((*searches.SEARCHES, "hierarchical"))],
         "pending": [Interval(int, 1)],
         "epsilon": [Interval(float, 0.0, 1.0, closed="right")],
         "seed": [SEED],
     }
 
-    search: searches.Search = "greedy"
+    search: searches.Search | Literal["hierarchical"] = "greedy"
     pending: int = 8
     epsilon: float = 0.1
     seed: int = 0
@@ -97,6 +102,10 @@ class Smdl(SubsetSelection):
         return self.search == "stochastic"
 
     def rank(self, objective: Objective, n: int, count: int, device: torch.device) -> Tensor:
+        if self.search == "hierarchical":
+            scores = objective.scores
+            trees = image_hierarchies("merge", scores.regions, scores.inputs, scores.nonempty)
+            return hierarchical_greedy(objective, [widen(t, 4) for t in trees], count, device)
         return searches.run_search(
             self.search,
             objective,
