@@ -18,6 +18,8 @@ LIGHT_PARAMS: dict[str, dict[str, Any]] = {
     "lime": {"regions": "patches:8", "n_samples": 32},
     "sobol": {"regions": "patches:8", "n_design": 8, "activation": "logits"},
     "hsic": {"regions": "patches:4", "n_design": 32},
+    "shapley_sampling": {"regions": "patches:8", "n_permutations": 4},
+    "owen": {"regions": "patches:8", "max_passes": 64},
     "smdl": {"regions": "patches:8", "search": "stochastic", "effectiveness": 1.0},
     "lima": {"regions": "patches:8", "pending": 2},
     "vps": {"regions": "patches:8"},
