@@ -3,13 +3,14 @@
 Usage: ``python benchmarks/generation_hit_rates.py [--examples 16] [--threads N] [--out PATH]``.
 
 Each method explains ``--examples`` fresh examples of every task (key-value retrieval, copying,
-counting; :mod:`faithmap.generation.tasks`) with the correct answer teacher-forced, prompt tokens
-as features and the ``[MASK]`` token as removal. A step is a hit when its top feature holds a
-prompt position the answer depends on. The table also gives a random ranking's expected hit rate
-(dependencies / prompt tokens) and the mean faithfulness metrics of one example per task (ERASER
-comprehensiveness and sufficiency, soft versions) so that hit rates and metrics can be read side
-by side. Prints a table and saves JSON. Methods that refuse the model (attention needs a Hugging
-Face model) are listed with their error.
+counting; :mod:`faithmap.generation.tasks`) with the correct answer teacher-forced, the prompt's
+content tokens as features and the ``[MASK]`` token as removal; only examples the model solves
+count. A step is a hit when its top feature holds a prompt position the answer depends on. The
+table also gives the share solved, a random ranking's expected hit rate (dependencies / content
+tokens) and the faithfulness metrics of one example per task (ERASER comprehensiveness and
+sufficiency, soft comprehensiveness) so that hit rates and metrics can be read side by side.
+Prints a table and saves JSON. Methods that refuse the model (attention needs a Hugging Face
+model) are listed with their error.
 
 References
 ----------
@@ -33,7 +34,7 @@ from faithmap.generation.gpt import load_gpt
 from faithmap.generation.hit_rates import hit_rates
 from faithmap.generation.reagent import ReAGent
 from faithmap.generation.resampling import SentenceResampling
-from faithmap.generation.tasks import MASK_ID, TASKS, make_task
+from faithmap.generation.tasks import MASK_ID, TASKS, content_features, make_task
 
 LIGHT: dict[str, dict[str, Any]] = {
     "kernel_shap": {"n_samples": 400},
@@ -55,7 +56,7 @@ def main() -> None:
     model = load_gpt()
     methods: dict[str, Any] = {name: name for name in sorted(GENERATION_METHODS)}
     methods["reagent"] = ReAGent()
-    methods["resampling"] = SentenceResampling()
+    methods["resampling"] = SentenceResampling(samples=16)
     seconds: dict[str, float] = {}
     rates: dict[str, dict[str, float | str]] = {task: {} for task in TASKS}
     for name, method in methods.items():
@@ -64,12 +65,13 @@ def main() -> None:
         seconds[name] = (time.perf_counter() - started) / (options.examples * len(TASKS))
         for task in TASKS:
             rates[task][name] = table[task][name]
+            rates[task]["solved"] = table[task]["solved"]
     chance = {}
     for task in TASKS:
         data = make_task(task, options.examples, seed=2_000_000)
         shares = [
-            len(positions) / data.prompts.shape[1]
-            for steps in data.dependencies
+            len(positions) / int((content_features(prompt) >= 0).sum())
+            for prompt, steps in zip(data.prompts, data.dependencies, strict=True)
             for positions in steps
         ]
         chance[task] = sum(shares) / len(shares)
@@ -85,7 +87,7 @@ def main() -> None:
                 data.prompts[0],
                 method=method,
                 continuation=data.answers[0],
-                features="tokens",
+                features=content_features(data.prompts[0]),
                 baseline=MASK_ID,
                 **(LIGHT.get(name, {}) if isinstance(method, str) else {}),
             )
@@ -96,6 +98,7 @@ def main() -> None:
             }
     print(f"hit rates, {options.examples} examples per task (top feature is a true dependency)")
     print(f"{'method':<24}" + "".join(f"{task:>10}" for task in TASKS) + f"{'s/example':>12}")
+    print(f"{'(share solved)':<24}" + "".join(f"{rates[task]['solved']:>10.3f}" for task in TASKS))
     print(f"{'(random ranking)':<24}" + "".join(f"{chance[task]:>10.3f}" for task in TASKS))
     for name in methods:
         cells = [rates[task][name] for task in TASKS]

@@ -3,9 +3,11 @@
 On the synthetic tasks (:mod:`faithmap.generation.tasks`) every generated step comes with the
 prompt positions its answer depends on. A step is a *hit* when the feature of largest
 attribution holds one of them. :func:`hit_rates` explains fresh seeded examples of each task
-with each method, teacher-forcing the correct answer, with the prompt's content tokens as
-features (:func:`~faithmap.generation.tasks.content_features`: removing the task name or
-punctuation breaks the format, not the content), and reports the share of hits.
+that the model answers correctly (the dependencies are those of the answer; a model that gets
+an example wrong reads something else) with each method, teacher-forcing the answer, with the
+prompt's content tokens as features (:func:`~faithmap.generation.tasks.content_features`:
+removing the task name or punctuation breaks the format, not the content), and reports the
+share of hits.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor
 
 from faithmap.core.validation import check_int
 from faithmap.errors import FaithmapError, ShapeError
-from faithmap.generation.explain import LanguageModelLike, explain_generation
+from faithmap.generation.explain import LanguageModelLike, as_causal_lm, explain_generation
 from faithmap.generation.explanation import GenerationExplanation
 from faithmap.generation.method import GenerationMethod
 from faithmap.generation.tasks import MASK_ID, TASKS, content_features, make_task
@@ -64,8 +66,8 @@ def hit_rates(
     n : int, default=16
         Examples per task, ``make_task(task, n, seed=seed)``.
     seed : int, default=2_000_000
-        Fresh examples: training draws seeds up to ``1000 (seed + 1)``, its held-out accuracy
-        ``10**6``.
+        Fresh examples: the shipped weights' training drew seeds ``1 .. 3000``, their recorded
+        held-out accuracy ``10**6``.
     baseline : str or int, default the ``[MASK]`` token
         Removal for the methods that remove features (the built-in GPT learnt ``[MASK]`` as
         "no word").
@@ -75,8 +77,9 @@ def hit_rates(
     Returns
     -------
     dict
-        ``{task: {method: rate}}``; a method that refuses the model gets its error's message
-        instead of a rate.
+        ``{task: {method: rate}}`` over the examples the model solves (greedy continuation equal
+        to the answer; their share under ``"solved"``, ``nan`` rates when none is); a method that
+        refuses the model gets its error's message instead of a rate.
 
     References
     ----------
@@ -88,12 +91,21 @@ def hit_rates(
     table: dict[str, dict[str, float | str]] = {}
     for task in tasks:
         data = make_task(task, n, seed=seed)
-        table[task] = {}
+        lm = as_causal_lm(model)
+        answered = [
+            bool(
+                torch.equal(
+                    lm.generate(data.prompts[i], data.answers.shape[1]).cpu(), data.answers[i]
+                )
+            )
+            for i in range(n)
+        ]
+        table[task] = {"solved": sum(answered) / n}
         for name, method in methods.items():
             extra = dict((params or {}).get(name, {})) if isinstance(method, str) else {}
             hits: list[Tensor] = []
             try:
-                for i in range(n):
+                for i in (i for i in range(n) if answered[i]):
                     exp = explain_generation(
                         model,
                         data.prompts[i],
@@ -107,5 +119,5 @@ def hit_rates(
             except FaithmapError as err:
                 table[task][name] = f"{type(err).__name__}: {err}"
                 continue
-            table[task][name] = float(torch.cat(hits).double().mean())
+            table[task][name] = float(torch.cat(hits).double().mean()) if hits else float("nan")
     return table

@@ -45,8 +45,8 @@ def mask_free_tokens(
 
 def train_gpt(
     *,
-    steps: int = 1000,
-    batch_size: int = 48,
+    steps: int = 3000,
+    batch_size: int = 24,
     mask_rate: float = 0.15,
     learning_rate: float = 5e-3,
     language_weight: float = 0.2,
@@ -122,10 +122,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m faithmap.generation.train", description=__doc__
     )
     parser.add_argument("--out", type=Path, required=True, help="path of the .safetensors file")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=24)
+    parser.add_argument("--language-weight", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_args(argv)
-    model = train_gpt(steps=options.steps, seed=options.seed)
+    model = train_gpt(
+        steps=options.steps,
+        batch_size=options.batch_size,
+        language_weight=options.language_weight,
+        seed=options.seed,
+    )
     accuracy = {task: task_accuracy(model, task, 1000, seed=HELD_OUT_SEED) for task in TASKS}
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     options.out.parent.mkdir(parents=True, exist_ok=True)
