@@ -1,13 +1,17 @@
-"""Training of the built-in GPT on the synthetic generation tasks, in a few minutes on a CPU.
+"""Training of the built-in GPT on the synthetic generation tasks: 3000 steps, about 4 minutes of
+one CPU core.
 
 Run as a script to (re)make the shipped weights::
 
     python -m faithmap.generation.train --out src/faithmap/generation/weights/gpt.safetensors
 
 Every step trains on a fresh batch of each task (:func:`~faithmap.generation.tasks.make_task`),
-with the cross-entropy of the answer tokens only (teacher forcing). Prompt tokens that no answer
+with the cross-entropy of the answer tokens (teacher forcing) plus a language-model term on the
+prompt's own tokens. Prompt tokens that no answer
 depends on are replaced by ``[MASK]`` with probability ``mask_rate``, so the mask token means "no
-word", the removal the perturbation methods use.
+word", the removal the perturbation methods use. The shipped weights' held-out greedy accuracy
+(1000 examples per task): key-value retrieval 0.451, copying 1.000, counting 1.000 (the binding
+circuit of key-value retrieval had not formed after 3000 steps).
 """
 
 from __future__ import annotations
