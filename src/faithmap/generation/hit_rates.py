@@ -55,6 +55,7 @@ def hit_rates(
     seed: int = 2_000_000,
     baseline: str | int = MASK_ID,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    batch_size: int | None = 64,
 ) -> dict[str, dict[str, float | str]]:
     """Share of steps whose top feature is a true dependency, per task and method.
 
@@ -73,6 +74,8 @@ def hit_rates(
         "no word").
     params : mapping, optional
         Parameters per method name, for methods given by name.
+    batch_size : int or None, default=64
+        Rows per model call (``None`` measures the fastest for every explanation).
 
     Returns
     -------
@@ -113,6 +116,7 @@ def hit_rates(
                         continuation=data.answers[i],
                         features=content_features(data.prompts[i]),
                         baseline=baseline,
+                        batch_size=batch_size,
                         **extra,
                     )
                     hits.append(top_feature_hits(exp, data.dependencies[i]))
