@@ -9,7 +9,7 @@ from torch import Tensor, nn
 import faithmap
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.region_hierarchy import Node, merge_tree, nested
-from faithmap.methods.subset.hierarchical import hierarchical_greedy, widen
+from faithmap.methods.subset.hierarchical import hierarchical_greedy
 from faithmap.methods.subset.objectives import effectiveness, incremental_effectiveness
 from faithmap.methods.subset.search import (
     bidirectional_greedy,
@@ -189,30 +189,6 @@ def test_hierarchical_greedy_scores_2_per_inner_node_of_a_binary_tree() -> None:
         assert function.rows == 2 * (count - 1)
 
 
-def test_widening_the_root_to_4_groups_costs_3_more_subsets() -> None:
-    """Balanced over 8 regions: 7 inner nodes x 2 = 14; widened, the root chooses among 4
-    groups (4 + 3 + 2 = 9) and each group orders its pair (4 x 2): 17."""
-    weights = torch.rand(1, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    tree = nested([[[0, 1], [2, 3]], [[4, 5], [6, 7]]], 8)
-    plain, wide = Counting(weights), Counting(weights)
-    first = hierarchical_greedy(plain, [tree], 8, CPU)
-    second = hierarchical_greedy(wide, [widen(tree, 4)], 8, CPU)
-    assert (plain.rows, wide.rows) == (14, 17)
-    # Additive weights: the best pair of each tree level comes first either way.
-    pairs = weights.view(4, 2).sum(1)
-    assert int(second[0, 0]) // 2 == int(pairs.argmax())
-    assert int(first[0, 0]) // 4 == int(pairs.view(2, 2).sum(1).argmax())
-
-
-def test_widen_takes_grandchildren_up_to_the_fan_out() -> None:
-    tree = nested([[[0, 1], [2, 3]], [[4, 5], [6, 7]]], 8)
-    assert [c.members for c in widen(tree, 4).children] == [(0, 1), (2, 3), (4, 5), (6, 7)]
-    assert len(widen(tree, 8).children) == 8
-    assert widen(tree, 3) == tree
-    leaf = nested(0, 1)
-    assert widen(leaf, 4) == leaf
-
-
 def test_hierarchical_greedy_batches_images_and_places_unused_regions_last() -> None:
     """Two images with their own trees (the second uses regions 0, 2, 4 only) give in one batch
     what each gives alone, one call per round."""
@@ -251,7 +227,7 @@ class _RegionSum(nn.Module):
 
 
 def test_smdl_runs_the_hierarchical_search_by_name() -> None:
-    """16 patches of 4 x 4 pixels: 2 (16 - 1) + 3 subsets, each scored on both sides with the
+    """16 patches of 4 x 4 pixels: at most 2 (16 - 1) subsets, each scored on both sides with the
     fill shared, plus the empty and the full image; the same input gives the same order."""
     weights = torch.rand(16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     model = faithmap.Model(_RegionSum(weights), outputs="probabilities")
@@ -263,6 +239,6 @@ def test_smdl_runs_the_hierarchical_search_by_name() -> None:
     assert torch.equal(first.ranking, again.ranking)
     assert sorted(first.ranking[0].tolist()) == list(range(16))
     assert first.config["search"] == "hierarchical"
-    assert first.cost.forward <= 2 * (2 * 15 + 3) + 2
+    assert first.cost.forward <= 2 * 2 * 15 + 2
     with pytest.raises(InvalidParameterError, match="search"):
         faithmap.get_method("smdl", search="hierarchy")
