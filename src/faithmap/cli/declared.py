@@ -1,6 +1,7 @@
 """The options that declare a user's model to the command line, shared by ``explain`` and
 ``bench``: its input size and resize policy, channel order, normalisation, what it returns,
-the constants of a multi-input ONNX graph, and the CPU threads to run it on.
+the constants of a multi-input ONNX graph, the CPU threads to run it on, and the device and
+precision of its forward pass.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import numpy as np
 import torch
 import typer
 
+from faithmap.core.devices import resolve_device
+from faithmap.core.model import Model
+from faithmap.core.precision import PRECISIONS, check_precision
 from faithmap.core.preprocessing import NORMALISATIONS, Preprocessing, parse_size
 from faithmap.core.readout import Outputs
 from faithmap.errors import InvalidParameterError
@@ -64,6 +68,31 @@ ThreadsOption = Annotated[
     int | None,
     typer.Option(help="torch CPU threads (torch.set_num_threads); default: torch's own."),
 ]
+
+DeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Where the model runs: cpu, cuda, cuda:I, mps, or auto (cuda, else mps, else cpu). "
+        "An unavailable device is an error. Default: cpu."
+    ),
+]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        help=f"The forward pass's arithmetic: {', '.join(PRECISIONS)} (bf16/fp16: torch.autocast; "
+        "scores and gradients stay fp32)."
+    ),
+]
+
+
+def placed(model: Model, device: str | None, precision: str) -> Model:
+    """``model`` on ``--device`` with ``--precision`` (errors name the options)."""
+    if precision not in PRECISIONS:
+        raise InvalidParameterError(
+            f"--precision must be one of {', '.join(PRECISIONS)}. Got {precision!r} instead."
+        )
+    resolved = None if device is None else resolve_device(device, "--device")
+    return model.to(resolved, precision=check_precision(precision))
 
 
 def set_threads(threads: int | None) -> None:

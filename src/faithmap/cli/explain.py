@@ -34,11 +34,13 @@ from faithmap.cli.common import (
 )
 from faithmap.cli.declared import (
     ChannelsOption,
+    DeviceOption,
     KeepAspectOption,
     MeanOption,
     OnnxInputOption,
     OutputsOption,
     PadValueOption,
+    PrecisionOption,
     ScaleOption,
     SizeOption,
     StdOption,
@@ -46,6 +48,7 @@ from faithmap.cli.declared import (
     declared_outputs,
     declared_preprocessing,
     onnx_inputs,
+    placed,
     set_threads,
 )
 from faithmap.cli.text import TEXT_MODEL, explain_text_input
@@ -358,6 +361,8 @@ def explain_command(
     outputs: OutputsOption = "logits",
     onnx_input: OnnxInputOption = None,
     threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = "fp32",
     chunk_size: Annotated[
         int,
         typer.Option(help="Images of a folder explained per call: memory is bounded by the chunk."),
@@ -406,6 +411,13 @@ def explain_command(
             raise InvalidParameterError(
                 "--box, --label and --detection choose a detector's object in images; leave "
                 "out --target, --text and CSV rows."
+            )
+        if (text is not None or str(source).lower().endswith(".csv")) and (
+            device not in (None, "cpu") or precision != "fp32"
+        ):
+            raise InvalidParameterError(
+                "--device and --precision apply to image models; text and CSV rows run on the "
+                "CPU in fp32. Leave them out."
             )
         if text is not None:
             if source is not None:
@@ -472,6 +484,7 @@ def explain_command(
             preprocessing=preprocessing,
             extra_inputs=onnx_inputs(onnx_input) or None,
         )
+        wrapped = placed(wrapped, device, precision)
         explain = partial(
             _explain_images,
             configured=configured,

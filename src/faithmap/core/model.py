@@ -143,21 +143,28 @@ class Model:
         self.structured: str | None = None  # what a detector's dict or list output is
         self.signal_images = False
         self._sizes = MeasuredSizes.of(model)
-        self.precision: Precision = check_precision(precision)
-        if precision != "fp32" and isinstance(model, OnnxSession):
-            raise InvalidParameterError(
-                f"precision={precision!r} runs a torch module's forward pass under autocast; an "
-                "ONNX Runtime session computes in its graph's own dtypes. Use precision='fp32', "
-                "or export the graph in the precision you want."
-            )
-        if device is not None:
-            self.to(device)
+        self.precision: Precision = "fp32"
+        self.to(device, precision=precision)
 
-    def to(self, device: str | torch.device) -> Model:
-        """Move the wrapped module to ``device`` (checked to be available) and return this model.
+    def to(
+        self, device: str | torch.device | None = None, *, precision: Precision | None = None
+    ) -> Model:
+        """Move the wrapped module to ``device`` (checked to be available) and/or set the
+        ``precision`` of its forward pass; return this model. ``None`` changes nothing.
 
-        A plain callable or ONNX session cannot be moved: only ``"cpu"`` is accepted for it.
+        A plain callable or ONNX session cannot be moved: only ``"cpu"`` is accepted for it, and
+        an ONNX session only ``precision="fp32"``.
         """
+        if precision is not None:
+            if precision != "fp32" and isinstance(self.module, OnnxSession):
+                raise InvalidParameterError(
+                    f"precision={precision!r} runs a torch module's forward pass under autocast; "
+                    "an ONNX Runtime session computes in its graph's own dtypes. Use "
+                    "precision='fp32', or export the graph in the precision you want."
+                )
+            self.precision = check_precision(precision)
+        if device is None:
+            return self
         target = resolve_device(device, "device of Model")
         if isinstance(self.module, nn.Module):
             self.module.to(target)
