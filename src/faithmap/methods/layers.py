@@ -28,6 +28,7 @@ from torch.utils.hooks import RemovableHandle
 from faithmap.core.constraints import BOOLEAN, Constraints, InstanceOf, Interval
 from faithmap.core.method import Method
 from faithmap.core.model import Model
+from faithmap.core.precision import full_precision
 from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.targets import Target
 from faithmap.errors import InvalidParameterError, ModelError, ShapeError
@@ -174,7 +175,9 @@ def token_grid(tokens: int, size: tuple[int, int], prefix: int | None) -> tuple[
 
 
 def as_maps(output: Tensor, rows: int, size: tuple[int, int], prefix: int | None) -> Tensor:
-    """A layer's output as maps ``(rows, D, h, w)``; token sequences go onto the patch grid."""
+    """A layer's output as maps ``(rows, D, h, w)``, float32 even under a bf16/fp16 autocast;
+    token sequences go onto the patch grid."""
+    output = full_precision(output)
     if output.shape[0] != rows:
         raise ShapeError(
             f"The layer's output has shape {tuple(output.shape)}, not batch first for a batch of "
