@@ -17,6 +17,7 @@ from faithmap.methods.subset.search import (
     lazy_greedy,
     stochastic_greedy,
 )
+from faithmap.testing import method_checks
 
 CPU = torch.device("cpu")
 
@@ -242,3 +243,18 @@ def test_smdl_runs_the_hierarchical_search_by_name() -> None:
     assert first.cost.forward <= 2 * 2 * 15 + 2
     with pytest.raises(InvalidParameterError, match="search"):
         faithmap.get_method("smdl", search="hierarchy")
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        name
+        for name, _ in method_checks(
+            "smdl", {"regions": "slic:12", "search": "hierarchical", "effectiveness": 1.0}
+        )
+    ],
+)
+def test_the_hierarchical_search_keeps_the_method_contract(check: str) -> None:
+    """Shape, device, batch and sample independence, determinism ... with this search."""
+    params = {"regions": "slic:12", "search": "hierarchical", "effectiveness": 1.0}
+    dict(method_checks("smdl", params))[check]()
