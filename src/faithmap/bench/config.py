@@ -27,6 +27,8 @@ from typing import Any
 
 from faithmap.api import get_method
 from faithmap.bench.sources import DataSource, ModelSource, data_source, model_source
+from faithmap.core.devices import resolve_device
+from faithmap.core.precision import check_precision
 from faithmap.core.registry import METHODS
 from faithmap.core.validation import check_int
 from faithmap.data import ShapesBatch, make_shapes
@@ -180,6 +182,13 @@ class BenchConfig:
         a local one.
     workers : int, optional
         CPUs of the local Ray cluster (``None``: all of this machine's).
+    device : str, default="cpu"
+        Where models run: ``"cpu"``, ``"cuda[:i]"``, ``"mps"`` or ``"auto"``; checked on the
+        driver (an unavailable device is an error). Ray tasks ask for one GPU each on CUDA.
+        Like the executor, not part of the run's identity.
+    precision : {"fp32", "bf16", "fp16"}, default="fp32"
+        The models' forward-pass arithmetic (:class:`faithmap.Model`'s ``precision``); part of
+        the run's identity when not fp32.
 
     Raises
     ------
@@ -204,6 +213,8 @@ class BenchConfig:
     executor: str = "local"
     address: str | None = None
     workers: int | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising the fields of a frozen dataclass
@@ -241,6 +252,13 @@ class BenchConfig:
                 f"{self.out!r} instead."
             )
         set_(self, "out", Path(self.out))
+        if not isinstance(self.device, str):
+            raise InvalidParameterError(
+                f"The 'device' parameter of BenchConfig must be a str (cpu, cuda, cuda:I, mps, "
+                f"auto). Got {self.device!r} instead."
+            )
+        resolve_device(self.device, "'device' of BenchConfig")  # available here, or an error
+        check_precision(self.precision, "BenchConfig")
         for what, given, valid in (
             ("methods", self.method_params, METHODS.names()),
             ("metrics", self.metric_params, sorted(METRICS)),
@@ -296,11 +314,13 @@ class BenchConfig:
     def identity(self) -> dict[str, Any]:
         """What decides the numbers: data, models, full method configurations, metrics, seeds.
 
-        Two configurations with the same identity give the same rows; the executor, batch size
-        and output folder are not part of it.
+        Two configurations with the same identity give the same rows; the executor, batch size,
+        device and output folder are not part of it. A precision other than fp32 is.
         """
+        precision = {} if self.precision == "fp32" else {"precision": self.precision}
         return _json(
             {
+                **precision,
                 "data": self.data.identity(),
                 "n_samples": self.n_samples,
                 "data_seed": self.data_seed,

@@ -51,7 +51,9 @@ def check_ray() -> None:
 def ray_results(
     job: Job, tasks: Sequence[Task], *, address: str | None = None, workers: int | None = None
 ) -> Generator[TaskResult, None, None]:
-    """Run the tasks as Ray remote functions (one CPU each) and yield them as they finish.
+    """Run the tasks as Ray remote functions (one CPU each, and one GPU each when the job's
+    device is CUDA: name it ``"cuda"``, as each task sees only its own GPU) and yield them as
+    they finish.
 
     Parameters
     ----------
@@ -73,7 +75,8 @@ def ray_results(
             options["num_cpus"] = workers
         ray.init(address=address, **options)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=2)(run_task)
+        gpus = 1 if job.device.startswith("cuda") else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(run_task)
         pending = [remote.remote(job, task) for task in tasks]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)

@@ -27,6 +27,7 @@ from faithmap.bench.sources import DataSource, ImageData, ModelSource
 from faithmap.core.cost import Cost
 from faithmap.core.detection import box_targets
 from faithmap.core.model import Model
+from faithmap.core.precision import check_precision
 from faithmap.errors import ModelError
 from faithmap.metrics import METRICS
 
@@ -42,6 +43,8 @@ class Job:
     metric_params: dict[str, dict[str, Any]]
     batch_size: int | None
     models: dict[str, ModelSource]
+    device: str = "cpu"
+    precision: str = "fp32"
 
     @staticmethod
     def of(config: BenchConfig) -> Job:
@@ -54,6 +57,8 @@ class Job:
             metric_params={m: config.metric_kwargs(m) for m in config.metrics},
             batch_size=config.batch_size,
             models={name: config.model_source(name) for name in config.models},
+            device=config.device,
+            precision=config.precision,
         )
 
 
@@ -117,9 +122,18 @@ def load_data(data: DataSource, n_samples: int, data_seed: int) -> ImageData:
 
 
 @lru_cache(maxsize=8)
-def load_model(source: ModelSource, batch_size: int | None) -> Model:
-    """A model, loaded and wrapped once per process and reused by every task."""
-    return source.load(batch_size)
+def load_model(
+    source: ModelSource, batch_size: int | None, device: str = "cpu", precision: str = "fp32"
+) -> Model:
+    """A model, loaded and wrapped once per process, on ``device`` in ``precision``, and reused
+    by every task (a model given in Python is changed only by a device or precision other than
+    the defaults)."""
+    model = source.load(batch_size)
+    loaded = source.model is None
+    return model.to(
+        device if loaded or device != "cpu" else None,
+        precision=check_precision(precision) if loaded or precision != "fp32" else None,
+    )
 
 
 def run_task(job: Job, task: Task) -> TaskResult:
@@ -131,7 +145,7 @@ def run_task(job: Job, task: Task) -> TaskResult:
     data = load_data(job.data, job.n_samples, job.data_seed)
     inputs = data.images[task.start : task.stop]
     masks = None if data.masks is None else data.masks[task.start : task.stop]
-    model = load_model(job.models[task.model], job.batch_size)
+    model = load_model(job.models[task.model], job.batch_size, job.device, job.precision)
     boxes = data.boxes  # detection data: each image's object, a box target
     target = None
     if boxes is not None and data.labels is not None:

@@ -40,6 +40,7 @@ from faithmap.cli.common import (
 )
 from faithmap.cli.declared import (
     ChannelsOption,
+    DeviceOption,
     KeepAspectOption,
     MeanOption,
     OutputsOption,
@@ -156,6 +157,11 @@ def bench(
         int | None, typer.Option(help="Rows per model call; default: the fastest, measured.")
     ] = None,
     threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="The forward pass's arithmetic: fp32, bf16 or fp16; default: fp32."),
+    ] = None,
     progress: Annotated[
         bool,
         typer.Option(
@@ -223,6 +229,8 @@ def bench(
             "workers": workers,
             "out": out,
             "batch_size": batch_size,
+            "device": device,
+            "precision": precision,
         }
         flags = {key: value for key, value in flags.items() if value is not None}
         masked = data_has_masks(data_source(flags.get("data", given.get("data", "shapes"))))
