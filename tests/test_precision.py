@@ -9,6 +9,7 @@ backprop 0.97): bf16 keeps 8 bits of mantissa, and the ranks of small gradients 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ import faithmap
 from faithmap import Model
 from faithmap.bench.config import BenchConfig
 from faithmap.data import make_shapes
-from faithmap.errors import InvalidParameterError
+from faithmap.errors import ConstantMapWarning, InvalidParameterError
 from faithmap.zoo import load_builtin
 
 
@@ -53,6 +54,7 @@ def test_precision_is_checked_and_recorded(images: torch.Tensor) -> None:
         ("eigen_cam", {}, 0.99),
         ("occlusion", {"window": 8, "stride": 8}, 0.99),
         ("rise", {"n_masks": 64, "seed": 0}, 0.99),
+        ("lrp", {}, 0.98),  # measured 0.988 here: bf16 activations, rules recomputed in fp32
         ("saliency", {}, 0.90),  # measured 0.92: per-pixel gradient ranks flip in bf16
     ],
 )
@@ -77,3 +79,38 @@ def test_precision_is_part_of_a_runs_identity_when_not_fp32() -> None:
     fp32 = BenchConfig(**base)  # type: ignore[arg-type]
     assert BenchConfig(**base, precision="fp32").hash == fp32.hash  # type: ignore[arg-type]
     assert BenchConfig(**base, precision="bf16").hash != fp32.hash  # type: ignore[arg-type]
+
+
+LIGHT: dict[str, dict[str, Any]] = {
+    "extremal": {"iterations": 5},
+    "rise": {"n_masks": 32},
+    "d_rise": {"n_masks": 32},
+    "lime": {"n_samples": 32},
+    "kernel_shap": {"n_samples": 32},
+    "sobol": {"n_design": 2},
+    "hsic": {"n_design": 32},
+    "smoothgrad": {"n_samples": 2},
+    "gradient_shap": {"n_samples": 2},
+    "integrated_gradients": {"steps": 4},
+    "shapley_sampling": {"n_permutations": 2},
+    "owen": {"max_passes": 40},
+    "smdl": {"search": "stochastic"},
+    "lima": {"search": "stochastic"},
+    "vps": {"search": "stochastic"},
+}
+"""Lower costs only: every method must run under bf16, not agree to a figure here."""
+
+
+@pytest.mark.parametrize("method", faithmap.METHODS.names())
+def test_every_method_runs_under_bf16_and_returns_fp32(method: str) -> None:
+    """No method fails on half-precision activations (LRP's rules once raised a raw dtype
+    error) or hands back a half-precision map."""
+    needs_attention = getattr(faithmap.METHODS[method], "needs_attention", False)
+    net = load_builtin("vit" if needs_attention else "cnn")
+    images = make_shapes(1, seed=0).images
+    model = Model(net, batch_size=32, precision="bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantMapWarning)
+        maps = faithmap.explain(model, images, method=method, **LIGHT.get(method, {})).attributions
+    assert maps.dtype == torch.float32
+    assert bool(maps.isfinite().all())

@@ -126,7 +126,13 @@ class Affine:
     outputs: Tensor
 
     def apply(self, inputs: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        """The layer's map on ``inputs`` with modified ``weight`` and ``bias``."""
+        """The layer's map on ``inputs`` with modified ``weight`` and ``bias``.
+
+        Under a bf16/fp16 autocast the recorded inputs are half precision while the parameters
+        are fp32: both are computed in the wider type (rules run outside the autocast)."""
+        dtype = torch.promote_types(inputs.dtype, weight.dtype)
+        inputs, weight = inputs.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
         if isinstance(self.module, nn.Conv2d):
             convolved: Tensor = self.module._conv_forward(inputs, weight, bias)
             return convolved
