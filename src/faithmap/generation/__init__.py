@@ -9,11 +9,19 @@ prompt. The result is a :class:`GenerationExplanation` with the ``(steps x featu
 Methods are :class:`GenerationMethod` classes registered in :data:`GENERATION_METHODS`.
 """
 
+from faithmap.generation.agreement import Agreement, agreement
 from faithmap.generation.attention import GenerationAttention, GenerationAttentionRollout
 from faithmap.generation.continuation import Continuation, make_continuation, step_scores
 from faithmap.generation.explain import as_causal_lm, explain_generation
 from faithmap.generation.explanation import GenerationExplanation
+from faithmap.generation.faithfulness import (
+    comprehensiveness,
+    soft_comprehensiveness,
+    soft_sufficiency,
+    sufficiency,
+)
 from faithmap.generation.features import Prompt, PromptFeatures, make_prompt, prompt_features
+from faithmap.generation.gpt import TinyGpt, load_gpt
 from faithmap.generation.gradients import (
     GenerationInputXGradient,
     GenerationIntegratedGradients,
@@ -31,10 +39,15 @@ from faithmap.generation.perturbation import (
     GenerationKernelShap,
     GenerationLime,
 )
+from faithmap.generation.reagent import ReAGent
+from faithmap.generation.resampling import SentenceResampling
 from faithmap.generation.scoring import Baseline, EmbeddingScorer, KeepScorer, make_baseline
+from faithmap.generation.step_curves import StepCurves, step_curves
+from faithmap.generation.tasks import make_task
 
 __all__ = [
     "GENERATION_METHODS",
+    "Agreement",
     "Baseline",
     "CausalLM",
     "Continuation",
@@ -52,13 +65,25 @@ __all__ = [
     "KeepScorer",
     "Prompt",
     "PromptFeatures",
+    "ReAGent",
+    "SentenceResampling",
+    "StepCurves",
+    "TinyGpt",
+    "agreement",
     "as_causal_lm",
+    "comprehensiveness",
     "explain_generation",
     "get_generation_method",
+    "load_gpt",
     "make_baseline",
     "make_continuation",
     "make_prompt",
+    "make_task",
     "prompt_features",
     "register_generation_method",
+    "soft_comprehensiveness",
+    "soft_sufficiency",
+    "step_curves",
     "step_scores",
+    "sufficiency",
 ]
