@@ -74,7 +74,7 @@ def test_config_is_frozen_and_normalised() -> None:
         ({"n_samples": 0}, "'n_samples' parameter of BenchConfig must be an int >= 1"),
         ({"chunk_size": 0}, "'chunk_size' parameter of BenchConfig must be an int >= 1"),
         ({"workers": 0}, "'workers' parameter of BenchConfig must be an int >= 1"),
-        ({"method_params": {"shapley_sampling": {}}}, "unknown methods 'shapley_sampling'"),
+        ({"method_params": {"banzhaf": {}}}, "unknown methods 'banzhaf'"),
         ({"method_params": {"rise": {"n_masks": 0}}}, "'n_masks' parameter of Rise"),
         ({"method_params": {"saliency": {"steps": 3}}}, "unexpected parameter"),
         ({"metric_params": {"accuracy": {}}}, "unknown metrics 'accuracy'"),
