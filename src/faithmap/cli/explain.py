@@ -51,6 +51,7 @@ from faithmap.cli.declared import (
     placed,
     set_threads,
 )
+from faithmap.cli.generate import GPT_MODEL, run_generation, wants_generation
 from faithmap.cli.text import TEXT_MODEL, explain_text_input
 from faithmap.core.cost import Cost
 from faithmap.core.detection import pick_boxes
@@ -312,6 +313,7 @@ def _explain_rows(
 
 @app.command(name="explain")
 def explain_command(
+    ctx: typer.Context,
     source: Annotated[
         Path | None,
         typer.Argument(
@@ -322,11 +324,33 @@ def explain_command(
     text: Annotated[
         str | None, typer.Option(help="Explain this text with a text classifier instead.")
     ] = None,
+    generate: Annotated[
+        str | None,
+        typer.Option(
+            help="Continue this prompt with a language model and explain each generated token "
+            "by the prompt's features; --out FILE.html writes the heatmap."
+        ),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="With --generate: tokens to generate (default 8).")
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="With --generate: prompt features, tokens, words (default) or sentences."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="With --generate: seed of the method's random draws (kernel_shap, lime)."
+        ),
+    ] = None,
     method: Annotated[
         str | None,
         typer.Option(
             help="A name from `faithmap methods`; default: integrated_gradients for images and "
-            "text, kernel_shap for rows."
+            "text, kernel_shap for rows, feature_ablation for --generate."
         ),
     ] = None,
     model: Annotated[
@@ -334,7 +358,8 @@ def explain_command(
         typer.Option(
             help=f"A built-in name ({', '.join(BUILTIN_MODELS)}; {TEXT_MODEL} for text), a "
             "TorchScript, state-dict or ONNX file, a Hugging Face directory, or "
-            "torchvision:NAME, timm:NAME, hf:NAME. Default: cnn (images), word_cnn (text)."
+            "torchvision:NAME, timm:NAME, hf:NAME. Default: cnn (images), word_cnn (text), "
+            f"{GPT_MODEL} (--generate, which takes hf:DIR too)."
         ),
     ] = None,
     architecture: Annotated[
@@ -399,6 +424,9 @@ def explain_command(
     """
     with clean_errors():
         set_threads(threads)
+        if wants_generation(ctx):
+            run_generation(ctx)
+            return
         writable_folder(out)
         if chunk_size < 1:
             raise InvalidParameterError(f"--chunk-size must be at least 1. Got {chunk_size}.")
