@@ -314,7 +314,7 @@ def precision_section(
             row["captum_default_setting"], row["captum_tuned_setting"] = settings[0], best
             if isinstance(row["captum_sweep_s"].get(str(settings[0])), float):
                 contenders["captum_default"] = make(settings[0])
-            if best is not None:
+            if isinstance(row["captum_sweep_s"].get(str(best)), float):  # None: all ran out
                 contenders["captum_tuned"] = make(best)
         measure(name, contenders, row)
 
