@@ -1,9 +1,10 @@
 """faithmap on a GPU: a ResNet-50-size model at 224 x 224, fp32 against bf16, against Captum.
 
 Usage: ``python benchmarks/gpu.py [--device cuda] [--images 8] [--precision fp32 bf16]
-[--out PATH]``; a CPU smoke run: ``python benchmarks/gpu.py --device cpu --images 1 --depths 1 1
-1 1 --hidden-sizes 16 32 64 128 --ig-steps 4 --rise-masks 32 --kernel-shap-samples 32
---repeats 1 --curve-seconds 0.01 --out /tmp/gpu.json``.
+[--out PATH]``; a CPU smoke run: ``python benchmarks/gpu.py --device cpu --images 1 --size 64
+--depths 1 1 1 1 --hidden-sizes 16 32 64 128 --ig-steps 4 --rise-masks 32
+--kernel-shap-samples 32 --lima-regions slic:16 --repeats 1 --curve-seconds 0.01
+--max-batch 16 --out /tmp/gpu.json`` (CPU bf16 autocast is ~10x slower than fp32 there).
 
 The model is ``transformers``' ``ResNetForImageClassification`` with ResNet-50's layout (depths
 3, 4, 6, 3; widths 256, 512, 1024, 2048; bottleneck blocks; 1000 classes) and random weights,
