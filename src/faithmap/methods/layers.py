@@ -60,12 +60,13 @@ def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Mod
     """The layer named ``layer`` (dotted path); if ``None``, the model's own choice or last conv.
 
     With ``layer=None``, a model that names its explanation layer in a string attribute
-    ``cam_layer`` (faithmap's built-in models do) gets that layer; a transformer (a list of
-    blocks that each hold an attention module, as Hugging Face's and timm's ViTs have) gets the
-    output of its second-to-last block: its last convolution is the patch embedding, a poor CAM
-    layer, and the last block's patch tokens do not reach the class token (their gradient is
-    zero), the choice pytorch-grad-cam's documentation makes too. Any other model gets its last
-    ``nn.Conv2d``.
+    ``cam_layer`` (faithmap's built-in models do) gets that layer; a vision transformer (a list
+    of blocks that each hold an attention module, as Hugging Face's and timm's ViTs have, and no
+    convolution but its patch embedding) gets the output of its second-to-last block: its last
+    convolution is the patch embedding, a poor CAM layer, and the last block's patch tokens do
+    not reach the class token (their gradient is zero), the choice pytorch-grad-cam's
+    documentation makes too. Any other model (a CNN with attention in its blocks, DETR's
+    convolutional backbone) gets its last ``nn.Conv2d``.
 
     Raises
     ------
@@ -80,10 +81,11 @@ def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Mod
     preferred = getattr(model.module, "cam_layer", None)
     if layer is None and isinstance(preferred, str) and preferred in modules:
         return preferred, modules[preferred]
-    blocks = _attention_blocks(modules)
     convolutions = [name for name, sub in modules.items() if isinstance(sub, nn.Conv2d)]
-    if convolutions and any(convolutions[-1].startswith(f"{block}.") for block in blocks):
-        blocks = []  # a CNN with attention inside its blocks: its last convolution is in them
+    # A vision transformer's only convolutions cut the image into patches; a model with other
+    # convolutions (a CNN with attention in its blocks, DETR's backbone) keeps its last one.
+    patches_only = all(_cuts_patches(modules[name]) for name in convolutions)
+    blocks = _attention_blocks(modules) if patches_only else []
     if layer is None and blocks:
         if len(blocks) < 2:
             raise InvalidParameterError(
@@ -113,6 +115,11 @@ def find_layer(model: Model, layer: str | None, owner: str) -> tuple[str, nn.Mod
 
 def _is_attention(module: nn.Module) -> bool:
     return isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__
+
+
+def _cuts_patches(conv: nn.Module) -> bool:
+    """Whether a convolution is a patch embedding: non-overlapping windows, stride = kernel."""
+    return isinstance(conv, nn.Conv2d) and conv.kernel_size == conv.stride != (1, 1)
 
 
 def _attention_blocks(modules: dict[str, nn.Module]) -> list[str]:
