@@ -14,11 +14,11 @@ from faithmap.generation.hit_rates import hit_rates, top_feature_hits
 from faithmap.generation.tasks import COUNT_LETTERS, TASKS, VOCABULARY, make_task, make_tokenizer
 from faithmap.generation.train import HELD_OUT_SEED, mask_free_tokens, task_accuracy
 
-ACCURACY_BAR = {"kv": 0.4, "copy": 0.95, "count": 0.95}
-"""Each task's greedy exact-match accuracy on fresh examples must reach this. The shipped
-weights learnt copying and counting, but key-value retrieval only to 45 % (above the 1/3 of
-guessing one of the three values shown: the two-layer binding circuit did not form in the
-3000 training steps)."""
+ACCURACY_BAR = {"copy": 0.95, "count": 0.95}
+"""Each learnt task's greedy exact-match accuracy on fresh examples must reach this. The
+shipped weights did not learn key-value retrieval: their 0.451 on it is chance (they answer
+one of the three values shown, evenly; guessing one scores 1/3 + 2/3 x 1/10 = 0.40, as two
+keys can share a value digit), so no bar is claimed for it."""
 
 
 def words(ids: list[int]) -> list[str]:
@@ -87,7 +87,7 @@ def test_training_masks_only_tokens_no_step_depends_on() -> None:
 def test_the_shipped_gpt_solves_fresh_examples() -> None:
     model = load_gpt()
     assert isinstance(model, TinyGpt) and not model.training
-    for task in TASKS:
+    for task in ACCURACY_BAR:
         # seed 3 * 10**6 + 1: no training step nor the recorded held-out set draws it
         assert task_accuracy(model, task, 200, seed=3 * 10**6 + 1) >= ACCURACY_BAR[task], task
     recorded = gpt_accuracy()
