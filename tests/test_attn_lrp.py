@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, cast
 
+import lxt.explicit.functional as lxt_functional
+import lxt.explicit.rules as lxt_rules
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +21,7 @@ from faithmap.zoo.architectures import normalise
 from faithmap.zoo.libraries import HuggingFaceLogits
 from faithmap.zoo.vit import SmallViT, TransformerBlock
 
-transformers = pytest.importorskip("transformers")
+transformers: Any = importlib.import_module("transformers")  # its configs take **kwargs
 
 
 def attn_lrp(net: nn.Module, x: torch.Tensor, target: int, **params: Any) -> torch.Tensor:
@@ -137,8 +140,8 @@ def lxt_small_vit(net: SmallViT, x: torch.Tensor, target: int, epsilon: float) -
     additions (position embedding) go through ``add2``, scalings through ``mul2``; every
     stabiliser, layer norm's included, is ``epsilon``.
     """
-    lf = pytest.importorskip("lxt.explicit.functional")
-    identity = pytest.importorskip("lxt.explicit.rules").identity
+    lf = lxt_functional
+    identity = lxt_rules.identity
     pixels = normalise(x).detach().requires_grad_(True)
 
     def norm(tokens: torch.Tensor, layer: nn.LayerNorm) -> torch.Tensor:
