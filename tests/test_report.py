@@ -290,7 +290,9 @@ def test_bad_input_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_best_cells_are_highlighted(written: Path) -> None:
-    html = written.read_text(encoding="utf-8")
+    page = written.read_text(encoding="utf-8")
+    html = page[page.index('<section id="leaderboard">') :]
+    html = html[: html.index("</section>")]
     best = [float(v) for v in re.findall(r'<td class="best" data-sort="([^"]+)"', html)]
     # rank-1 means: cnn insertion 0.5 (saliency), cnn deletion 0.15 (nasty), other model:
     # insertion 0.5 twice (a tie), deletion 0.2 (nasty, its NaN sample left out)
@@ -353,7 +355,7 @@ def test_mean_rank_is_taken_over_the_cells_every_method_has(tmp_path: Path) -> N
     assert 'title="rise needs &lt;gradients&gt;">—</td>' in html  # the missing cells say why
     assert "rise needs &lt;gradients&gt;</div>" in html  # and its row of maps
     # the summary comes first, labelled as a rank (lower is better)
-    head = re.search(r"<thead>.*?</thead>", html, re.S)
+    head = re.search(r'<table class="sortable leaderboard"><thead>.*?</thead>', html, re.S)
     assert head is not None
     titles = re.findall(r'<th class="sortable[^"]*" data-col="(\d)"', head.group(0))
     assert titles[:2] == ["0", "1"] and "mean rank<br><small>lower is better" in head.group(0)

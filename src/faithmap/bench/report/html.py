@@ -28,6 +28,7 @@ from faithmap.bench.report.figures import colour_keys
 from faithmap.bench.report.heatmaps import heatmaps_html
 from faithmap.bench.report.stats import LEVEL, CostEntry, Score
 from faithmap.bench.report.summary import RankSummary, rank_summary, verdicts
+from faithmap.bench.report.trust import trust_html
 
 __all__ = ["render_page"]
 
@@ -295,6 +296,7 @@ def render_page(
     """
     links = [
         ("verdict", "Verdict"),
+        ("trust", "Trust"),
         ("leaderboard", "Leaderboard"),
         ("curves", "Curves"),
         ("heatmaps", "Maps"),
@@ -312,6 +314,15 @@ def render_page(
             f"for each metric, the methods whose mean lies inside the best method's {interval} "
             "(not separable from it with this many samples).",
             _verdicts(scores, data.models),
+        ),
+        (
+            "trust",
+            "Which method to trust",
+            "Per family of metrics, each method's mean rank over the cells every method has "
+            "(1 is best) with its 95% paired-bootstrap interval over the images; two methods "
+            "whose intervals overlap are not separated by this run. Below, how far the "
+            "metrics agree on the order of the methods.",
+            trust_html(data, _e, colours),
         ),
         (
             "leaderboard",
@@ -381,6 +392,10 @@ def render_page(
             ),
         )
         links.insert(0, ("findings", "Findings"))
+    if data.figures:
+        pictures = "".join(_figure(png, caption, caption) for caption, png in data.figures)
+        sections.append(("figures", "Figures", "Figures the suite draws.", pictures))
+        links.append(("figures", "Figures"))
     body = "".join(
         f'<section id="{anchor}"><h2>{_e(title)}</h2><p class="note">{_e(note)}</p>'
         f"{content}</section>"
