@@ -34,7 +34,7 @@ from faithmap.data import make_shapes
 from faithmap.errors import InvalidParameterError
 from faithmap.zoo import BUILTIN_MODELS, architecture
 
-__all__ = ["RECIPES", "Recipe", "TrainResult", "accuracy", "main", "train"]
+__all__ = ["RECIPES", "Recipe", "TrainResult", "accuracy", "fit", "main", "train"]
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def train(
             torch.manual_seed(seed)
             model = architecture(arch)  # initialised under the seed
             data = make_shapes(n_train, seed=2 * seed)
-            _fit(model, data.images, data.labels, epochs, batch_size, lr, weight_decay, flip)
+            fit(model, data.images, data.labels, epochs, batch_size, lr, weight_decay, flip)
         model.eval()
         held_out = make_shapes(n_eval, seed=2 * seed + 1)
         acc = accuracy(model, held_out.images, held_out.labels)
@@ -234,7 +234,7 @@ def train(
     )
 
 
-def _fit(
+def fit(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -244,6 +244,12 @@ def _fit(
     weight_decay: float,
     flip: bool,
 ) -> None:
+    """Train ``model`` in place on ``images`` and ``labels``: :func:`train`'s optimisation.
+
+    AdamW, a one-cycle schedule peaking at ``lr``, cross-entropy, shuffled batches drawn from
+    torch's global random state (seed it first); leaves the model in training mode. Also
+    used by ROAR (:mod:`faithmap.bench.roar`) to retrain on modified images.
+    """
     steps_per_epoch = -(-len(labels) // batch_size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
