@@ -30,12 +30,23 @@ LIGHT_METRIC_PARAMS: dict[str, dict[str, Any]] = {
     "avg_sensitivity": {"n_samples": 2},
     "max_sensitivity": {"n_samples": 2},
     "local_lipschitz": {"n_samples": 4},
+    "relative_input_stability": {"n_samples": 2},
+    # ROS divides by ||h(x) - h(x')||, a difference of nearly equal logits: at a radius the
+    # battery's net barely moves under, batch-size rounding (1e-7) shows at 1e-4 relative
+    "relative_output_stability": {"n_samples": 2, "radius": 0.2},
+    "relative_representation_stability": {"n_samples": 2, "layer": "features.2"},
+    "smooth_model_randomisation": {"n_samples": 2},
     "deletion": {"steps": 4},
     "insertion": {"steps": 4},
     "faithfulness_correlation": {"n_samples": 8, "unit": "patches:4", "subset_size": 4},
     "faithfulness_estimate": {"unit": "patches:4"},
     "infidelity": {"n_samples": 8},
     "road": {"fractions": (0.2, 0.6)},
+    "monotonicity": {"steps": 4},
+    "monotonicity_correlation": {"steps": 8},
+    "sensitivity_n": {"fractions": (0.1, 0.3), "n_samples": 4, "unit": "patches:4"},
+    "selectivity": {"unit": "patches:4"},
+    "irof": {"unit": "patches:4"},
     "top_k_intersection": {"k": 20},
     "box_energy_pointing_game": {"boxes": [(2.0, 2.0, 10.0, 10.0)] * 5},
     "highest_box_confidence": {"steps": 4, "iou_threshold": None},  # the battery has no boxes
