@@ -54,9 +54,9 @@ def _relative_norm(before: Tensor, after: Tensor, eps_min: float) -> Tensor:
     ``before`` is ``(N, ...)`` and ``after`` ``(N, S, ...)``; returns ``(N, S)``.
     """
     base = before.double()[:, None]
-    safe = torch.where(base == 0, eps_min, base)
-    relative = (base - after.double()) / safe
-    return torch.linalg.vector_norm(relative.flatten(2), dim=2)
+    safe = torch.where(base == 0, torch.full_like(base, eps_min), base)
+    norms: Tensor = ((base - after.double()) / safe).flatten(2).norm(dim=2)
+    return norms
 
 
 class _Representation(nn.Module):
