@@ -1,0 +1,193 @@
+"""Average drop and increase in confidence (Chattopadhay et al. 2018, Grad-CAM++).
+
+The explanation map, min-max normalised to [0, 1] per image, is used as a soft keep-mask:
+the "explanation image" is ``E = fill + m * (x - fill)`` (with the default fill 0, the paper's
+``m * x``), built by the removal engine's blend. With ``Y`` the target score of ``x`` and
+``O`` that of ``E``:
+
+* :func:`average_drop`: ``max(0, Y - O) / Y`` per image (the paper reports the mean, in %);
+  lower is better.
+* :func:`average_increase`: 1 where ``O > Y`` (the paper's "increase in confidence", the mean
+  in %); higher is better.
+
+Quantus 0.6.0 has neither (Xplique's ``AverageDropMetric`` and ``AverageIncreaseMetric`` do).
+
+References
+----------
+Chattopadhay, Sarkar, Howlader, Balasubramanian, "Grad-CAM++: Generalized Gradient-Based
+Visual Explanations for Deep Convolutional Networks", WACV 2018.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from faithmap.core.constraints import Constraints
+from faithmap.core.cost import Cost
+from faithmap.core.explanation import Explanation
+from faithmap.core.metric import MetricResult, prepare
+from faithmap.core.model import Model
+from faithmap.core.readout import ACTIVATION, Activation
+from faithmap.core.registry import register_metric
+from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
+from faithmap.core.targets import TARGET, TargetLike
+
+
+def _clean_and_explained(
+    owner: str,
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    target: TargetLike,
+    fill: FillLike | Removal,
+    activation: Activation,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, dict[str, Any], Cost, torch.device]:
+    """Scores ``Y`` of the inputs and ``O`` of the explanation images, in one stream.
+
+    Also returns which images have a map that is not constant (a constant map has no min-max
+    normalisation), the target classes, the choices, the cost and the results' device.
+    """
+    removal = make_removal(fill)
+    prepared = prepare(owner, model, inputs, explanation, target, image=True)
+    wrapped, x = prepared.model, prepared.x
+    maps = prepared.attributions.sum(1, keepdim=True)
+    low = maps.amin(dim=(1, 2, 3), keepdim=True)
+    spread = maps.amax(dim=(1, 2, 3), keepdim=True) - low
+    defined = spread.flatten() > 0
+    soft = (maps - low) / spread.where(spread > 0, 1)
+    with wrapped.ledger.track() as tracker:
+        resolved = wrapped.target(x, prepared.target)
+
+        def keep(samples: Tensor, indices: Tensor) -> Tensor:
+            explained = (indices == 1).to(soft.dtype).view(-1, 1, 1, 1)
+            return 1 - explained * (1 - soft[samples])
+
+        scores = score_removals(
+            wrapped, x, resolved, removal.substrate(x), keep, 2, activation=activation
+        )
+    choices: dict[str, Any] = {
+        "fill": removal.describe(),
+        "normalisation": "min-max",
+        "activation": activation,
+        "target": prepared.rule,
+    }
+    classes = resolved.classes
+    return scores[:, 0], scores[:, 1], defined, classes, choices, tracker.cost, prepared.home
+
+
+CONSTRAINTS: Constraints = {
+    "target": TARGET,
+    "fill": FILL_OR_REMOVAL,
+    "activation": [ACTIVATION],
+}
+
+
+@register_metric(
+    "average_drop",
+    constraints=CONSTRAINTS,
+    higher_is_better=False,
+    constant_model=0.0,
+)
+def average_drop(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    target: TargetLike = None,
+    fill: FillLike | Removal = 0.0,
+    activation: Activation = "softmax",
+) -> MetricResult:
+    """Relative drop of the target score when only the explanation image is shown.
+
+    ``max(0, Y - O) / Y`` per image, in [0, 1] for positive scores; lower is better (the
+    paper's "Average Drop %" is 100 times the mean). NaN where the map is constant or
+    ``Y <= 0`` (use ``activation="softmax"``). A model that ignores its input gives 0.
+
+    Parameters
+    ----------
+    model, inputs
+        The model and a batch of images ``(N, C, H, W)``.
+    explanation : Explanation or Tensor
+        Attributions ``(N, 1 or C, H, W)``: channels summed, then min-max normalised per image
+        (a signed map's most negative pixel becomes 0; Grad-CAM's maps are already >= 0).
+    target : None, int, tensor or callable
+        ``None``: the explanation's target if it has one, else the predicted class.
+    fill : str, float, callable or Removal, default=0.0
+        What the map's zeros become (the paper multiplies the image by the map: 0).
+    activation : {"softmax", "logits"}, default="softmax"
+
+    Returns
+    -------
+    MetricResult
+        Cost: 2 forward passes per sample (plus target resolution).
+
+    References
+    ----------
+    Chattopadhay et al., "Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep
+    Convolutional Networks", WACV 2018.
+    """
+    owner = "average_drop"
+    clean, explained, defined, classes, choices, cost, home = _clean_and_explained(
+        owner, model, inputs, explanation, target, fill, activation
+    )
+    drop = (clean - explained).clamp_min(0) / clean
+    values = drop.where(defined & (clean > 0), torch.nan)
+    return MetricResult(
+        metric=owner,
+        values=values.to(home),
+        higher_is_better=False,
+        target=None if classes is None else classes.to(home),
+        choices=choices,
+        cost=cost,
+    )
+
+
+@register_metric(
+    "average_increase",
+    constraints=CONSTRAINTS,
+    higher_is_better=True,
+    constant_model=0.0,
+)
+def average_increase(
+    model: Model | nn.Module | Callable[[Tensor], Any],
+    inputs: Tensor,
+    explanation: Explanation | Tensor,
+    *,
+    target: TargetLike = None,
+    fill: FillLike | Removal = 0.0,
+    activation: Activation = "softmax",
+) -> MetricResult:
+    """1 where the explanation image scores higher than the image itself, else 0.
+
+    The paper's "% Increase in Confidence" is 100 times the mean; higher is better. NaN where
+    the map is constant. A model that ignores its input gives 0 (its score never rises).
+
+    Parameters are those of :func:`average_drop`.
+
+    Returns
+    -------
+    MetricResult
+        Cost: 2 forward passes per sample (plus target resolution).
+
+    References
+    ----------
+    Chattopadhay et al., "Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep
+    Convolutional Networks", WACV 2018.
+    """
+    owner = "average_increase"
+    clean, explained, defined, classes, choices, cost, home = _clean_and_explained(
+        owner, model, inputs, explanation, target, fill, activation
+    )
+    values = (explained > clean).to(clean.dtype).where(defined, torch.nan)
+    return MetricResult(
+        metric=owner,
+        values=values.to(home),
+        higher_is_better=True,
+        target=None if classes is None else classes.to(home),
+        choices=choices,
+        cost=cost,
+    )
