@@ -44,9 +44,24 @@ def _pandas() -> Any:
         ) from err
 
 
+def _refuse_generation(label: str, explanation: object) -> None:
+    """A generation explanation is scored per generated step, by its own metrics."""
+    if type(explanation).__name__ == "GenerationExplanation":
+        raise InvalidParameterError(
+            f"The explanation {label!r} is a GenerationExplanation (a language model's generated "
+            "steps x prompt features); evaluate scores explanations of input batches. Score it "
+            "with faithmap.generation.evaluate_generation(model, {label: explanation}, "
+            "metrics=[...])."
+        )
+
+
 def _labelled(
     explanations: Mapping[str, Explanation | Tensor] | Explanation | Tensor,
 ) -> dict[str, Explanation | Tensor]:
+    _refuse_generation("explanation", explanations)
+    if isinstance(explanations, Mapping):
+        for label, explanation in explanations.items():
+            _refuse_generation(str(label), explanation)
     if isinstance(explanations, Explanation):
         return {explanations.method: explanations}
     if isinstance(explanations, Tensor):

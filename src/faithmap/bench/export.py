@@ -15,10 +15,19 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from faithmap.bench.config import BenchConfig
 from faithmap.bench.work import Row
+
+
+class ResultsConfig(Protocol):
+    """What :func:`write_results` records: a :class:`BenchConfig`, or the generation suite's
+    :class:`~faithmap.bench.generation_suite.GenerationBenchConfig`."""
+
+    @property
+    def out(self) -> Path: ...
+
+    def record(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,7 @@ def summarize(rows: Sequence[Row]) -> list[Summary]:
 
 
 def write_results(
-    config: BenchConfig,
+    config: ResultsConfig,
     rows: Sequence[Row],
     seconds: float,
     *,

@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import Tensor
 
-from faithmap.bench.config import BenchConfig
 from faithmap.bench.work import Row, TaskResult
 from faithmap.errors import FileProblemError, InvalidParameterError
 
@@ -46,6 +45,17 @@ STORE_NAME = "bench.sqlite"
 """The store's file name inside a benchmark's output folder."""
 
 T = TypeVar("T")
+
+
+class RunConfig(Protocol):
+    """What a run is opened with: a :class:`BenchConfig`, or the generation suite's
+    :class:`~faithmap.bench.generation_suite.GenerationBenchConfig`."""
+
+    @property
+    def hash(self) -> str: ...
+
+    def identity(self) -> dict[str, Any]: ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -284,7 +294,7 @@ class Store:
 
         return self._retry(attempt)
 
-    def open_run(self, config: BenchConfig, *, command: str = "") -> Run:
+    def open_run(self, config: RunConfig, *, command: str = "") -> Run:
         """The run of ``config``: the stored one with the same hash, or a new one.
 
         ``command`` is the command line that runs it, kept with a new run (a resumed run keeps

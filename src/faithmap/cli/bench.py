@@ -23,11 +23,13 @@ from faithmap.bench import (
 )
 from faithmap.bench.collect import REPORT_NAME, write_run_report
 from faithmap.bench.config import merge_params
+from faithmap.bench.generation_suite import GENERATION_DATA
 from faithmap.bench.plan import plan
 from faithmap.bench.report.stats import LEVEL, mean_interval
 from faithmap.bench.sources import data_source, model_source
 from faithmap.bench.store import STORE_NAME
 from faithmap.bench.suites import DEFAULT, SUITES, Suite, bench_findings, data_has_masks
+from faithmap.cli.bench_generation import bench_generation
 from faithmap.cli.common import (
     app,
     clean_errors,
@@ -64,8 +66,9 @@ def bench(
     suite: Annotated[
         str,
         typer.Option(
-            help="A named suite (default, robustness, detection): its models, methods, metrics "
-            "and data, and its findings in the report. A --config and flags override it.",
+            help="A named suite (default, robustness, detection, generation): its models, "
+            "methods, metrics and data, and its findings in the report. A --config and flags "
+            "override it.",
             show_default=True,
         ),
     ] = DEFAULT.name,
@@ -197,6 +200,28 @@ def bench(
             ),
         }
         chosen = _suite(suite)
+        if chosen.data == GENERATION_DATA:
+            unused: dict[str, object] = {"--config": config, "--data": data, "--masks": masks}
+            unused |= {"--models": models}
+            unused |= {"--architecture": architecture, "--executor": executor}
+            unused |= {"--address": address, "--workers": workers, "--device": device}
+            unused |= {"--precision": precision, "--size": size, "--mean": mean, "--std": std}
+            bench_generation(
+                methods=methods,
+                metrics=metrics,
+                samples=samples,
+                seed=seed,
+                data_seed=data_seed,
+                param=param,
+                metric_param=metric_param,
+                chunk_size=chunk_size,
+                batch_size=batch_size,
+                out=out,
+                progress=progress,
+                report=report,
+                unused=unused,
+            )
+            return
         given = read_toml(config) if config is not None else {}
         method_params = dotted_params(param, "--param", "method", "rise.n_masks=500")
         metric_params = dotted_params(

@@ -12,6 +12,7 @@ Methods are :class:`GenerationMethod` classes registered in :data:`GENERATION_ME
 from faithmap.generation.agreement import Agreement, agreement
 from faithmap.generation.attention import GenerationAttention, GenerationAttentionRollout
 from faithmap.generation.continuation import Continuation, make_continuation, step_scores
+from faithmap.generation.evaluation import GENERATION_METRICS, evaluate_generation
 from faithmap.generation.explain import as_causal_lm, explain_generation
 from faithmap.generation.explanation import GenerationExplanation
 from faithmap.generation.faithfulness import (
@@ -47,6 +48,7 @@ from faithmap.generation.tasks import make_task
 
 __all__ = [
     "GENERATION_METHODS",
+    "GENERATION_METRICS",
     "Agreement",
     "Baseline",
     "CausalLM",
@@ -72,6 +74,7 @@ __all__ = [
     "agreement",
     "as_causal_lm",
     "comprehensiveness",
+    "evaluate_generation",
     "explain_generation",
     "get_generation_method",
     "load_gpt",

@@ -11,6 +11,7 @@ in the README.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from importlib.resources import files
@@ -161,6 +162,12 @@ def gpt_accuracy() -> dict[str, float]:
         metadata = handle.metadata()
     accuracy: dict[str, float] = json.loads(metadata["accuracy"])
     return accuracy
+
+
+def weights_digest() -> str:
+    """The SHA-256 of the shipped weights' file (a benchmark run names the weights it used)."""
+    with open(_weights_path(), "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def greedy(model: nn.Module, prompts: Tensor, steps: int) -> Tensor:
