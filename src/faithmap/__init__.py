@@ -8,7 +8,14 @@ they need, and a registry loads the built-in methods or metrics the first time i
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import TYPE_CHECKING, Any
+
+if "torch" not in sys.modules:  # libgomp reads it once, when torch loads it
+    # waiting OpenMP threads sleep instead of spinning: several times faster on a busy machine,
+    # the same floats (faithmap.core.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from faithmap import methods, metrics, tabular

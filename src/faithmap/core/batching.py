@@ -10,7 +10,10 @@ sizes the job can use are timed, the scan stops once doubling the size gains les
 noise, and its time is held to a share of the job's estimated time. Measurements are kept for
 the life of the module and, for an ``nn.Module``, across processes in a per-user cache file
 (:func:`cache_file`) keyed by the module's architecture, input shape, dtype, device and pass
-kind; the file is safe to delete and is never the reason a run fails.
+kind; the file is safe to delete and is never the reason a run fails. A measurement taken while
+the machine is oversubscribed (:mod:`faithmap.core.threads`: a load spike slows some sizes more
+than others) is used until the machine is quiet again, then measured again, in this process and
+from the file: a spike never locks in a size.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.core.memory import free_memory, is_out_of_memory, one_row_error
+from faithmap.core.threads import advise_if_busy, is_oversubscribed, is_quiet
 
 CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_BATCH_BYTES = 256 * 2**20
@@ -410,8 +414,19 @@ def _saved_at(entry: dict[str, Any]) -> float:
         return 0.0
 
 
-def _write_cache(path: Path, key: str, size: int, covered: int, timings: dict[int, float]) -> None:
+def _write_cache(
+    path: Path,
+    key: str,
+    size: int,
+    covered: int,
+    timings: dict[int, float],
+    *,
+    busy: bool = False,
+) -> None:
     """Add one entry: re-read the file, then write a temporary file and rename it over.
+
+    ``busy``: measured while the machine was oversubscribed; such an entry is measured again
+    (and overwritten) by the first process that finds the machine quiet.
 
     Invalid entries are dropped, and the oldest beyond ``MAX_CACHE_ENTRIES``. Two processes
     writing at once can lose one's entry (it is measured again next time), but never leave a
@@ -425,6 +440,7 @@ def _write_cache(path: Path, key: str, size: int, covered: int, timings: dict[in
             "covered": covered,
             "per_sample": {str(k): v for k, v in sorted(timings.items())},
             "saved": time.time(),
+            **({"busy": True} if busy else {}),
         }
         if len(entries) > MAX_CACHE_ENTRIES:
             by_age = sorted(entries, key=lambda k: _saved_at(entries[k]))
@@ -452,6 +468,8 @@ _TIMINGS: weakref.WeakKeyDictionary[Any, Timings] = weakref.WeakKeyDictionary()
 Ceilings = dict[tuple[Any, ...], int]
 _CEILINGS: weakref.WeakKeyDictionary[Any, Ceilings] = weakref.WeakKeyDictionary()
 """Per wrapped module: the largest batch that fitted in memory, where a larger one did not."""
+_BUSY: weakref.WeakKeyDictionary[Any, set[tuple[Any, ...]]] = weakref.WeakKeyDictionary()
+"""Per wrapped module: the keys measured while the machine was oversubscribed."""
 
 
 @contextlib.contextmanager
@@ -479,8 +497,10 @@ class MeasuredSizes:
         timings: Timings | None = None,
         model: Any = None,
         ceilings: Ceilings | None = None,
+        busy: set[tuple[Any, ...]] | None = None,
     ):
         self._table = table
+        self._busy: set[tuple[Any, ...]] = set() if busy is None else busy
         self._timings: Timings = {} if timings is None else timings
         self._ceilings: Ceilings = {} if ceilings is None else ceilings
         self._model = model
@@ -495,9 +515,10 @@ class MeasuredSizes:
                 _TIMINGS.setdefault(model, {}),
                 model,
                 _CEILINGS.setdefault(model, {}),
+                _BUSY.setdefault(model, set()),
             )
         except TypeError:
-            return cls({}, {}, model, {})
+            return cls({}, {}, model, {}, set())
 
     @property
     def table(self) -> Measurements:
@@ -566,14 +587,23 @@ class MeasuredSizes:
         row_bytes = max(1, sample[:1].numel() * sample.element_size())
         if rows <= SMALL_JOB:
             return max(1, min(rows, MAX_BATCH_BYTES // row_bytes))
+        if key in self._busy and is_quiet():  # measured in a load spike: measure again
+            self._busy.discard(key)
+            self._table.pop(key, None)
+            self._timings.pop(key, None)
         size, covered = self._table.get(key, (0, 0))
         if covered >= min(rows, CANDIDATES[-1]):  # no size beyond the last candidate is timed
             return size
         cached = self._cache_key(key)
         if cached is not None:
-            found = _entry(_read_cache(cached[0]).get(cached[1]))
+            raw = _read_cache(cached[0]).get(cached[1])
+            found = _entry(raw)
+            if found is not None and isinstance(raw, dict) and raw.get("busy") and is_quiet():
+                found = None  # measured in a load spike: measured again, and overwritten
             if found is not None:
                 size, covered, timings = found
+                if isinstance(raw, dict) and raw.get("busy"):
+                    self._busy.add(key)
                 self._table[key] = (size, covered)
                 self._timings[key] = {**timings, **self._timings.get(key, {})}
                 if covered >= min(rows, CANDIDATES[-1]):
@@ -588,6 +618,11 @@ class MeasuredSizes:
             self._ceilings[key] = min(plan.ceiling, self._ceilings.get(key, plan.ceiling))
         if plan.timings:
             self._timings[key] = dict(plan.timings)
+        busy = is_oversubscribed()
+        if busy:  # used until the load falls, then measured again (here and from the file)
+            advise_if_busy()
+            self._busy.add(key)
         if cached is not None:
-            _write_cache(cached[0], cached[1], size, covered, self._timings.get(key, {}))
+            timings = self._timings.get(key, {})
+            _write_cache(cached[0], cached[1], size, covered, timings, busy=busy)
         return size
