@@ -148,6 +148,8 @@ def write_report(data: ReportData, out: str | Path, *, max_samples: int = 8) -> 
         "cost": save(f"{stem}_cost.png", None if cost is None else png_bytes(cost)),
         "tradeoff": save(f"{stem}_tradeoff.png", None if tradeoff is None else png_bytes(tradeoff)),
     }
+    for k, (_, png) in enumerate(data.figures):
+        save(f"{stem}_figure_{k + 1}.png", png)
     page = render_page(data, scores, costs, colours, figures, exports, max_samples=max_samples)
     out.write_text(page, encoding="utf-8")
     return out

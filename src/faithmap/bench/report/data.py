@@ -94,6 +94,9 @@ class ReportData:
         Names of the class indices in ``labels`` and ``predicted``.
     skipped : mapping from (model, method) to str, optional
         Why a method has no result on a model (it does not apply to it).
+    figures : sequence of (str, bytes), optional
+        Extra figures a suite draws (caption, PNG bytes), shown in their own section (the
+        grid suite's AggAtt bins).
 
     References
     ----------
@@ -117,6 +120,7 @@ class ReportData:
     predicted: Mapping[str, Sequence[int]] = field(default_factory=dict)
     class_names: Sequence[str] = ()
     skipped: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    figures: Sequence[tuple[str, bytes]] = ()
 
     def __post_init__(self) -> None:
         squeezed = {
