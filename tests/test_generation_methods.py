@@ -431,3 +431,36 @@ def test_attention_needs_a_hugging_face_model() -> None:
         explain_generation(
             LinearLM(), [4, 5, 6], features="tokens", method="attention", max_new_tokens=1
         )
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("feature_ablation", {}), ("kernel_shap", {"n_samples": 40}), ("lime", {"n_samples": 40})],
+)
+def test_the_cached_prompt_prefix_gives_the_uncached_scores(
+    name: str, method: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faithmap.generation.scoring as scoring
+
+    model, tokenizer = MODELS[name](), make_tokenizer()
+    kwargs: dict[str, Any] = dict(
+        tokenizer=tokenizer, continuation=[7, 9, 11], features="tokens", baseline="pad",
+        method=method, batch_size=5, **params,
+    )  # fmt: skip
+    calls: list[int] = []
+    original = scoring.PrefixCache.scores
+
+    def counted(self: Any, blended: Tensor, first: Tensor, full: Any) -> Tensor:
+        calls.append(int((first > 0).sum()))  # rows that continue a cached prefix
+        return original(self, blended, first, full)
+
+    monkeypatch.setattr(scoring.PrefixCache, "scores", counted)
+    cached = explain_generation(model, PROMPT, **kwargs)
+    assert sum(calls) > 0
+    monkeypatch.setattr(scoring, "caches_prefix", lambda lm: False)
+    calls.clear()
+    uncached = explain_generation(model, PROMPT, **kwargs)
+    assert calls == []
+    torch.testing.assert_close(cached.attributions, uncached.attributions, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cached.scores, uncached.scores, atol=1e-5, rtol=0)

@@ -25,6 +25,7 @@ from faithmap.errors import InvalidParameterError
 from faithmap.generation.continuation import Continuation, tail_scores
 from faithmap.generation.features import PromptFeatures
 from faithmap.generation.language_model import CausalLM
+from faithmap.generation.prefix_cache import PrefixCache, caches_prefix
 
 BaselineSpec = str | int
 """``"zero"`` (embeddings only), ``"pad"``, ``"unk"``, ``"eos"`` or a token id."""
@@ -135,6 +136,11 @@ class KeepScorer(nn.Module):
         self.baseline = baseline
         prompt = continuation.prompt.ids.to(lm.device)
         self.own = lm.embed(prompt) if baseline.embedding is not None else None
+        self.prefix: PrefixCache | None = None
+        if self.own is not None and baseline.embedding is not None and caches_prefix(lm):
+            clean = baseline.embedding + 1.0 * (self.own - baseline.embedding)  # as rows blend
+            made = PrefixCache(lm, continuation, clean)
+            self.prefix = made if made.usable else None
 
     def forward(self, keep: Tensor) -> Tensor:
         """Targets ``(B, S)`` with the features ``keep`` says kept."""
@@ -150,5 +156,10 @@ class KeepScorer(nn.Module):
             return tail_scores(logits, continuation.ids, continuation.contrast)
         weights = token_keep[..., None].to(self.own.dtype)
         blended = self.baseline.embedding + weights * (self.own - self.baseline.embedding)
+        if self.prefix is not None:  # rows continue the clean prompt's cached prefix
+            changed = token_keep != 1.0
+            length = token_keep.shape[1]
+            first = torch.where(changed.any(dim=1), changed.int().argmax(dim=1), length)
+            return self.prefix.scores(blended, first, self.embedded)
         scores: Tensor = self.embedded(blended)
         return scores
