@@ -2,8 +2,8 @@
 
 Every image is a textured scene (one of :data:`SCENE_NAMES`) with one shape of
 :data:`~faithmap.data.CLASS_NAMES` pasted on it, and carries two labels: the object's class and
-the scene's class. Object and scene classes are drawn independently and each balanced, so every
-object occurs on every scene equally often: to a model trained on the scene label the object is a
+the scene's class. Every (object, scene) pair occurs equally often (as in BAM, which pastes every
+object class on every scene class), so to a model trained on the scene label the object is a
 *common feature* that predicts nothing, and to a model trained on the object label the scene
 predicts nothing. The same scene without the object (``scene_only``) comes with each image, so
 the object's effect on an attribution can be measured on identical scene pixels.
@@ -133,8 +133,9 @@ def make_bam(n: int, *, seed: int = 0, size: int = 64) -> BamBatch:
     vertical or diagonal waves, checks or dots; period 5 to 10 pixels at 64 x 64, random phase,
     per-channel amplitude 0.08 to 0.12), the linear colour gradient of
     :func:`~faithmap.data.make_shapes` and pixel noise. The object is a shape of uniform random
-    colour plus the same pixel noise. Object labels and scene labels are each balanced
-    (``n // 6`` or ``n // 6 + 1`` per class) and drawn independently of each other.
+    colour plus the same pixel noise. Each of the 36 (object, scene) pairs occurs
+    ``n // 36`` or ``n // 36 + 1`` times and each label is balanced (``n // 6`` or
+    ``n // 6 + 1`` per class), so neither label tells anything about the other.
 
     Parameters
     ----------
@@ -172,8 +173,12 @@ def make_bam(n: int, *, seed: int = 0, size: int = 64) -> BamBatch:
     size = check_int(size, "size", "make_bam", low=32)
     gen = torch.Generator().manual_seed(seed)
 
-    object_labels = (torch.arange(n) % len(CLASS_NAMES))[torch.randperm(n, generator=gen)]
-    scene_labels = (torch.arange(n) % len(SCENE_NAMES))[torch.randperm(n, generator=gen)]
+    # Pair k of 36 is (object k % 6, scene (k % 6 + k // 6) % 6): every pair once in 36, and any
+    # prefix of the cycle balanced in both labels (a Latin square read row by row).
+    classes = len(CLASS_NAMES)  # == len(SCENE_NAMES)
+    pair = (torch.arange(n) % classes**2)[torch.randperm(n, generator=gen)]
+    object_labels = pair % classes
+    scene_labels = (pair % classes + pair // classes) % classes
     scale = _uniform((n,), _MIN_SCALE * size, _MAX_SCALE * size, gen)
     centre = scale[:, None] / 2 + torch.rand((n, 2), generator=gen) * (size - scale[:, None])
     bg_colour = torch.rand((n, 3), generator=gen)
