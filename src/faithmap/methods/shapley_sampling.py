@@ -34,9 +34,9 @@ def present_features(features: Features, count: int, batch: int) -> Tensor:
     """``(N, R)`` bool: which features each input has (SLIC may leave labels unused)."""
     if features.regions is None:
         return torch.ones(batch, count, dtype=torch.bool)
-    labels = features.regions.labels.flatten(1).cpu()
-    present = torch.zeros(batch, count, dtype=torch.bool)
-    return present.scatter_(1, labels, True)
+    labels = features.regions.labels.flatten(1)
+    present = torch.zeros(batch, count, dtype=torch.bool, device=labels.device)
+    return present.scatter_(1, labels, True).cpu()  # (N, R): the orders are drawn on the host
 
 
 def sampled_orders(present: Tensor, n: int, antithetic: bool, seed: int) -> Tensor:
@@ -149,13 +149,13 @@ class ShapleySampling(Method):
         present = present_features(features, count, batch)
         orders = self.orders(present)
         if count <= MAX_CODED_FEATURES:
-            rows, prefix_rows, keep_of = coded_prefixes(orders, present)
+            rows, prefix_rows, keep_of = coded_prefixes(orders, present, inputs.device)
         else:
-            rows, prefix_rows, keep_of = ranked_prefixes(orders.argsort(2))
+            rows, prefix_rows, keep_of = ranked_prefixes(orders.argsort(2), inputs.device)
         substrate = make_removal(self.fill).substrate(inputs)
 
         def masks(samples: Tensor, indices: Tensor) -> Tensor:
-            keep = keep_of(samples.cpu(), indices.cpu()).to(inputs.device, inputs.dtype)
+            keep = keep_of(samples, indices).to(inputs.dtype)
             return features.masks(keep, samples)
 
         scores = score_removals(
@@ -168,13 +168,16 @@ class ShapleySampling(Method):
         return features.paint((values / orders.shape[1]).to(inputs.dtype))
 
 
-def coded_prefixes(orders: Tensor, present: Tensor) -> tuple[int, Tensor, KeepRows]:
+def coded_prefixes(
+    orders: Tensor, present: Tensor, device: torch.device
+) -> tuple[int, Tensor, KeepRows]:
     """Each input's distinct prefix coalitions as int64 codes (bit ``r``: region ``r`` kept).
 
     Returns the rows per input (the most distinct coalitions of any input; an input with fewer
     repeats its full coalition), the row of each prefix ``(N, P, R + 1)``, and the keep vectors
     of rows ``(samples, indices)``. Absent regions set no bit, so every prefix past an input's
-    last present region is its full coalition and is scored once.
+    last present region is its full coalition and is scored once. The codes are sent to
+    ``device`` once, so the keep vectors are made there with no copy per batch.
     """
     batch, n, count = orders.shape
     bits = torch.where(present, 2 ** torch.arange(count), 0)
@@ -183,7 +186,7 @@ def coded_prefixes(orders: Tensor, present: Tensor) -> tuple[int, Tensor, KeepRo
     distinct = [torch.unique(row, return_inverse=True) for row in codes]
     rows = max(table.numel() for table, _ in distinct)
     table = torch.stack([torch.cat([t, t[-1:].expand(rows - t.numel())]) for t, _ in distinct])
-    powers = torch.arange(count)
+    table, powers = table.to(device), torch.arange(count, device=device)
 
     def keep_of(samples: Tensor, indices: Tensor) -> Tensor:
         return (table[samples, indices][:, None] >> powers) & 1
@@ -191,11 +194,12 @@ def coded_prefixes(orders: Tensor, present: Tensor) -> tuple[int, Tensor, KeepRo
     return rows, torch.stack([inverse for _, inverse in distinct]), keep_of
 
 
-def ranked_prefixes(ranks: Tensor) -> tuple[int, Tensor, KeepRows]:
+def ranked_prefixes(ranks: Tensor, device: torch.device) -> tuple[int, Tensor, KeepRows]:
     """Every prefix as its own row (more than 62 regions, where repeats are rare): row 0 keeps
     nothing, row 1 everything, row ``2 + p (R - 1) + k - 1`` the first ``k`` regions of order
     ``p``. Returns the same three things as :func:`coded_prefixes`."""
     batch, n, count = ranks.shape
+    ranks = ranks.to(device)
     inner = 2 + torch.arange(n * (count - 1)).view(n, count - 1)
     ends = torch.zeros(n, 1, dtype=torch.long), torch.ones(n, 1, dtype=torch.long)
     prefix_rows = torch.cat([ends[0], inner, ends[1]], 1).expand(batch, -1, -1)
