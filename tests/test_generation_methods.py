@@ -442,6 +442,7 @@ def test_the_cached_prompt_prefix_gives_the_uncached_scores(
     name: str, method: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import faithmap.generation.scoring as scoring
+    from faithmap.generation.prefix_cache import PrefixCache
 
     model, tokenizer = MODELS[name](), make_tokenizer()
     kwargs: dict[str, Any] = dict(
@@ -449,13 +450,13 @@ def test_the_cached_prompt_prefix_gives_the_uncached_scores(
         method=method, batch_size=5, **params,
     )  # fmt: skip
     calls: list[int] = []
-    original = scoring.PrefixCache.scores
+    original = PrefixCache.scores
 
     def counted(self: Any, blended: Tensor, first: Tensor, full: Any) -> Tensor:
         calls.append(int((first > 0).sum()))  # rows that continue a cached prefix
         return original(self, blended, first, full)
 
-    monkeypatch.setattr(scoring.PrefixCache, "scores", counted)
+    monkeypatch.setattr(PrefixCache, "scores", counted)
     cached = explain_generation(model, PROMPT, **kwargs)
     assert sum(calls) > 0
     monkeypatch.setattr(scoring, "caches_prefix", lambda lm: False)
