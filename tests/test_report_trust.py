@@ -149,3 +149,12 @@ def test_the_page_shows_the_section_escaped_and_names_the_unmeasured_families(
     assert "Metrics ordering methods in opposite ways (negative correlation): " in section
     assert "insertion / deletion" in section and "-1.00" in section
     assert "<li><b>faithfulness</b>: " in section
+
+
+def test_every_registered_metric_has_a_family() -> None:
+    # the trust summary groups metrics by family: a metric left as "other" would sit alone
+    import faithmap  # noqa: F401 - registers the metrics
+    from faithmap.bench.report.palette import metric_family
+    from faithmap.core.registry import METRICS
+
+    assert [m for m in sorted(METRICS) if metric_family(m) == "other"] == []

@@ -103,6 +103,14 @@ METRIC_FAMILIES: Mapping[str, str] = MappingProxyType(
                 "faithfulness_estimate",
                 "infidelity",
                 "highest_box_confidence",
+                "monotonicity",
+                "monotonicity_correlation",
+                "irof",
+                "selectivity",
+                "sensitivity_n",
+                "average_drop",
+                "average_increase",
+                "completeness",
             ),
             "faithfulness",
         ),
@@ -115,12 +123,31 @@ METRIC_FAMILIES: Mapping[str, str] = MappingProxyType(
                 "top_k_intersection",
                 "top_k_features",
                 "box_energy_pointing_game",
+                "grid_pointing_game",
             ),
             "localisation",
         ),
-        **dict.fromkeys(("max_sensitivity", "avg_sensitivity", "local_lipschitz"), "robustness"),
+        **dict.fromkeys(
+            (
+                "max_sensitivity",
+                "avg_sensitivity",
+                "local_lipschitz",
+                "relative_input_stability",
+                "relative_output_stability",
+                "relative_representation_stability",
+            ),
+            "robustness",
+        ),
         **dict.fromkeys(("sparseness", "complexity", "effective_complexity"), "complexity"),
-        **dict.fromkeys(("model_randomisation", "random_logit"), "sanity"),
+        **dict.fromkeys(
+            (
+                "model_randomisation",
+                "smooth_model_randomisation",
+                "efficient_model_randomisation",
+                "random_logit",
+            ),
+            "sanity",
+        ),
     }
 )
 """The family of each of faithmap's own metrics (``top_k_features``: tabular ground truth)."""
