@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+import faithmap.metrics  # noqa: F401 - registers every metric
 from faithmap.bench.report import write_report
 from faithmap.bench.report.data import ReportData, ReportRow
+from faithmap.bench.report.palette import metric_family
 from faithmap.bench.report.trust import family_ranks, metric_agreement
+from faithmap.core.registry import METRICS
 
 NASTY = "<script>window.injected=1</script>"
 
@@ -153,8 +156,4 @@ def test_the_page_shows_the_section_escaped_and_names_the_unmeasured_families(
 
 def test_every_registered_metric_has_a_family() -> None:
     # the trust summary groups metrics by family: a metric left as "other" would sit alone
-    import faithmap  # noqa: F401 - registers the metrics
-    from faithmap.bench.report.palette import metric_family
-    from faithmap.core.registry import METRICS
-
     assert [m for m in sorted(METRICS) if metric_family(m) == "other"] == []
