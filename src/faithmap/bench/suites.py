@@ -40,6 +40,7 @@ from faithmap.api import explain
 from faithmap.bench.config import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS
 from faithmap.bench.findings import findings
 from faithmap.bench.generation_suite import SUITE_FIELDS as GENERATION_FIELDS
+from faithmap.bench.grid_suite import SUITE_FIELDS as GRID_FIELDS
 from faithmap.bench.report.palette import METHOD_FAMILIES
 from faithmap.bench.sources import DataSource
 from faithmap.core.model import Model
@@ -246,7 +247,16 @@ object (its box and class, a :class:`~faithmap.core.detection.BoxTarget`) explai
 deletion of the box score and the energy pointing game in the box."""
 
 SUITES: Mapping[str, Suite] = MappingProxyType(
-    {suite.name: suite for suite in (DEFAULT, ROBUSTNESS, DETECTION, Suite(**GENERATION_FIELDS))}
+    {
+        suite.name: suite
+        for suite in (
+            DEFAULT,
+            ROBUSTNESS,
+            DETECTION,
+            Suite(**GENERATION_FIELDS),
+            Suite(**GRID_FIELDS),
+        )
+    }
 )
 """Every named suite by name."""
 

@@ -24,6 +24,7 @@ from faithmap.bench import (
 from faithmap.bench.collect import REPORT_NAME, write_run_report
 from faithmap.bench.config import merge_params
 from faithmap.bench.generation_suite import GENERATION_DATA
+from faithmap.bench.grid_suite import GRID_DATA, bench_grid
 from faithmap.bench.plan import plan
 from faithmap.bench.report.stats import LEVEL, mean_interval
 from faithmap.bench.sources import data_source, model_source
@@ -66,9 +67,9 @@ def bench(
     suite: Annotated[
         str,
         typer.Option(
-            help="A named suite (default, robustness, detection, generation): its models, "
-            "methods, metrics and data, and its findings in the report. A --config and flags "
-            "override it.",
+            help="A named suite (default, robustness, detection, generation, grid): its "
+            "models, methods, metrics and data, and its findings in the report. A --config "
+            "and flags override it.",
             show_default=True,
         ),
     ] = DEFAULT.name,
@@ -220,6 +221,21 @@ def bench(
                 progress=progress,
                 report=report,
                 unused=unused,
+            )
+            return
+        if chosen.data == GRID_DATA:
+            off: dict[str, object] = {"--config": config, "--data": data, "--masks": masks}
+            off |= {"--models": models, "--metrics": metrics, "--param": param}
+            off |= {"--metric-param": metric_param, "--data-seed": data_seed}
+            off |= {"--executor": executor, "--device": device}
+            bench_grid(
+                samples=samples,
+                methods=split_names(methods, "methods"),
+                seed=seed,
+                out=out,
+                say=say,
+                unused=off,
+                command=shlex.join(["faithmap", *sys.argv[1:]]),
             )
             return
         given = read_toml(config) if config is not None else {}

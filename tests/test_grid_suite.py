@@ -1,0 +1,49 @@
+"""``faithmap bench --suite grid`` at a tiny size: scores, findings, AggAtt and the files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from faithmap.bench.grid_suite import run_grid
+from faithmap.bench.suites import SUITES
+from faithmap.cli import app
+
+
+def test_grid_suite_scores_states_claims_and_bins() -> None:
+    run = run_grid(n_grids=8, methods=("saliency", "grad_cam"))
+    # saliency at three layers and Grad-CAM at two, in three settings, 32 maps each.
+    assert len(run.scores) == 3 * 5 * 32
+    difull = [r["score"] for r in run.scores if r["setting"] == "difull" and r["layer"] == "input"]
+    assert difull and all(value == 1.0 for value in difull)  # analytic: disconnected cells
+    assert any(
+        line.startswith("DiFull: backpropagation") and "holds" in line for line in run.findings
+    )
+    constant = [line for line in run.findings if "spatially constant" in line]
+    assert len(constant) == 1 and ": holds" in constant[0]
+    # 32 maps fill AggAtt's six percentile bins.
+    assert ("dipart", "grad_cam@final") in run.aggatt
+    assert run.aggatt[("dipart", "grad_cam@final")].counts.tolist() == [1, 1, 14, 14, 1, 1]
+
+
+def test_bench_suite_grid_cli_writes_results(tmp_path: Path) -> None:
+    assert "grid" in SUITES
+    args = ["bench", "--suite", "grid", "--samples", "1", "--methods", "saliency,occlusion"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "grid suite findings" in result.output
+    record = json.loads((tmp_path / "grid_summary.json").read_text())
+    assert record["maps_per_setting_method_layer"] == 4
+    occlusion = [row for row in record["summary"] if row["method"] == "occlusion"]
+    assert {row["setting"] for row in occlusion} == {"gridpg", "difull", "dipart"}
+    assert (tmp_path / "grid_scores.csv").is_file()
+    assert "Findings" in (tmp_path / "grid_report.html").read_text(encoding="utf-8")
+
+
+def test_bench_suite_grid_refuses_flags_that_do_not_apply(tmp_path: Path) -> None:
+    args = ["bench", "--suite", "grid", "--models", "resnet", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--models do not apply to the grid suite" in result.output
