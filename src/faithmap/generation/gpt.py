@@ -17,6 +17,7 @@ import math
 from importlib.resources import files
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load as load_safetensors
 from torch import Tensor, nn
@@ -24,14 +25,24 @@ from torch import Tensor, nn
 from faithmap.errors import FileProblemError, ShapeError
 from faithmap.generation.tasks import VOCABULARY
 
+SHIFT = 3
+"""Width of each block's causal depthwise convolution: a position and its two predecessors."""
+
 
 class Block(nn.Module):
-    """One pre-layer-norm transformer block: causal multi-head self-attention, then an MLP."""
+    """One pre-layer-norm transformer block: causal multi-head self-attention, then an MLP.
+
+    The attention's queries, keys and values read each position mixed with its two
+    predecessors by a causal depthwise convolution (kernel 3; the "shift" of H3, Fu et al.,
+    ICLR 2023): a value then carries the key two tokens before it, so one attention layer can
+    bind keys to values (key-value retrieval is not learnt without it).
+    """
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(width)
+        self.shift = nn.Conv1d(width, width, SHIFT, groups=width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.norm2 = nn.LayerNorm(width)
@@ -41,7 +52,9 @@ class Block(nn.Module):
 
     def _split(self, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         batch, length = hidden.shape[:2]
-        parts = self.qkv(self.norm1(hidden)).view(batch, length, 3, self.heads, -1)
+        normed = self.norm1(hidden).transpose(1, 2)
+        shifted = self.shift(F.pad(normed, (SHIFT - 1, 0))).transpose(1, 2)  # causal
+        parts = self.qkv(shifted).view(batch, length, 3, self.heads, -1)
         q, k, v = parts.permute(2, 0, 3, 1, 4)
         return q, k, v
 

@@ -67,7 +67,7 @@ def hit_rates(
     n : int, default=16
         Examples per task, ``make_task(task, n, seed=seed)``.
     seed : int, default=2_000_000
-        Fresh examples: the shipped weights' training drew seeds ``1 .. 3000``, their recorded
+        Fresh examples: the shipped weights' training drew seeds ``1 .. 1500``, their recorded
         held-out accuracy ``10**6``.
     baseline : str or int, default the ``[MASK]`` token
         Removal for the methods that remove features (the built-in GPT learnt ``[MASK]`` as
