@@ -17,9 +17,8 @@ import transformers
 from typer.testing import CliRunner
 
 from faithmap.cli import app
-from faithmap.cli.generate import GptTokenizer
 from faithmap.generation import explain_generation, load_gpt
-from faithmap.generation.tasks import VOCABULARY
+from faithmap.generation.tasks import make_tokenizer
 
 runner = CliRunner()
 COPY = "copy 3 a 7 b >"
@@ -45,7 +44,7 @@ def test_copy_prompt_prints_each_step_with_its_top_three_features(tmp_path: Path
     assert "continuation (greedy, feature_ablation over 6 words): 3 a 7 b" in result.output
     assert "wrote" not in result.output  # no --out, no file
     direct = explain_generation(
-        load_gpt(), COPY, tokenizer=GptTokenizer(VOCABULARY), max_new_tokens=4, batch_size=8
+        load_gpt(), COPY, tokenizer=make_tokenizer(), max_new_tokens=4, batch_size=8
     )
     steps = _steps(result.output)
     assert [token for token, _ in steps] == ["3", "a", "7", "b"]

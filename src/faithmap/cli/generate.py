@@ -8,7 +8,6 @@ is printed with its three strongest prompt features, and ``--out FILE.html`` wri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import typer
 
 from faithmap.cli.common import parse_param, say, writable_folder
 from faithmap.errors import FileProblemError, InvalidParameterError
-from faithmap.text.word_tokenizer import WordTokenizer
 
 GPT_MODEL = "gpt"
 """The ``--model`` name of faithmap's own tiny GPT (the default for ``--generate``)."""
@@ -29,18 +27,6 @@ GENERATION_ONLY = ("generate", "max_new_tokens", "features", "seed")
 GENERATION_ALSO = ("model", "method", "param", "out", "batch_size", "threads")
 """The other ``explain`` options that ``--generate`` reads."""
 TOP = 3
-
-
-class GptTokenizer(WordTokenizer):
-    """The tiny GPT's word tokenizer with what :func:`~faithmap.generation.explain_generation`
-    reads from a Hugging Face fast tokenizer: ``is_fast`` (it gives character offsets) and
-    ``decode``."""
-
-    is_fast = True
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """The tokens of ``ids`` joined by spaces."""
-        return " ".join(self.convert_ids_to_tokens(ids))
 
 
 def _option(ctx: typer.Context, name: str) -> str:
@@ -87,10 +73,10 @@ def wants_generation(ctx: typer.Context) -> bool:
 def _load(model_spec: str | None) -> Any:
     """The language model of ``--model``: the tiny GPT, or ``hf:DIR`` with its tokenizer."""
     from faithmap.generation import CausalLM, load_gpt
-    from faithmap.generation.tasks import VOCABULARY
+    from faithmap.generation.tasks import make_tokenizer
 
     if model_spec in (None, GPT_MODEL):
-        return CausalLM(load_gpt(), tokenizer=GptTokenizer(VOCABULARY))
+        return CausalLM(load_gpt(), tokenizer=make_tokenizer())
     folder = model_spec.removeprefix("hf:")
     if not model_spec.startswith("hf:") or not Path(folder).is_dir():
         raise FileProblemError(

@@ -52,6 +52,10 @@ class WordTokenizer:
     (System Demonstrations): the fast-tokenizer interface followed here.
     """
 
+    is_fast = True
+    """It gives character offsets (``return_offsets_mapping``), as Hugging Face fast
+    tokenizers do."""
+
     def __init__(
         self,
         vocabulary: Sequence[str],
@@ -90,3 +94,7 @@ class WordTokenizer:
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
         """The token of each id."""
         return [self.vocabulary[int(i)] for i in ids]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The tokens of ``ids`` joined by spaces."""
+        return " ".join(self.convert_ids_to_tokens(ids))
