@@ -42,6 +42,7 @@ from faithmap.bench.findings import findings
 from faithmap.bench.generation_suite import SUITE_FIELDS as GENERATION_FIELDS
 from faithmap.bench.grid_suite import SUITE_FIELDS as GRID_FIELDS
 from faithmap.bench.report.palette import METHOD_FAMILIES
+from faithmap.bench.roar_suite import SUITE_FIELDS as ROAR_FIELDS
 from faithmap.bench.sources import DataSource
 from faithmap.core.model import Model
 from faithmap.core.registry import METHODS
@@ -255,6 +256,7 @@ SUITES: Mapping[str, Suite] = MappingProxyType(
             DETECTION,
             Suite(**GENERATION_FIELDS),
             Suite(**GRID_FIELDS),
+            Suite(**ROAR_FIELDS),
         )
     }
 )

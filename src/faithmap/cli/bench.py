@@ -27,10 +27,12 @@ from faithmap.bench.generation_suite import GENERATION_DATA
 from faithmap.bench.grid_suite import GRID_DATA, bench_grid
 from faithmap.bench.plan import plan
 from faithmap.bench.report.stats import LEVEL, mean_interval
+from faithmap.bench.roar_suite import SUITE_FIELDS as ROAR_FIELDS
 from faithmap.bench.sources import data_source, model_source
 from faithmap.bench.store import STORE_NAME
 from faithmap.bench.suites import DEFAULT, SUITES, Suite, bench_findings, data_has_masks
 from faithmap.cli.bench_generation import bench_generation
+from faithmap.cli.bench_roar import bench_roar
 from faithmap.cli.common import (
     app,
     clean_errors,
@@ -67,7 +69,7 @@ def bench(
     suite: Annotated[
         str,
         typer.Option(
-            help="A named suite (default, robustness, detection, generation, grid): its "
+            help="A named suite (default, robustness, detection, generation, grid, roar): its "
             "models, methods, metrics and data, and its findings in the report. A --config "
             "and flags override it.",
             show_default=True,
@@ -236,6 +238,21 @@ def bench(
                 say=say,
                 unused=off,
                 command=shlex.join(["faithmap", *sys.argv[1:]]),
+            )
+            return
+        if chosen.name == ROAR_FIELDS["name"]:
+            skip: dict[str, object] = {"--data": data, "--masks": masks, "--models": models}
+            skip |= {"--metrics": metrics, "--param": param, "--metric-param": metric_param}
+            skip |= {"--seed": seed, "--executor": executor, "--device": device}
+            skip |= {"--chunk-size": chunk_size, "--batch-size": batch_size}
+            bench_roar(
+                config=config,
+                methods=methods,
+                samples=samples,
+                data_seed=data_seed,
+                out=out,
+                progress=progress,
+                unused=skip,
             )
             return
         given = read_toml(config) if config is not None else {}
