@@ -225,3 +225,18 @@ def test_the_suite_runs_from_the_command_line(tmp_path: Path) -> None:
     assert set(saved["accuracy"]["roar"]) == {"saliency", RANDOM}
     refused = CliRunner().invoke(app, [*args, "--out", str(out), "--models", "resnet"])
     assert refused.exit_code == 2 and "--models" in refused.output
+
+
+def test_ctrl_c_in_the_suite_says_how_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> list[Row]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("faithmap.cli.bench_roar.run_roar", interrupted)
+    result = CliRunner().invoke(
+        app, ["bench", "--suite", "roar", "--out", str(tmp_path), "--no-progress"]
+    )
+    assert result.exit_code == 130
+    assert "0 of 93 tasks are stored" in result.output  # 2 + 7 labels x (1 + 12)
+    assert "run the same command again to resume" in result.output
