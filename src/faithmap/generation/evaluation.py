@@ -111,27 +111,24 @@ def score_generation(
     dependencies: Sequence[Sequence[int]] | None = None,
     **params: Any,
 ) -> StepScore:
-    """One metric of one explanation at every generated step (see the module's list)."""
+    """One metric of one explanation at every generated step (see the module's list); its
+    cost holds the metric's passes and its wall time."""
     check_generation_metrics([metric], dependencies=dependencies is not None)
     started = time.perf_counter()
+    curve = None
     if metric == "hit_rate":
         if params:
             raise InvalidParameterError(f"hit_rate takes no parameters. Got {sorted(params)}.")
-        hits = top_feature_hits(explanation, dependencies or [])
-        seconds = time.perf_counter() - started
-        return StepScore(hits.double(), True, Cost(seconds=seconds))
-    if metric in ("step_insertion", "step_deletion"):
-        kind = metric.removeprefix("step_")
-        curves = step_curves(model, explanation, kind=kind, **params)
-        return StepScore(
-            curves.auc.double().cpu(),
-            curves.higher_is_better,
-            curves.cost,
-            (curves.fractions.float().cpu(), curves.curves.float().cpu()),
-        )
-    function = _SCORED[metric]
-    result = function(model, explanation, **params)
-    return StepScore(result.values.double().cpu(), result.higher_is_better, result.cost)
+        values, higher, cost = top_feature_hits(explanation, dependencies or []), True, Cost()
+    elif metric in ("step_insertion", "step_deletion"):
+        curves = step_curves(model, explanation, kind=metric.removeprefix("step_"), **params)
+        values, higher, cost = curves.auc, curves.higher_is_better, curves.cost
+        curve = (curves.fractions.float().cpu(), curves.curves.float().cpu())
+    else:
+        result = _SCORED[metric](model, explanation, **params)
+        values, higher, cost = result.values, result.higher_is_better, result.cost
+    timed = Cost(cost.forward, cost.backward, time.perf_counter() - started)
+    return StepScore(values.double().cpu(), higher, timed, curve)
 
 
 def _labelled(
