@@ -13,7 +13,9 @@ import pytest
 
 import faithmap
 from faithmap.bench import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS, BenchConfig, Row, plan, summarize
+from faithmap.bench.config import FULL_METHODS
 from faithmap.bench.report.palette import METHOD_FAMILIES
+from faithmap.bench.suites import SUITES
 from faithmap.metrics import DEFAULT_METRICS
 from faithmap.zoo import BUILTIN_MODELS
 
@@ -28,9 +30,26 @@ def test_defaults_cover_every_model_and_method_with_light_rise() -> None:
     assert covered == {"gradient", "CAM", "LRP", "perturbation", "subset selection"}
     assert not {"d_rise", "vps"} & set(DEFAULT_METHODS)  # detection: the detection suite
     assert config.metrics == DEFAULT_METRICS
-    assert config.params("rise") == {"n_masks": 1000, "seed": 0}
-    assert config.record()["method_params"]["rise"] == {"n_masks": 1000}
+    assert config.params("rise") == {
+        "n_masks": 500,
+        "seed": 0,
+    }  # benchmarks/default_bench_convergence.py
+    assert config.record()["method_params"]["rise"] == {"n_masks": 500}
     assert config.metric_kwargs("insertion") == {"seed": 0}
+
+
+def test_the_full_suite_runs_every_family_method_with_the_earlier_parameters() -> None:
+    suite = SUITES["full"]
+    config = BenchConfig(**suite.bench_options())
+    assert config.methods == FULL_METHODS and len(FULL_METHODS) == 27
+    assert set(DEFAULT_METHODS) < set(FULL_METHODS)
+    assert {METHOD_FAMILIES[name] for name in FULL_METHODS} == {
+        METHOD_FAMILIES[name] for name in DEFAULT_METHODS
+    }
+    assert config.params("rise") == {"n_masks": 1000, "seed": 0}
+    assert config.params("lima") == {"regions": "slic:25", "seed": 0}
+    assert config.params("smdl") == {"regions": "slic:25", "seed": 0}
+    assert config.models == BUILTIN_MODELS and config.n_samples == 16
 
 
 def test_plan_is_every_model_method_and_chunk_with_stable_ids() -> None:

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from faithmap.api import explain
 from faithmap.bench.config import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS
 from faithmap.bench.findings import findings
+from faithmap.bench.full_suite import SUITE_FIELDS as FULL_FIELDS
 from faithmap.bench.generation_suite import SUITE_FIELDS as GENERATION_FIELDS
 from faithmap.bench.grid_suite import SUITE_FIELDS as GRID_FIELDS
 from faithmap.bench.report.palette import METHOD_FAMILIES
@@ -252,6 +253,7 @@ SUITES: Mapping[str, Suite] = MappingProxyType(
         suite.name: suite
         for suite in (
             DEFAULT,
+            Suite(**FULL_FIELDS),
             ROBUSTNESS,
             DETECTION,
             Suite(**GENERATION_FIELDS),
