@@ -298,7 +298,9 @@ def efficient_model_randomisation(
     ``e`` is the explanation given; ``e_random`` explains the same target classes on a copy of
     the model with every layer re-initialised. Higher is better (the explanation follows the
     model into noise). A constant original map has ``H(e) = 0``: its value is ``+inf`` if the
-    random map is not constant, NaN if it is (0 / 0).
+    random map is not constant, NaN if it is (0 / 0). Meant for maps with many more values
+    than ``n_bins``: a map of few distinct values puts each in its own bin whatever the
+    model, so both entropies are ``log(size)`` and the value is 0.
 
     Parameters
     ----------
