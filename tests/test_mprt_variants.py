@@ -230,3 +230,20 @@ def test_smooth_mprt_agrees_with_quantus(monkeypatch: pytest.MonkeyPatch) -> Non
     torch.testing.assert_close(
         result.values.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-6, atol=1e-6
     )
+
+
+def test_efficient_mprt_of_one_sample_is_its_value_in_the_batch() -> None:
+    net = _one_layer_cnn()
+    x = _images()
+    exp = explain(net, x, method="input_x_gradient")
+    whole = efficient_model_randomisation(net, x, exp, seed=1).values
+    for i in range(x.shape[0]):
+        one = efficient_model_randomisation(
+            net,
+            x[i : i + 1],
+            exp.attributions[i : i + 1],
+            method="input_x_gradient",
+            target=exp.target[i : i + 1] if exp.target is not None else None,
+            seed=1,
+        )
+        torch.testing.assert_close(one.values, whole[i : i + 1], rtol=1e-5, atol=1e-6)
