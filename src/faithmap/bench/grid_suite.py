@@ -67,7 +67,7 @@ GRID_METHODS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
         # A large window, half a 64 px cell (the paper's large one is 16 px, stride 8, on
         # 224 px cells): windows at 48 and 64 px straddle the border between cells.
         "occlusion": {"window": 32, "stride": 16},
-        "rise": {"n_masks": 300},
+        "rise": {"n_masks": 200},
     }
 )
 """The methods and their parameters (the rest at their defaults)."""
@@ -325,7 +325,12 @@ def _report_data(run: GridRun, command: str) -> ReportData:
         bins = {key[1]: result for key, result in run.aggatt.items() if key[0] == setting}
         if bins:
             figure = aggatt_figure(bins, title=f"AggAtt, {setting}", scale=run.grids.scale)
-            figures.append((f"AggAtt on {setting}: maps sorted by localisation", png_bytes(figure)))
+            caption = (
+                f"AggAtt on {setting}: one row per method, its maps rolled so the explained cell "
+                "is the top-left one (dashed), sorted by grid pointing game score and averaged "
+                "per percentile bin, best 2 % on the left; one colour scale per row."
+            )
+            figures.append((caption, png_bytes(figure)))
     cells = run.targets_cells
     masks = run.grids.cells[cells]
     per_grid = len(corner_cells(run.grids.scale))
