@@ -255,7 +255,9 @@ def test_unknown_suite_lists_the_valid_ones() -> None:
 
     result = CliRunner().invoke(app, ["bench", "--suite", "nope"])
     assert result.exit_code == 2
-    assert "Unknown suite 'nope'. Valid names are: default, detection, robustness." in result.output
+    listed = ", ".join(sorted(SUITES))  # every registered suite, in order
+    assert {"default", "detection", "robustness"} <= set(SUITES)
+    assert f"Unknown suite 'nope'. Valid names are: {listed}." in result.output
 
 
 def test_the_default_suite_adds_localisation_when_the_data_has_masks() -> None:
