@@ -7,6 +7,8 @@ token (or contrastive, ``log p(A) - log p(B)``); the prompt's :class:`PromptFeat
 in embedding space; all steps are scored by one teacher-forced forward pass per perturbed
 prompt. The result is a :class:`GenerationExplanation` with the ``(steps x features)`` matrix.
 Methods are :class:`GenerationMethod` classes registered in :data:`GENERATION_METHODS`.
+:func:`evaluate_generation` scores explanations per step with :data:`GENERATION_METRICS`
+(``faithmap.evaluate`` takes explanations of input batches and refuses these).
 """
 
 from faithmap.generation.agreement import Agreement, agreement
