@@ -388,7 +388,9 @@ def _print_summary(rows: list[Row], metrics: Sequence[str], samples: int) -> Non
             f"{line.seconds_per_image:.3f}",
             f"{line.metric_seconds_per_image:.3f}",
         )
-    (console if console.is_terminal else Console(width=150)).print(table)  # pipes: 150 wide
+    # pipes: wide enough for every column (at least 150), so none is squeezed out
+    wide = max(150, 40 + 16 * (len(metrics) + 3))
+    (console if console.is_terminal else Console(width=wide)).print(table)
 
 
 def _header(name: str, width: int = 13) -> str:
