@@ -114,7 +114,7 @@ def test_hash_names_what_decides_the_numbers_and_nothing_else(tmp_path: Path) ->
     reference = _config()
     assert len(reference.hash) == 16 and int(reference.hash, 16) >= 0
     same = [
-        _config(methods=["saliency", "rise"], method_params={"rise": {"n_masks": 1000}}),
+        _config(methods=["saliency", "rise"], method_params={"rise": {"n_masks": 500}}),
         _config(out=tmp_path, batch_size=8, executor="ray", workers=2, address="auto"),
     ]
     assert all(c.hash == reference.hash for c in same)
