@@ -90,10 +90,11 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "lima",  # subset selection
 )
 """The methods ``faithmap bench`` runs by default: every family of image classifier methods
-(gradient, CAM, LRP, perturbation, subset selection), one or two each, so the default run
-takes about a minute on two idle cores (:data:`FULL_METHODS` took 9 min: its cost was RISE,
-SMDL, LiMA, extremal perturbation and the metrics of 27 methods). An explicit list, so a
-newly registered method does not lengthen the default run unseen."""
+(gradient, CAM, LRP, perturbation, subset selection), one or two each: 247 CPU-seconds from
+an empty store (``benchmarks/default_bench_time.py``), where :data:`FULL_METHODS` took 9 min of
+wall time on two idle cores, mostly RISE, SMDL, LiMA, extremal perturbation and the metrics of
+27 methods. An explicit list, so a newly registered method does not lengthen the default run
+unseen."""
 
 FULL_METHOD_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {

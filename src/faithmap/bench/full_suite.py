@@ -2,8 +2,8 @@
 
 ``faithmap bench --suite full`` runs :data:`~faithmap.bench.config.FULL_METHODS` (27 methods)
 with :data:`~faithmap.bench.config.FULL_METHOD_PARAMS` on the built-in models and data, with the
-default suite's metrics: 9 min 04 s on two idle cores, where the default (one or two methods
-per family) takes about a minute.
+default suite's metrics: 9 min 04 s on two idle cores; the default suite runs one or two
+methods per family.
 
 References
 ----------
