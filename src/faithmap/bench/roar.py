@@ -521,7 +521,10 @@ def run_roar(
     Rows: per seed the unmodified accuracy (method :data:`ORIGINAL`, metric ``"accuracy"``,
     ``sample`` = seed); per label, mode, fraction and seed one accuracy (metric e.g.
     ``"roar@50"``); per label insertion, deletion and ROAD of ``n_eval`` test images.
-    ``log`` is called with a line after each stored task.
+    ``log`` is called with a line after each stored task. Processes running the same
+    configuration on the same store share the work: each skips the tasks the others stored
+    (the label order of ``methods`` is not part of the identity, so a second process given
+    them in reverse starts at the other end).
     """
     config = config or RoarConfig()
     tasks = plan_roar(config)
@@ -531,14 +534,17 @@ def run_roar(
         done = store.done(run)
         todo = [task for task in tasks if task.id not in done]
         space: _Workspace | None = None
-        for count, task in enumerate(todo, start=len(tasks) - len(todo) + 1):
+        for task in todo:
+            if task.id in store.done(run):  # finished meanwhile by another process
+                continue
             space = space or _Workspace.of(config)
             if isinstance(task, RetrainTask):
                 result = _retrain_result(space, task)
             else:
                 result = _scoring_result(space, task)
-            store.write(run, result)
+            written = store.write(run, result)
             if log is not None:
                 seconds = time.perf_counter() - started
-                log(f"[{count}/{len(tasks)}] {task.id} stored ({seconds:.0f} s)")
+                what = "stored" if written else "already stored by another process"
+                log(f"[{len(store.done(run))}/{len(tasks)}] {task.id} {what} ({seconds:.0f} s)")
         return store.rows(run)
