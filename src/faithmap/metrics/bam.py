@@ -110,14 +110,8 @@ def _valid(valid: Tensor | None, n: int, owner: str) -> Tensor:
 
 
 def _pair(first: object, second: object, masks: Tensor, owner: str) -> tuple[Tensor, Tensor]:
-    a = region_attribution(first, masks)
-    b = region_attribution(second, masks)
-    if a.shape != b.shape:
-        raise ShapeError(
-            f"The two explanations of {owner} must hold the same samples. Got {a.shape[0]} and "
-            f"{b.shape[0]} maps."
-        )
-    return a, b
+    # Both are read against the same masks, so they hold the same samples.
+    return region_attribution(first, masks), region_attribution(second, masks)
 
 
 def _result(metric: str, values: Tensor, home: object, choices: dict[str, object]) -> MetricResult:

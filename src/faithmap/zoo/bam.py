@@ -34,11 +34,19 @@ from torch import nn
 
 from faithmap.core.validation import check_choice, check_int
 from faithmap.data.bam import BamBatch, make_bam
-from faithmap.errors import FileProblemError
+from faithmap.errors import FileProblemError, ShapeError
 from faithmap.zoo import architecture
 from faithmap.zoo.train import accuracy, fit
 
-__all__ = ["BAM_TASKS", "BamTrainResult", "labels_of", "load_bam", "main", "train_bam"]
+__all__ = [
+    "BAM_TASKS",
+    "BamTrainResult",
+    "insignificant_patch",
+    "labels_of",
+    "load_bam",
+    "main",
+    "train_bam",
+]
 
 BAM_TASKS: Final[tuple[str, ...]] = ("object", "scene")
 """What each BAM model predicts: the pasted object's class or the scene's class."""
@@ -169,6 +177,74 @@ def load_bam(task: str) -> nn.Module:
     model = architecture("cnn")
     model.load_state_dict(load_safetensors(weights.read_bytes()))
     return model.eval()
+
+
+def insignificant_patch(
+    model: nn.Module,
+    scenes: torch.Tensor,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    *,
+    steps: int = 100,
+    lr: float = 0.02,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch `scenes` on `masks` so that the input changes but `model`'s output does not.
+
+    The patch starts as the pasted object (``images`` on the mask) and its pixels, and only
+    those, are optimised with Adam to bring the logits back to those of the unpatched scene
+    (squared error), kept in ``[0, 1]``: BAM's *functionally insignificant* patch, the input of
+    the input independence rate. The model's parameters are not changed.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier in eval mode (BAM: the scene model).
+    scenes : torch.Tensor
+        ``(N, 3, H, W)`` images without the patch (``make_bam(...).scene_only``).
+    images : torch.Tensor
+        ``(N, 3, H, W)``: the patch's starting pixels on the mask (``make_bam(...).images``).
+    masks : torch.Tensor
+        ``(N, 1, H, W)`` bool patch regions.
+    steps : int, default=100
+        Adam steps.
+    lr : float, default=0.02
+        Adam's step size, in pixel units.
+
+    Returns
+    -------
+    patched : torch.Tensor
+        ``(N, 3, H, W)``: `scenes` outside the mask, the optimised patch inside.
+    change : torch.Tensor
+        ``(N,)`` relative change of the logits, ``||f(patched) - f(scenes)|| / ||f(scenes)||``.
+
+    References
+    ----------
+    Yang and Kim, "Benchmarking Attribution Methods with Relative Feature Importance", 2019
+    (``scripts/construct_delta_patch.py``).
+    """
+    check_int(steps, "steps", "insignificant_patch", low=1)
+    if scenes.shape != images.shape or masks.shape != (scenes.shape[0], 1, *scenes.shape[2:]):
+        raise ShapeError(
+            "insignificant_patch needs scenes and images of one shape (N, 3, H, W) and masks "
+            f"(N, 1, H, W). Got {tuple(scenes.shape)}, {tuple(images.shape)} and "
+            f"{tuple(masks.shape)}."
+        )
+    with torch.no_grad():
+        reference = model(scenes)
+    patch = images.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([patch], lr=lr)
+    for _ in range(steps):
+        logits = model(torch.where(masks, patch, scenes))
+        loss = (logits - reference).square().sum()
+        (gradient,) = torch.autograd.grad(loss, patch)
+        patch.grad = gradient
+        optimiser.step()
+        with torch.no_grad():
+            patch.clamp_(0.0, 1.0)
+    with torch.no_grad():
+        patched = torch.where(masks, patch, scenes)
+        change = (model(patched) - reference).norm(dim=1) / reference.norm(dim=1)
+    return patched.detach(), change
 
 
 def main(argv: Sequence[str] | None = None) -> None:
