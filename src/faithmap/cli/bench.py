@@ -69,9 +69,9 @@ def bench(
     suite: Annotated[
         str,
         typer.Option(
-            help="A named suite (default, robustness, detection, generation, grid, roar): its "
-            "models, methods, metrics and data, and its findings in the report. A --config "
-            "and flags override it.",
+            help="A named suite (default, full, robustness, detection, generation, grid, "
+            "roar): its models, methods, metrics and data, and its findings in the report. A "
+            "--config and flags override it.",
             show_default=True,
         ),
     ] = DEFAULT.name,
