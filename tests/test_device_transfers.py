@@ -25,11 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.conftest import TinyNet, light_params
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 import faithmap
+from conftest import TinyNet, light_params
 from faithmap import Model
 from faithmap.evaluation import evaluate
 
