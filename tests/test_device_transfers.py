@@ -63,7 +63,10 @@ class HostTransfers(TorchFunctionMode):
         if name in HOST_CALLS and args and isinstance(args[0], Tensor):
             frames = [f for f in traceback.extract_stack() if "/faithmap/" in f.filename]
             where = (
-                (frames[-1].filename.split("src/")[-1], frames[-1].name)
+                (
+                    frames[-1].filename[frames[-1].filename.rindex("/faithmap/") + 1 :],
+                    frames[-1].name,
+                )
                 if frames
                 else ("outside faithmap", "")
             )
