@@ -28,6 +28,7 @@ from typing import Any
 from faithmap.api import get_method
 from faithmap.bench.sources import DataSource, ModelSource, data_source, model_source
 from faithmap.core.devices import resolve_device
+from faithmap.core.memory_format import check_memory_format
 from faithmap.core.precision import check_precision
 from faithmap.core.registry import METHODS
 from faithmap.core.validation import check_int
@@ -219,6 +220,9 @@ class BenchConfig:
     precision : {"fp32", "bf16", "fp16"}, default="fp32"
         The models' forward-pass arithmetic (:class:`faithmap.Model`'s ``precision``); part of
         the run's identity when not fp32.
+    memory_format : {"contiguous", "channels_last"}, default="contiguous"
+        The models' layout of 4-D weights and image batches (:class:`faithmap.Model`'s
+        ``memory_format``); part of the run's identity when not contiguous.
 
     Raises
     ------
@@ -245,6 +249,7 @@ class BenchConfig:
     workers: int | None = None
     device: str = "cpu"
     precision: str = "fp32"
+    memory_format: str = "contiguous"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # normalising the fields of a frozen dataclass
@@ -289,6 +294,7 @@ class BenchConfig:
             )
         resolve_device(self.device, "'device' of BenchConfig")  # available here, or an error
         check_precision(self.precision, "BenchConfig")
+        check_memory_format(self.memory_format, "BenchConfig")
         for what, given, valid in (
             ("methods", self.method_params, METHODS.names()),
             ("metrics", self.metric_params, sorted(METRICS)),
@@ -345,9 +351,12 @@ class BenchConfig:
         """What decides the numbers: data, models, full method configurations, metrics, seeds.
 
         Two configurations with the same identity give the same rows; the executor, batch size,
-        device and output folder are not part of it. A precision other than fp32 is.
+        device and output folder are not part of it. A precision other than fp32 is, and a
+        memory format other than contiguous.
         """
         precision = {} if self.precision == "fp32" else {"precision": self.precision}
+        if self.memory_format != "contiguous":
+            precision["memory_format"] = self.memory_format
         return _json(
             {
                 **precision,
