@@ -26,6 +26,7 @@ from faithmap.bench.plan import Task
 from faithmap.bench.sources import DataSource, ImageData, ModelSource
 from faithmap.core.cost import Cost
 from faithmap.core.detection import box_targets
+from faithmap.core.memory_format import check_memory_format
 from faithmap.core.model import Model
 from faithmap.core.precision import check_precision
 from faithmap.errors import ModelError
@@ -45,6 +46,7 @@ class Job:
     models: dict[str, ModelSource]
     device: str = "cpu"
     precision: str = "fp32"
+    memory_format: str = "contiguous"
 
     @staticmethod
     def of(config: BenchConfig) -> Job:
@@ -59,6 +61,7 @@ class Job:
             models={name: config.model_source(name) for name in config.models},
             device=config.device,
             precision=config.precision,
+            memory_format=config.memory_format,
         )
 
 
@@ -123,16 +126,22 @@ def load_data(data: DataSource, n_samples: int, data_seed: int) -> ImageData:
 
 @lru_cache(maxsize=8)
 def load_model(
-    source: ModelSource, batch_size: int | None, device: str = "cpu", precision: str = "fp32"
+    source: ModelSource,
+    batch_size: int | None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    memory_format: str = "contiguous",
 ) -> Model:
-    """A model, loaded and wrapped once per process, on ``device`` in ``precision``, and reused
-    by every task (a model given in Python is changed only by a device or precision other than
-    the defaults)."""
+    """A model, loaded and wrapped once per process, on ``device`` in ``precision`` and
+    ``memory_format``, and reused by every task (a model given in Python is changed only by a
+    device, precision or memory format other than the defaults)."""
     model = source.load(batch_size)
     loaded = source.model is None
+    fmt = check_memory_format(memory_format)
     return model.to(
         device if loaded or device != "cpu" else None,
         precision=check_precision(precision) if loaded or precision != "fp32" else None,
+        memory_format=fmt if loaded or fmt != "contiguous" else None,
     )
 
 
@@ -145,7 +154,9 @@ def run_task(job: Job, task: Task) -> TaskResult:
     data = load_data(job.data, job.n_samples, job.data_seed)
     inputs = data.images[task.start : task.stop]
     masks = None if data.masks is None else data.masks[task.start : task.stop]
-    model = load_model(job.models[task.model], job.batch_size, job.device, job.precision)
+    model = load_model(
+        job.models[task.model], job.batch_size, job.device, job.precision, job.memory_format
+    )
     boxes = data.boxes  # detection data: each image's object, a box target
     target = None
     if boxes is not None and data.labels is not None:
