@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithmap.api import explain
+from faithmap.bench.bam_suite import SUITE_FIELDS as BAM_FIELDS
 from faithmap.bench.config import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS
 from faithmap.bench.findings import findings
 from faithmap.bench.full_suite import SUITE_FIELDS as FULL_FIELDS
@@ -259,6 +260,7 @@ SUITES: Mapping[str, Suite] = MappingProxyType(
             Suite(**GENERATION_FIELDS),
             Suite(**GRID_FIELDS),
             Suite(**ROAR_FIELDS),
+            Suite(**BAM_FIELDS),
         )
     }
 )

@@ -21,6 +21,7 @@ from faithmap.bench import (
     run_bench,
     summarize,
 )
+from faithmap.bench.bam_suite import BAM_DATA
 from faithmap.bench.collect import REPORT_NAME, write_run_report
 from faithmap.bench.config import merge_params
 from faithmap.bench.generation_suite import GENERATION_DATA
@@ -31,6 +32,7 @@ from faithmap.bench.roar_suite import SUITE_FIELDS as ROAR_FIELDS
 from faithmap.bench.sources import data_source, model_source
 from faithmap.bench.store import STORE_NAME
 from faithmap.bench.suites import DEFAULT, SUITES, Suite, bench_findings, data_has_masks
+from faithmap.cli.bench_bam import bench_bam
 from faithmap.cli.bench_generation import bench_generation
 from faithmap.cli.bench_roar import bench_roar
 from faithmap.cli.common import (
@@ -70,8 +72,8 @@ def bench(
         str,
         typer.Option(
             help="A named suite (default, full, robustness, detection, generation, grid, "
-            "roar): its models, methods, metrics and data, and its findings in the report. A "
-            "--config and flags override it.",
+            "roar, bam): its models, methods, metrics and data, and its findings in the "
+            "report. A --config and flags override it.",
             show_default=True,
         ),
     ] = DEFAULT.name,
@@ -223,6 +225,21 @@ def bench(
                 progress=progress,
                 report=report,
                 unused=unused,
+            )
+            return
+        if chosen.data == BAM_DATA:
+            bam_off: dict[str, object] = {"--config": config, "--data": data, "--masks": masks}
+            bam_off |= {"--models": models, "--metrics": metrics, "--param": param}
+            bam_off |= {"--metric-param": metric_param, "--seed": seed}
+            bam_off |= {"--executor": executor, "--device": device}
+            bam_off |= {"--chunk-size": chunk_size, "--batch-size": batch_size}
+            bench_bam(
+                methods=methods,
+                samples=samples,
+                data_seed=data_seed,
+                out=out,
+                progress=progress,
+                unused=bam_off,
             )
             return
         if chosen.data == GRID_DATA:
