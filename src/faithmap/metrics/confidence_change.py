@@ -20,36 +20,39 @@ Visual Explanations for Deep Convolutional Networks", WACV 2018.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.constraints import Constraints
-from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import Model
+from faithmap.core.model import ModelLike
 from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
 from faithmap.core.targets import TARGET, TargetLike
 
+Direction = Literal["drop", "increase"]
+"""Which change in confidence a metric counts: the relative drop, or whether it rose."""
 
-def _clean_and_explained(
+
+def _confidence_change(
     owner: str,
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    direction: Direction,
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     target: TargetLike,
     fill: FillLike | Removal,
     activation: Activation,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, dict[str, Any], Cost, torch.device]:
-    """Scores ``Y`` of the inputs and ``O`` of the explanation images, in one stream.
+) -> MetricResult:
+    """Score ``Y`` of each input and ``O`` of its explanation image in one stream, and compare.
 
-    Also returns which images have a map that is not constant (a constant map has no min-max
-    normalisation), the target classes, the choices, the cost and the results' device.
+    ``"drop"``: ``max(0, Y - O) / Y`` (NaN where ``Y <= 0``), lower is better; ``"increase"``:
+    1 where ``O > Y``, higher is better. NaN where the map is constant (it has no min-max
+    normalisation).
     """
     removal = make_removal(fill)
     prepared = prepare(owner, model, inputs, explanation, target, image=True)
@@ -69,14 +72,25 @@ def _clean_and_explained(
         scores = score_removals(
             wrapped, x, resolved, removal.substrate(x), keep, 2, activation=activation
         )
-    choices: dict[str, Any] = {
-        "fill": removal.describe(),
-        "normalisation": "min-max",
-        "activation": activation,
-        "target": prepared.rule,
-    }
-    classes = resolved.classes
-    return scores[:, 0], scores[:, 1], defined, classes, choices, tracker.cost, prepared.home
+    clean, shown = scores[:, 0], scores[:, 1]
+    if direction == "drop":
+        values = ((clean - shown).clamp_min(0) / clean).where(defined & (clean > 0), torch.nan)
+    else:
+        values = (shown > clean).to(clean.dtype).where(defined, torch.nan)
+    home = prepared.home
+    return MetricResult(
+        metric=owner,
+        values=values.to(home),
+        higher_is_better=direction == "increase",
+        target=None if resolved.classes is None else resolved.classes.to(home),
+        choices={
+            "fill": removal.describe(),
+            "normalisation": "min-max",
+            "activation": activation,
+            "target": prepared.rule,
+        },
+        cost=tracker.cost,
+    )
 
 
 CONSTRAINTS: Constraints = {
@@ -93,7 +107,7 @@ CONSTRAINTS: Constraints = {
     constant_model=0.0,
 )
 def average_drop(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -130,19 +144,8 @@ def average_drop(
     Chattopadhay et al., "Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep
     Convolutional Networks", WACV 2018.
     """
-    owner = "average_drop"
-    clean, explained, defined, classes, choices, cost, home = _clean_and_explained(
-        owner, model, inputs, explanation, target, fill, activation
-    )
-    drop = (clean - explained).clamp_min(0) / clean
-    values = drop.where(defined & (clean > 0), torch.nan)
-    return MetricResult(
-        metric=owner,
-        values=values.to(home),
-        higher_is_better=False,
-        target=None if classes is None else classes.to(home),
-        choices=choices,
-        cost=cost,
+    return _confidence_change(
+        "average_drop", "drop", model, inputs, explanation, target, fill, activation
     )
 
 
@@ -153,7 +156,7 @@ def average_drop(
     constant_model=0.0,
 )
 def average_increase(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -178,16 +181,6 @@ def average_increase(
     Chattopadhay et al., "Grad-CAM++: Generalized Gradient-Based Visual Explanations for Deep
     Convolutional Networks", WACV 2018.
     """
-    owner = "average_increase"
-    clean, explained, defined, classes, choices, cost, home = _clean_and_explained(
-        owner, model, inputs, explanation, target, fill, activation
-    )
-    values = (explained > clean).to(clean.dtype).where(defined, torch.nan)
-    return MetricResult(
-        metric=owner,
-        values=values.to(home),
-        higher_is_better=True,
-        target=None if classes is None else classes.to(home),
-        choices=choices,
-        cost=cost,
+    return _confidence_change(
+        "average_increase", "increase", model, inputs, explanation, target, fill, activation
     )

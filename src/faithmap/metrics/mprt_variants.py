@@ -33,7 +33,6 @@ Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,14 +42,19 @@ from torch import Tensor, nn
 from faithmap.core.constraints import BOOLEAN, SEED, Interval, options
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
-from faithmap.core.method import METHOD, Method, quiet_constant_maps
+from faithmap.core.method import METHOD, Method
 from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
 from faithmap.core.targets import TARGET, TargetLike
-from faithmap.errors import ModelError, ShapeError
 from faithmap.metrics.draws import key_table, row_normal
-from faithmap.metrics.sanity import RandomisationResult, _layers, _reset, _setup
+from faithmap.metrics.reexplain import check_same_shape, explain_quietly
+from faithmap.metrics.sanity import (
+    RandomisationResult,
+    explained_classes,
+    random_twin,
+    randomised_stages,
+)
 from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps
 
 LayerOrder = Literal["bottom_up", "top_down"]
@@ -67,45 +71,14 @@ def smoothing_noise(inputs: Tensor, n_samples: int, seed: int) -> Tensor:
     return row_normal(inputs.shape[1:], keys, inputs.dtype).view(n, draws, *inputs.shape[1:])
 
 
-def _explain(explainer: Method, model: Model, inputs: Tensor, classes: Tensor) -> Tensor:
-    with quiet_constant_maps():  # a randomised model may well give flat maps
-        return explainer.explain(model, inputs, classes).attributions.detach()
-
-
 def _smoothed(
     explainer: Method, model: Model, inputs: Tensor, classes: Tensor, shifts: Tensor
 ) -> Tensor:
     """Mean of the explanations of ``inputs + shifts[:, j]`` for every ``j`` and of ``inputs``."""
-    total = _explain(explainer, model, inputs, classes).double()
+    total = explain_quietly(explainer, model, inputs, classes).double()
     for draw in range(shifts.shape[1]):
-        total += _explain(explainer, model, inputs + shifts[:, draw], classes).double()
+        total += explain_quietly(explainer, model, inputs + shifts[:, draw], classes).double()
     return total / (shifts.shape[1] + 1)
-
-
-def _random_twin(wrapped: Model, owner: str) -> tuple[Model, list[tuple[str, nn.Module]]]:
-    """A deep copy of the model (as a :class:`Model`) and its layers, top first."""
-    module = wrapped.module
-    if not isinstance(module, nn.Module):
-        raise ModelError(
-            f"{owner} re-initialises the model's layers, so it needs a torch nn.Module. Got "
-            f"{type(module).__name__} instead."
-        )
-    clone = copy.deepcopy(module)
-    layers = _layers(clone)
-    if not layers:
-        raise ModelError(
-            f"{owner} found no layer to randomise: no module has parameters and a "
-            "reset_parameters() method."
-        )
-    return wrapped.like(clone), layers
-
-
-def _check_shape(maps: Tensor, original: Tensor, explainer: Method) -> None:
-    if maps.shape != original.shape:
-        raise ShapeError(
-            f"The method {explainer.name!r} returned maps of shape {tuple(maps.shape)}, not the "
-            f"original explanation's {tuple(original.shape)}. Pass the method that made it."
-        )
 
 
 @register_metric(
@@ -184,26 +157,23 @@ def smooth_model_randomisation(
     owner = "smooth_model_randomisation"
     explainer = method_of(explanation, method, owner)
     wrapped = Model.wrap(model)
-    twin, layers = _random_twin(wrapped, owner)
+    twin, layers = random_twin(wrapped, owner)
     with wrapped.ledger.track() as spent_original:
-        checked, given, classes, rule = _setup(
-            owner, wrapped, inputs, explanation, target, similarity, seed
+        checked, given, classes, rule = explained_classes(
+            owner, wrapped, inputs, explanation, target
         )
         x = checked.to(wrapped.device or checked.device)
         spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, *[1] * x.dim())
         shifts = noise * spread * smoothing_noise(x, n_samples, seed)
         original = _smoothed(explainer, wrapped, x, classes, shifts)
-    _check_shape(original, given, explainer)
-    indexed = list(enumerate(layers))  # top first: layer j is reset from seed + j
-    if layer_order == "bottom_up":
-        indexed.reverse()
-    stages = []
+    check_same_shape(original, given.shape, explainer)
+    stages, names = [], []
     with twin.ledger.track() as spent:
-        for index, (_, layer) in indexed:
-            _reset(layer, seed + index)
+        for name in randomised_stages(layers, seed, bottom_up=layer_order == "bottom_up"):
             maps = _smoothed(explainer, twin, x, classes, shifts)
-            _check_shape(maps, given, explainer)
+            check_same_shape(maps, given.shape, explainer)
             stages.append(compare_maps(original, maps, similarity, absolute))
+            names.append(name)
     similarities = torch.stack(stages, 1).float().to(given.device)
     values = similarities.mean(1) if summary == "mean" else similarities[:, -1]
     return RandomisationResult(
@@ -226,7 +196,7 @@ def smooth_model_randomisation(
         cost=spent_original.cost + spent.cost,
         target=classes.to(given.device),
         similarities=similarities,
-        layers=tuple(name for _, (name, _) in indexed),
+        layers=tuple(names),
     )
 
 
@@ -334,16 +304,17 @@ def efficient_model_randomisation(
     owner = "efficient_model_randomisation"
     explainer = method_of(explanation, method, owner)
     wrapped = Model.wrap(model)
-    twin, layers = _random_twin(wrapped, owner)
+    twin, layers = random_twin(wrapped, owner)
     with wrapped.ledger.track() as spent_original:
-        checked, original, classes, rule = _setup(
-            owner, wrapped, inputs, explanation, target, "spearman", seed
+        checked, original, classes, rule = explained_classes(
+            owner, wrapped, inputs, explanation, target
         )
-    for index, (_, layer) in enumerate(layers):
-        _reset(layer, seed + index)
+    for _ in randomised_stages(layers, seed):
+        pass  # cascading: every layer ends randomised
     with twin.ledger.track() as spent:
-        maps = _explain(explainer, twin, checked.to(twin.device or checked.device), classes)
-    _check_shape(maps, original, explainer)
+        x = checked.to(twin.device or checked.device)
+        maps = explain_quietly(explainer, twin, x, classes)
+    check_same_shape(maps, original.shape, explainer)
     home = original.device
     before = histogram_entropy(original.abs() if absolute else original, n_bins)
     after = histogram_entropy(maps.abs() if absolute else maps, n_bins).to(home)

@@ -43,7 +43,8 @@ from faithmap.core.model import Model
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.errors import InvalidParameterError, ModelError
-from faithmap.metrics.robustness import MethodLike, _reexplain
+from faithmap.metrics.reexplain import MethodLike
+from faithmap.metrics.robustness import reexplain_with_noise
 
 Reference = Literal["input", "representation", "output"]
 
@@ -127,8 +128,8 @@ def _relative_stability(
 ) -> MetricResult:
     wrapped = Model.wrap(model)
     hidden = None if layer is None else _representation_model(wrapped, layer)
-    run = _reexplain(
-        owner, wrapped, inputs, explanation, target, method, n_samples, radius, seed, True
+    run = reexplain_with_noise(
+        owner, wrapped, inputs, explanation, target, method, n_samples, radius, seed, uniform=True
     )
     x = inputs.detach().to(run.shifts.device, run.shifts.dtype)
     n = x.shape[0]
@@ -158,9 +159,7 @@ def _relative_stability(
     # the largest ratio over the copies kept; NaN where none was kept
     values = ratios.amax(1)
     values = torch.where(values == -torch.inf, torch.nan, values)
-    home = inputs.device
     choices: dict[str, Any] = {
-        "method": run.method,
         "radius": radius,
         "noise": "uniform",
         "n_samples": n_samples,
@@ -172,14 +171,7 @@ def _relative_stability(
     }
     if layer is not None:
         choices["layer"] = layer
-    return MetricResult(
-        metric=owner,
-        values=values.to(home),
-        higher_is_better=False,
-        target=None if run.target is None else run.target.to(home),
-        choices=choices,
-        cost=cost,
-    )
+    return run.result(owner, values, inputs.device, choices, cost=cost)
 
 
 STABILITY_CONSTRAINTS: Constraints = {

@@ -31,17 +31,21 @@ from torch import Tensor, nn
 
 from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval
 from faithmap.core.cost import Cost
-from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.method import METHOD, Method, quiet_constant_maps
-from faithmap.core.metric import MetricResult
-from faithmap.core.model import Model
+from faithmap.core.explanation import Explanation
+from faithmap.core.method import METHOD
+from faithmap.core.metric import MetricResult, TargetRule
+from faithmap.core.model import Model, ModelLike
 from faithmap.core.registry import method_of, register_metric
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_inputs
-from faithmap.errors import ShapeError
 from faithmap.metrics.draws import key_table, row_normal, row_uniform
-
-MethodLike = Method | str | None
+from faithmap.metrics.reexplain import (
+    MethodLike,
+    check_same_shape,
+    explain_quietly,
+    explained_target,
+    original_maps,
+)
 
 
 def input_perturbations(
@@ -60,19 +64,59 @@ def input_perturbations(
 
 
 @dataclass(frozen=True)
-class _Reexplained:
+class Reexplained:
+    """The explanation given and its re-runs on noisy copies of the inputs.
+
+    Attributes
+    ----------
+    original : Tensor
+        ``(N, ...)`` the explanation given, on the model's device.
+    noisy : Tensor
+        ``(N, n_samples, ...)`` the explanation of each noisy copy.
+    shifts : Tensor
+        ``(N, n_samples, *inputs[0])`` the noise added (:func:`input_perturbations`).
+    target : Tensor or None
+        The classes explained (``None`` for a callable target).
+    rule : {"explained", "predicted", "given"}
+        How the target was chosen.
+    cost : Cost
+        What the target resolution and the re-runs spent.
+    method : str
+        The name of the method re-run.
+    """
+
     original: Tensor
     noisy: Tensor
     shifts: Tensor
     target: Tensor | None
-    rule: str
+    rule: TargetRule
     cost: Cost
     method: str
 
+    def result(
+        self,
+        metric: str,
+        values: Tensor,
+        home: torch.device,
+        choices: dict[str, Any],
+        *,
+        cost: Cost | None = None,
+    ) -> MetricResult:
+        """A lower-is-better result of ``values`` on ``home``, the method named first in its
+        choices; ``cost`` defaults to what the re-runs spent."""
+        return MetricResult(
+            metric=metric,
+            values=values.to(home),
+            higher_is_better=False,
+            target=None if self.target is None else self.target.to(home),
+            choices={"method": self.method, **choices},
+            cost=self.cost if cost is None else cost,
+        )
 
-def _reexplain(
+
+def reexplain_with_noise(
     owner: str,
-    model: Any,
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     target: TargetLike,
@@ -80,46 +124,37 @@ def _reexplain(
     n_samples: int,
     scale: float,
     seed: int,
+    *,
     uniform: bool,
-) -> _Reexplained:
+) -> Reexplained:
+    """Re-run the explaining method on ``n_samples`` noisy copies of every input.
+
+    The noise is :func:`input_perturbations` (``uniform``: the L-inf ball of radius ``scale``,
+    else Gaussian of standard deviation ``scale``); the target is the explanation's, kept fixed
+    for every copy. The robustness and relative stability metrics start here.
+    """
     explainer = method_of(explanation, method, owner)
     wrapped = Model.wrap(model)
     checked = check_inputs(inputs, owner)
-    original = attribution_map(explanation).detach()
-    if original.shape[0] != checked.shape[0]:
-        raise ShapeError(
-            f"The explanation for {owner} has {original.shape[0]} samples but the inputs have "
-            f"{checked.shape[0]}. Pass the explanation of these inputs."
-        )
-    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
-        target, rule = explanation.target, "explained"
-    else:
-        rule = "predicted" if target is None else "given"
+    original = original_maps(owner, explanation, checked)
+    target, rule = explained_target(explanation, target)
     device = wrapped.device or checked.device
     x = checked.detach().to(device)
-    n = x.shape[0]
     with wrapped.ledger.track() as tracker:
         resolved = wrapped.target(x, target)
         shifts = input_perturbations(x, n_samples, scale, seed, uniform=uniform)
         chosen = resolved.score_fn if resolved.classes is None else resolved.classes
         # One draw at a time, all N images together: a method holding per-image data (regions
         # with one label map per image) lines up with the batch it was made for.
-        # The original explanation warned already if its maps are flat; its re-runs stay quiet.
-        with quiet_constant_maps():
-            parts = [
-                explainer.explain(wrapped, x + shifts[:, draw], chosen).attributions.to(device)
-                for draw in range(n_samples)
-            ]
-        again = torch.stack(parts, dim=1).flatten(0, 1)
-    if tuple(again.shape[1:]) != tuple(original.shape[1:]):
-        raise ShapeError(
-            f"The re-run {explainer.name!r} gives attributions of shape {tuple(again.shape[1:])} "
-            f"per sample, but the explanation has {tuple(original.shape[1:])}. Pass the method "
-            "that made the explanation with method=."
-        )
-    return _Reexplained(
+        parts = []
+        for draw in range(n_samples):
+            part = explain_quietly(explainer, wrapped, x + shifts[:, draw], chosen)
+            check_same_shape(part, original.shape, explainer)
+            parts.append(part.to(device))
+        again = torch.stack(parts, dim=1)
+    return Reexplained(
         original=original.to(device=device, dtype=again.dtype),
-        noisy=again.view(n, n_samples, *again.shape[1:]),
+        noisy=again,
         shifts=shifts,
         target=resolved.classes,
         rule=rule,
@@ -139,28 +174,18 @@ def _sensitivity(
     radius: float,
     seed: int,
 ) -> MetricResult:
-    run = _reexplain(
-        metric, model, inputs, explanation, target, method, n_samples, radius, seed, True
+    run = reexplain_with_noise(
+        metric, model, inputs, explanation, target, method, n_samples, radius, seed, uniform=True
     )
     difference = (run.noisy - run.original[:, None]).flatten(2).double().norm(dim=2)
     scale = run.original.flatten(1).double().norm(dim=1, keepdim=True)
     ratios = difference / torch.where(scale == 0, 1.0, scale)
     values = ratios.amax(1) if metric == "max_sensitivity" else ratios.mean(1)
-    home = inputs.device
-    return MetricResult(
-        metric=metric,
-        values=values.to(home),
-        higher_is_better=False,
-        target=None if run.target is None else run.target.to(home),
-        choices={
-            "method": run.method,
-            "radius": radius,
-            "n_samples": n_samples,
-            "norm": "fro",
-            "target": run.rule,
-            "seed": seed,
-        },
-        cost=run.cost,
+    return run.result(
+        metric,
+        values,
+        inputs.device,
+        {"radius": radius, "n_samples": n_samples, "norm": "fro", "target": run.rule, "seed": seed},
     )
 
 
@@ -309,8 +334,8 @@ def local_lipschitz(
     Human Interpretability in Machine Learning 2018.
     """
     owner = "local_lipschitz"
-    run = _reexplain(
-        owner, model, inputs, explanation, target, method, n_samples, noise, seed, False
+    run = reexplain_with_noise(
+        owner, model, inputs, explanation, target, method, n_samples, noise, seed, uniform=False
     )
     original, noisy = run.original.double(), run.noisy.double()
     if normalize:
@@ -323,20 +348,12 @@ def local_lipschitz(
     difference = (noisy - original[:, None]).flatten(2).norm(dim=2)
     distance = run.shifts.flatten(2).double().norm(dim=2)
     values = (difference / (distance + 1e-10)).amax(1)
-    home = inputs.device
-    return MetricResult(
-        metric=owner,
-        values=values.to(home),
-        higher_is_better=False,
-        target=None if run.target is None else run.target.to(home),
-        choices={
-            "method": run.method,
-            "noise": noise,
-            "n_samples": n_samples,
-            "normalize": normalize,
-            "norm": "l2",
-            "target": run.rule,
-            "seed": seed,
-        },
-        cost=run.cost,
-    )
+    choices = {
+        "noise": noise,
+        "n_samples": n_samples,
+        "normalize": normalize,
+        "norm": "l2",
+        "target": run.rule,
+        "seed": seed,
+    }
+    return run.result(owner, values, inputs.device, choices)

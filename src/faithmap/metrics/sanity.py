@@ -17,7 +17,7 @@ ICML 2020 (random-logit test).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,14 +25,20 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.core.constraints import BOOLEAN, SEED, options
-from faithmap.core.explanation import Explanation, attribution_map
-from faithmap.core.method import METHOD, Method, quiet_constant_maps
-from faithmap.core.metric import MetricResult
+from faithmap.core.explanation import Explanation
+from faithmap.core.method import METHOD, Method
+from faithmap.core.metric import MetricResult, TargetRule
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_inputs
-from faithmap.errors import InvalidParameterError, ModelError, ShapeError
+from faithmap.errors import InvalidParameterError, ModelError
+from faithmap.metrics.reexplain import (
+    check_same_shape,
+    explain_quietly,
+    explained_target,
+    original_maps,
+)
 from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps, fits_ssim
 
 
@@ -68,27 +74,18 @@ class RandomLogitResult(MetricResult):
     other: Tensor
 
 
-def _setup(
-    owner: str,
-    wrapped: Model,
-    inputs: Tensor,
-    explanation: object,
-    target: TargetLike,
-    similarity: str,
-    seed: int,
-) -> tuple[Tensor, Tensor, Tensor, str]:
-    """Checked inputs, original maps, fixed target classes and the target rule."""
+def explained_classes(
+    owner: str, wrapped: Model, inputs: Tensor, explanation: object, target: TargetLike
+) -> tuple[Tensor, Tensor, Tensor, TargetRule]:
+    """The set-up of a sanity check: checked inputs, original maps, target classes, target rule.
+
+    The classes are those the explanation was made for (else the given or predicted ones),
+    fixed for every re-explanation; a callable target is refused, as the checks compare
+    explanations of classes.
+    """
     checked = check_inputs(inputs, owner).detach()
-    original = attribution_map(explanation).detach()
-    if original.shape[0] != checked.shape[0]:
-        raise ShapeError(
-            f"The explanation of {owner} has {original.shape[0]} samples but the inputs have "
-            f"{checked.shape[0]}. Pass the explanation of these inputs."
-        )
-    if target is None and isinstance(explanation, Explanation) and explanation.target is not None:
-        target, rule = explanation.target, "explained"
-    else:
-        rule = "predicted" if target is None else "given"
+    original = original_maps(owner, explanation, checked)
+    target, rule = explained_target(explanation, target)
     resolved = wrapped.target(checked.to(wrapped.device or checked.device), target)
     if resolved.classes is None:
         raise InvalidParameterError(
@@ -98,8 +95,8 @@ def _setup(
     return checked, original, resolved.classes, rule
 
 
-def _layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules that own parameters and can re-initialise them, top layer first."""
+def randomisable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Modules that own parameters and can re-initialise them, top (output) layer first."""
     found = [
         (name, sub)
         for name, sub in module.named_modules()
@@ -109,13 +106,61 @@ def _layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
     return found[::-1]
 
 
-def _reset(layer: nn.Module, seed: int) -> None:
+def random_twin(wrapped: Model, owner: str) -> tuple[Model, list[tuple[str, nn.Module]]]:
+    """A deep copy of the model to randomise (as a :class:`Model`) and its layers, top first.
+
+    Raises
+    ------
+    ModelError
+        If the model is not an ``nn.Module``, or has no layer :func:`randomisable_layers` finds.
+    """
+    module = wrapped.module
+    if not isinstance(module, nn.Module):
+        raise ModelError(
+            f"{owner} re-initialises the model's layers, so it needs a torch nn.Module. Got "
+            f"{type(module).__name__} instead."
+        )
+    clone = copy.deepcopy(module)
+    layers = randomisable_layers(clone)
+    if not layers:
+        raise ModelError(
+            f"{owner} found no layer to randomise: no module has parameters and a "
+            "reset_parameters() method."
+        )
+    return wrapped.like(clone), layers
+
+
+def reset_layer(layer: nn.Module, seed: int) -> None:
     """Re-initialise ``layer`` with its own initialiser, drawing from ``seed`` only."""
     devices = sorted({p.device.index or 0 for p in layer.parameters() if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         with torch.no_grad():
             layer.reset_parameters()  # type: ignore[operator]
+
+
+def randomised_stages(
+    layers: list[tuple[str, nn.Module]],
+    seed: int,
+    *,
+    cascading: bool = True,
+    bottom_up: bool = False,
+) -> Iterator[str]:
+    """Randomise ``layers`` (top first) one stage at a time, yielding each stage's layer name.
+
+    Layer ``j`` (top first) is re-initialised from ``seed + j`` whatever the order; stages go
+    top-down, or bottom-up with ``bottom_up``. ``cascading`` keeps earlier stages randomised;
+    otherwise each layer gets its trained parameters back once the caller moves on.
+    """
+    indexed = list(enumerate(layers))
+    if bottom_up:
+        indexed.reverse()
+    for index, (name, layer) in indexed:
+        saved = None if cascading else {k: v.clone() for k, v in layer.state_dict().items()}
+        reset_layer(layer, seed + index)
+        yield name
+        if saved is not None:
+            layer.load_state_dict(saved)
 
 
 @register_metric(
@@ -191,40 +236,17 @@ def model_randomisation(
     owner = "model_randomisation"
     explainer = method_of(explanation, method, owner)
     wrapped = Model.wrap(model)
-    module = wrapped.module
-    if not isinstance(module, nn.Module):
-        raise ModelError(
-            "model_randomisation re-initialises the model's layers, so it needs a torch "
-            f"nn.Module. Got {type(module).__name__} instead."
-        )
+    twin, layers = random_twin(wrapped, owner)
     with wrapped.ledger.track() as spent_original:
-        checked, original, classes, rule = _setup(
-            owner, wrapped, inputs, explanation, target, similarity, seed
-        )
-    clone = copy.deepcopy(module)
-    twin = wrapped.like(clone)
-    layers = _layers(clone)
-    if not layers:
-        raise ModelError(
-            "model_randomisation found no layer to randomise: no module has parameters and a "
-            "reset_parameters() method."
+        checked, original, classes, rule = explained_classes(
+            owner, wrapped, inputs, explanation, target
         )
     stages = []
     with twin.ledger.track() as spent:
-        for index, (_, layer) in enumerate(layers):
-            saved = {k: v.clone() for k, v in layer.state_dict().items()}
-            _reset(layer, seed + index)
-            with quiet_constant_maps():  # a randomised model may well give flat maps
-                maps = explainer.explain(twin, checked, classes).attributions.detach()
-            if maps.shape != original.shape:
-                raise ShapeError(
-                    f"The method {explainer.name!r} returned maps of shape {tuple(maps.shape)}, "
-                    f"not the original explanation's {tuple(original.shape)}. Pass the method "
-                    "that made the explanation."
-                )
+        for _ in randomised_stages(layers, seed, cascading=order == "cascading"):
+            maps = explain_quietly(explainer, twin, checked, classes)
+            check_same_shape(maps, original.shape, explainer)
             stages.append(compare_maps(original, maps.to(original.device), similarity, absolute))
-            if order == "independent":
-                layer.load_state_dict(saved)
     similarities = torch.stack(stages, 1).float()
     values = similarities.mean(1) if summary == "mean" else similarities[:, -1]
     return RandomisationResult(
@@ -309,8 +331,8 @@ def random_logit(
     explainer = method_of(explanation, method, owner)
     wrapped = Model.wrap(model)
     with wrapped.ledger.track() as spent:
-        checked, original, classes, rule = _setup(
-            owner, wrapped, inputs, explanation, target, similarity or "ssim", seed
+        checked, original, classes, rule = explained_classes(
+            owner, wrapped, inputs, explanation, target
         )
         if similarity is None:
             similarity = "ssim" if fits_ssim(original) else "spearman"
@@ -323,13 +345,8 @@ def random_logit(
         draw = torch.randint(0, num_classes - 1, (checked.shape[0],), generator=generator)
         draw = draw.to(classes.device)
         other = draw + (draw >= classes).long()
-        with quiet_constant_maps():  # another class's map: flat is a finding, not a misuse
-            maps = explainer.explain(wrapped, checked, other).attributions.detach()
-    if maps.shape != original.shape:
-        raise ShapeError(
-            f"The method {explainer.name!r} returned maps of shape {tuple(maps.shape)}, not the "
-            f"original explanation's {tuple(original.shape)}. Pass the method that made it."
-        )
+        maps = explain_quietly(explainer, wrapped, checked, other)
+    check_same_shape(maps, original.shape, explainer)
     home = original.device
     return RandomLogitResult(
         metric=owner,
