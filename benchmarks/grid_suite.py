@@ -7,7 +7,8 @@ the GridPG, DiFull and DiPart settings, 6 methods, ML-Att at three layers) and s
 grid pointing game score per setting, method and layer, the findings, the wall time, the
 process CPU time and the load average (default ``benchmarks/results/grid_suite.json``). The
 target is under 10 minutes on 2 idle cores; on a shared machine the CPU time divided by the
-threads is the better guide to an idle run.
+threads is the better guide to an idle run. The run writes its tasks to a fresh store in a
+temporary folder (the suite's store, as ``faithmap bench --suite grid`` does), so every task runs.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from faithmap.bench.grid_suite import GRID_METHODS, run_grid, summary
+from faithmap.bench.grid_report import summary
+from faithmap.bench.grid_suite import GRID_METHODS, run_grid
 
 
 def main() -> None:
@@ -32,7 +35,8 @@ def main() -> None:
     options = parser.parse_args()
     load_before = os.getloadavg()
     cpu = time.process_time()
-    run = run_grid(n_grids=options.grids, log=lambda line: print(line, flush=True))
+    with tempfile.TemporaryDirectory() as store:  # a fresh store: every task runs
+        run = run_grid(n_grids=options.grids, out=store, log=lambda line: print(line, flush=True))
     cpu_seconds = time.process_time() - cpu
     rows = summary(run.scores)
     for row in rows:

@@ -6,8 +6,13 @@ retraining (:class:`faithmap.zoo.grid_models.GridModel`), explains the class of 
 (DiFull and DiPart at the corners, which for ``2 x 2`` are all cells) with gradient, CAM and
 perturbation methods, at the input and, for the gradient methods and Grad-CAM, at the middle
 and final layers (ML-Att), and scores each map with the grid pointing game. It then states the
-paper's qualitative claims as "holds" or "does not hold", writes the scores (CSV, JSON) and an
-HTML report with one AggAtt figure per setting.
+paper's qualitative claims as "holds" or "does not hold", and writes the scores (CSV, JSON) and
+an HTML report with one AggAtt figure per setting (:mod:`faithmap.bench.grid_report`).
+
+Each (setting, ``method@layer``) is one task of the benchmark store
+(:class:`~faithmap.bench.store.Store`, in the output folder): its scores and maps are written
+with its done-marker in one transaction, so an interrupted run resumes with no score missing
+or doubled, and the findings, AggAtt bins and report are computed from the stored tasks.
 
 References
 ----------
@@ -16,7 +21,7 @@ Rao, Böhle and Schiele, "Towards Better Understanding Attribution Methods", CVP
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import time
 import warnings
@@ -27,14 +32,15 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from faithmap.api import explain
-from faithmap.bench.grid_findings import GRADIENT, grid_findings, grouped_scores
-from faithmap.bench.report import write_report
-from faithmap.bench.report.aggatt import aggatt_figure
-from faithmap.bench.report.data import ReportData, ReportRow
-from faithmap.bench.report.figures import png_bytes
+from faithmap.bench.grid_findings import GRADIENT, grid_findings
+from faithmap.bench.grid_report import summary, write_grid_results
+from faithmap.bench.plan import Task
+from faithmap.bench.store import STORE_NAME, Store
+from faithmap.bench.work import Row, TaskResult
+from faithmap.core.cost import Cost
 from faithmap.core.model import Model
 from faithmap.core.validation import check_int
 from faithmap.data.grid import GridBatch, make_grid
@@ -48,11 +54,11 @@ __all__ = [
     "GRID_METHODS",
     "LAYERS",
     "SUITE_FIELDS",
+    "GridConfig",
     "GridRun",
     "bench_grid",
+    "plan_grid",
     "run_grid",
-    "summary",
-    "write_grid_results",
 ]
 
 GRID_DATA: Final = "grid"
@@ -131,7 +137,9 @@ class GridRun:
     inputs, targets_cells : Tensor
         The samples: grids ``(S, 3, H, W)`` and the cell each explains.
     seconds : float
-        Wall time of the run.
+        Wall time of this call (a resumed run: of the resumed part).
+    config : dict
+        :meth:`GridConfig.identity` of the run.
     """
 
     scores: list[dict[str, Any]]
@@ -142,6 +150,7 @@ class GridRun:
     inputs: Tensor
     targets_cells: Tensor
     seconds: float
+    config: dict[str, Any]
 
 
 def _jobs(methods: Sequence[str]) -> list[tuple[str, str]]:
@@ -155,8 +164,9 @@ def _jobs(methods: Sequence[str]) -> list[tuple[str, str]]:
 
 def _explain(
     model: GridModel, x: Tensor, target: Tensor, method: str, layer: str, seed: int
-) -> tuple[Tensor, float]:
-    """Maps ``(N, 1, H, W)`` and passes per map of ``method`` at ``layer``."""
+) -> tuple[Tensor, Cost]:
+    """Maps ``(N, 1, H, W)`` of ``method`` at ``layer`` and their cost (none counted for a
+    method explaining a cut model at a layer)."""
     params = dict(GRID_METHODS.get(method, {}))
     if "seed" in _seeded(method):
         params["seed"] = seed
@@ -171,11 +181,11 @@ def _explain(
 
 def _explain_at(
     model: GridModel, x: Tensor, target: Tensor, method: str, layer: str, params: dict[str, Any]
-) -> tuple[Tensor, float]:
-    if layer == "input" or method == "grad_cam":
+) -> tuple[Tensor, Cost]:
+    if _counted(method, layer):
         wrapped = Model(model, batch_size=_BATCH)
         explanation = explain(wrapped, x, method=method, target=target, **params)
-        return explanation.attributions, explanation.cost.passes / x.shape[0]
+        return explanation.attributions, explanation.cost
     maps = layer_attributions(
         model,
         x,
@@ -185,7 +195,7 @@ def _explain_at(
         batch_size=_BATCH,
         **params,
     )
-    return maps, float("nan")
+    return maps, Cost()
 
 
 def _seeded(method: str) -> set[str]:
@@ -202,15 +212,126 @@ def _to_first_cell(maps: Tensor, cells: Tensor, scale: int, side: int) -> Tensor
     )
 
 
+@dataclass(frozen=True)
+class GridConfig:
+    """What a grid run measures; :meth:`identity` names the run in the store.
+
+    ``n_grids`` grids of seed ``seed`` (also RISE's), the built-in ``arch``, ``methods`` among
+    :data:`GRID_METHODS`; ``out`` (the store's folder) is not part of the identity.
+    """
+
+    n_grids: int = 8
+    arch: str = "cnn"
+    seed: int = 1
+    methods: tuple[str, ...] = tuple(GRID_METHODS)
+    out: Path = Path("faithmap-bench")
+
+    def __post_init__(self) -> None:
+        check_int(self.n_grids, "n_grids", "run_grid", low=1)
+        check_int(self.seed, "seed", "run_grid", low=0)
+        unknown = [method for method in self.methods if method not in GRID_METHODS]
+        if unknown or not self.methods:
+            raise InvalidParameterError(
+                f"The grid suite runs methods among {', '.join(GRID_METHODS)}. Got "
+                f"{', '.join(map(repr, unknown)) or 'none'}."
+            )
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the numbers (everything but ``out``), as JSON-ready values."""
+        return {
+            "protocol": "grid",
+            "n_grids": self.n_grids,
+            "arch": self.arch,
+            "seed": self.seed,
+            "methods": {m: dict(GRID_METHODS[m]) for m in self.methods},
+            "layers": dict(LAYERS),
+            "settings": list(GRID_SETTINGS),
+        }
+
+    @property
+    def hash(self) -> str:
+        """A stable 16-hex-digit hash of :meth:`identity`: the run's name in the store."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan_grid(config: GridConfig, n_maps: int) -> list[Task]:
+    """One task per setting and ``method@layer``, each explaining all ``n_maps`` cells."""
+    return [
+        Task(setting, f"{method}@{layer}", dict(GRID_METHODS[method]), 0, n_maps)
+        for setting in GRID_SETTINGS
+        for method, layer in _jobs(config.methods)
+    ]
+
+
+def _counted(method: str, layer: str) -> bool:
+    """Whether the passes of ``method`` at ``layer`` are counted (not for a cut model)."""
+    return layer == "input" or method == "grad_cam"
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """The grids and, per explained map, its grid, cell and the input it explains."""
+
+    grids: GridBatch
+    grid_index: Tensor
+    cell_index: Tensor
+
+    @staticmethod
+    def of(base: nn.Module, config: GridConfig) -> _Samples:
+        grids = make_grid(Model(base, batch_size=64), config.n_grids, seed=config.seed)
+        cells = torch.tensor(corner_cells(grids.scale))
+        grid_index = torch.arange(config.n_grids).repeat_interleave(len(cells))
+        return _Samples(grids, grid_index, cells.repeat(config.n_grids))
+
+
+def _task_result(base: nn.Module, samples: _Samples, task: Task, seed: int) -> TaskResult:
+    """Explain every cell with the task's method at its layer and score each map."""
+    method, layer = task.method.split("@")
+    grids = samples.grids
+    model = GridModel(base, task.model, scale=grids.scale)  # type: ignore[arg-type]
+    labels = grids.labels[samples.grid_index, samples.cell_index]
+    target = model.target(samples.cell_index, labels)
+    started = time.perf_counter()
+    maps, spent = _explain(model, grids.images[samples.grid_index], target, method, layer, seed)
+    spent = Cost(spent.forward, spent.backward, time.perf_counter() - started)
+    values = grid_scores(maps, grids.cells[samples.cell_index])[:, 0].double().tolist()
+    n, params = len(values), json.dumps(task.params, sort_keys=True, default=repr)
+    rows = [
+        Row(
+            model=task.model,
+            method=task.method,
+            metric="grid_pointing_game",
+            sample=i,
+            value=values[i],
+            target=int(labels[i]),
+            explain_forward=spent.forward / n,
+            explain_backward=spent.backward / n,
+            explain_seconds=spent.seconds / n,
+            metric_forward=0.0,
+            metric_backward=0.0,
+            metric_seconds=0.0,
+            params=params,
+        )
+        for i in range(n)
+    ]
+    return TaskResult(task, rows, maps.detach().float().sum(1).cpu().contiguous(), {}, spent)
+
+
 def run_grid(
     *,
     n_grids: int = 8,
     arch: str = "cnn",
     seed: int = 1,
     methods: Sequence[str] = tuple(GRID_METHODS),
+    out: str | Path = Path("faithmap-bench"),
     log: Callable[[str], None] | None = None,
+    command: str = "",
 ) -> GridRun:
-    """Run the grid suite in this process (see the module docstring).
+    """Run (or resume) the grid suite in this process (see the module docstring).
+
+    Each (setting, method@layer) is a task of the store in ``out``: a resumed run explains
+    only the tasks not yet stored, and the result holds every task's scores once.
 
     Parameters
     ----------
@@ -223,157 +344,79 @@ def run_grid(
         Seed of the grids (and of RISE).
     methods : sequence of str
         A subset of :data:`GRID_METHODS`.
+    out : str or Path, default="faithmap-bench"
+        Folder of the store (``bench.sqlite``).
     log : callable, optional
-        Called with a line per setting and method.
+        Called with a line after each stored task.
+    command : str, default=""
+        The command line, kept with a new run in the store.
     """
-    n_grids = check_int(n_grids, "n_grids", "run_grid", low=1)
-    unknown = [method for method in methods if method not in GRID_METHODS]
-    if unknown or not methods:
-        raise InvalidParameterError(
-            f"The grid suite runs methods among {', '.join(GRID_METHODS)}. Got "
-            f"{', '.join(map(repr, unknown)) or 'none'}."
-        )
+    config = GridConfig(n_grids, arch, seed, tuple(methods), Path(out))
     started = time.perf_counter()
     base = load_builtin(arch)
-    grids = make_grid(Model(base, batch_size=64), n_grids, seed=seed)
-    scores: list[dict[str, Any]] = []
-    found: dict[tuple[str, str], AggAttResult] = {}
-    kept: dict[tuple[str, str], Tensor] = {}
-    cells = torch.tensor(corner_cells(grids.scale))
-    grid_index = torch.arange(n_grids).repeat_interleave(len(cells))
-    cell_index = cells.repeat(n_grids)
-    x = grids.images[grid_index]
-    masks = grids.cells[cell_index]
-    side = grids.images.shape[-1] // grids.scale
-    for setting in GRID_SETTINGS:
-        model = GridModel(base, setting, scale=grids.scale)  # type: ignore[arg-type]
-        target = model.target(cell_index, grids.labels[grid_index, cell_index])
-        for method, layer in _jobs(methods):
-            maps, passes = _explain(model, x, target, method, layer, seed)
-            values = grid_scores(maps, masks)[:, 0]
-            key = (setting, f"{method}@{layer}")
-            scores += [
-                {
-                    "setting": setting,
-                    "method": method,
-                    "layer": layer,
-                    "sample": i,
-                    "grid": int(g),
-                    "cell": int(c),
-                    "score": float(v),
-                    "passes": passes,
-                }
-                for i, (g, c, v) in enumerate(zip(grid_index, cell_index, values, strict=True))
-            ]
-            if bins_filled(len(maps)):
-                rolled = _to_first_cell(maps.sum(1), cell_index, grids.scale, side)
-                found[key] = aggatt(rolled, grids.cells[:1].expand(len(rolled), -1, -1, -1))
-            kept[key] = maps[:, 0].detach().cpu()
+    samples = _Samples.of(base, config)
+    tasks = plan_grid(config, len(samples.cell_index))
+    with Store(config.out) as store:
+        run = store.open_run(config, command=command)
+        for task in tasks:
+            if task.id in store.done(run):  # stored earlier, or meanwhile by another process
+                continue
+            written = store.write(run, _task_result(base, samples, task, seed))
             if log is not None:
+                what = "stored" if written else "already stored by another process"
                 log(
-                    f"{setting}: {method}@{layer} mean {float(values.mean()):.3f} "
+                    f"[{len(store.done(run))}/{len(tasks)}] {task.id} {what} "
                     f"({time.perf_counter() - started:.0f} s)"
                 )
-    stated = grid_findings(scores, scale=grids.scale)
+        rows, maps = store.rows(run), store.maps(run)
+    return _collect(rows, maps, samples, time.perf_counter() - started, config.identity())
+
+
+def _collect(
+    rows: Sequence[Row],
+    maps: Mapping[tuple[str, str], Mapping[int, Tensor]],
+    samples: _Samples,
+    seconds: float,
+    identity: dict[str, Any],
+) -> GridRun:
+    """The run's scores, AggAtt bins, findings and example maps from the stored tasks."""
+    grids, per_grid = samples.grids, len(corner_cells(samples.grids.scale))
+    scores = []
+    for row in rows:
+        method, layer = row.method.split("@")
+        passes = row.explain_forward + row.explain_backward
+        scores.append(
+            {
+                "setting": row.model,
+                "method": method,
+                "layer": layer,
+                "sample": row.sample,
+                "grid": row.sample // per_grid,
+                "cell": int(samples.cell_index[row.sample]),
+                "score": row.value,
+                "passes": passes if _counted(method, layer) else float("nan"),
+            }
+        )
+    side = grids.images.shape[-1] // grids.scale
+    found: dict[tuple[str, str], AggAttResult] = {}
+    kept: dict[tuple[str, str], Tensor] = {}
+    for key, by_sample in maps.items():
+        stacked = torch.stack([by_sample[i] for i in range(len(samples.cell_index))])
+        kept[key] = stacked
+        if bins_filled(len(stacked)):
+            rolled = _to_first_cell(stacked, samples.cell_index, grids.scale, side)
+            found[key] = aggatt(rolled, grids.cells[:1].expand(len(rolled), -1, -1, -1))
     return GridRun(
         scores=scores,
         aggatt=found,
-        findings=stated,
+        findings=grid_findings(scores, scale=grids.scale),
         grids=grids,
         examples=kept,
-        inputs=x,
-        targets_cells=cell_index,
-        seconds=time.perf_counter() - started,
+        inputs=grids.images[samples.grid_index],
+        targets_cells=samples.cell_index,
+        seconds=seconds,
+        config=identity,
     )
-
-
-def summary(scores: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Mean grid pointing game score and passes per map, per setting, method and layer."""
-    grouped = grouped_scores(scores)
-    passes = {(r["setting"], r["method"], r["layer"]): r["passes"] for r in scores}
-    return [
-        {
-            "setting": setting,
-            "method": method,
-            "layer": layer,
-            "n": len(values),
-            "mean": sum(values) / len(values),
-            "min": min(values),
-            "passes_per_map": passes[(setting, method, layer)],
-        }
-        for (setting, method, layer), values in grouped.items()
-    ]
-
-
-def _report_data(run: GridRun, command: str) -> ReportData:
-    rows = [
-        ReportRow(
-            sample=row["sample"],
-            model=row["setting"],
-            method=f"{row['method']}@{row['layer']}",
-            metric="grid_pointing_game",
-            value=row["score"],
-            expl_passes=row["passes"],
-            expl_seconds=float("nan"),
-            metric_passes=0.0,
-            metric_seconds=0.0,
-        )
-        for row in run.scores
-    ]
-    figures = []
-    for setting in GRID_SETTINGS:
-        bins = {key[1]: result for key, result in run.aggatt.items() if key[0] == setting}
-        if bins:
-            figure = aggatt_figure(bins, title=f"AggAtt, {setting}", scale=run.grids.scale)
-            caption = (
-                f"AggAtt on {setting}: one row per method, its maps rolled so the explained cell "
-                "is the top-left one (dashed), sorted by grid pointing game score and averaged "
-                "per percentile bin, best 2 % on the left; one colour scale per row."
-            )
-            figures.append((caption, png_bytes(figure)))
-    cells = run.targets_cells
-    masks = run.grids.cells[cells]
-    per_grid = len(corner_cells(run.grids.scale))
-    labels = [int(run.grids.labels[i // per_grid, c]) for i, c in enumerate(cells.tolist())]
-    return ReportData(
-        run_id="grid",
-        config={"suite": "grid", "methods": dict(GRID_METHODS), "layers": dict(LAYERS)},
-        rows=rows,
-        higher_is_better={"grid_pointing_game": True},
-        attributions={(k[0], k[1]): v for k, v in run.examples.items()},
-        images=run.inputs,
-        masks=masks,
-        findings=run.findings,
-        command=command,
-        labels=labels,
-        class_names=run.grids.class_names,
-        figures=figures,
-    )
-
-
-def write_grid_results(run: GridRun, out: str | Path, *, command: str = "") -> list[Path]:
-    """Write ``grid_scores.csv`` (every map), ``grid_summary.json`` (means, findings, time)
-    and the report ``grid_report.html`` (with the AggAtt figures) into the folder ``out``."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    scores, summary_path = folder / "grid_scores.csv", folder / "grid_summary.json"
-    with scores.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(run.scores[0]))
-        writer.writeheader()
-        writer.writerows(run.scores)
-    record = {
-        "suite": "grid",
-        "n_grids": len(run.grids),
-        "maps_per_setting_method_layer": len(run.targets_cells),
-        "chance": 1 / run.grids.scale**2,
-        "seconds": round(run.seconds, 1),
-        "summary": summary(run.scores),
-        "findings": run.findings,
-        "command": command,
-    }
-    summary_path.write_text(json.dumps(record, indent=2, allow_nan=True), encoding="utf-8")
-    page = write_report(_report_data(run, command), folder / "grid_report.html")
-    return [scores, summary_path, page]
 
 
 def bench_grid(
@@ -397,12 +440,22 @@ def bench_grid(
             f"{', '.join(given)} do not apply to the grid suite: it runs the built-in CNN on its "
             "own 2 x 2 grids of shapes. Use --samples (grids), --methods, --seed and --out."
         )
-    run = run_grid(
-        n_grids=8 if samples is None else samples,
-        seed=1 if seed is None else seed,
-        methods=tuple(GRID_METHODS) if methods is None else tuple(methods),
-        log=say,
-    )
+    folder = Path("faithmap-bench") if out is None else out
+    try:
+        run = run_grid(
+            n_grids=8 if samples is None else samples,
+            seed=1 if seed is None else seed,
+            methods=tuple(GRID_METHODS) if methods is None else tuple(methods),
+            out=folder,
+            log=say,
+            command=command,
+        )
+    except KeyboardInterrupt:
+        say(
+            f"interrupted: the finished tasks are stored in {folder / STORE_NAME}; run the "
+            "same command again to resume."
+        )
+        raise
     for row in summary(run.scores):
         say(
             f"{row['setting']:7} {row['method'] + '@' + row['layer']:32} "
@@ -411,8 +464,6 @@ def bench_grid(
     say("grid suite findings:")
     for line in run.findings:
         say(f"- {line}")
-    written = write_grid_results(
-        run, Path("faithmap-bench") if out is None else out, command=command
-    )
+    written = write_grid_results(run, folder, command=command)
     say(f"{run.seconds:.0f} s; wrote " + ", ".join(map(str, written)))
     return run
