@@ -12,15 +12,13 @@ Sundararajan, Taly, Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import Model
+from faithmap.core.model import ModelLike
 from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
@@ -49,7 +47,7 @@ class CompletenessResult(MetricResult):
     higher_is_better=False,
 )
 def completeness(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,

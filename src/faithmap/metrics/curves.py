@@ -30,23 +30,22 @@ deletion to a constant, insertion from a blur (kernel 11, sigma 5).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.constraints import SEED, Constraints, Interval, options
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import Model
+from faithmap.core.model import Model, ModelLike
 from faithmap.core.ordering import ORDER, Order, UnitLike, describe_unit, unit_ranks, unit_regions
 from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.targets import TARGET, Target, TargetLike
 
 RankBy = Literal["signed", "absolute"]
 """How a map orders features: by its signed value (most positive first) or by its magnitude."""
@@ -84,9 +83,43 @@ def trapezoid_auc(curve: Tensor) -> Tensor:
     return (curve.sum(1) - curve[:, 0] / 2 - curve[:, -1] / 2) / steps
 
 
+def ranking_map(attributions: Tensor, rank_by: RankBy) -> Tensor:
+    """The map features are ranked by: channels summed (``(N, 1, H, W)`` for a 4-D map), or
+    the magnitude of that sum with ``rank_by="absolute"``."""
+    summed = attributions.sum(1, keepdim=True) if attributions.dim() == 4 else attributions
+    return summed.abs() if rank_by == "absolute" else summed
+
+
+def ranked_curve(
+    model: Model,
+    x: Tensor,
+    target: Target,
+    substrate: Tensor,
+    ranks: Tensor,
+    moved: Tensor,
+    *,
+    insert: bool,
+    activation: Activation,
+) -> Tensor:
+    """Target scores ``(N, K)`` with each image's first ``moved[:, k]`` ranked units moved.
+
+    ``ranks`` ``(N, H * W)`` is the rank of each pixel's unit (:func:`unit_ranks`); at point
+    ``k`` the units ranked below ``moved[:, k]`` are inserted from ``x`` into the
+    ``substrate`` (``insert``) or deleted from ``x`` to it. Every point of every image is
+    scored in one stream through :func:`~faithmap.core.removal.score_removals`.
+    """
+    height, width = x.shape[-2:]
+
+    def keep(samples: Tensor, points: Tensor) -> Tensor:
+        moving = ranks[samples] < moved[samples, points][:, None]
+        return (moving if insert else ~moving).view(-1, 1, height, width)
+
+    return score_removals(model, x, target, substrate, keep, moved.shape[1], activation=activation)
+
+
 def _curve(
     metric: str,
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -108,22 +141,19 @@ def _curve(
     regions = unit_regions(unit, x)
     with wrapped.ledger.track() as tracker:
         resolved = wrapped.target(x, target)
-        ranked = attributions.detach().to(device)
-        if rank_by == "absolute":
-            ranked = ranked.sum(1, keepdim=True).abs() if ranked.dim() == 4 else ranked.abs()
+        ranked = ranking_map(attributions.detach().to(device), rank_by)
         ranks, units = unit_ranks(ranked, regions, order, seed)
         grid = torch.linspace(0, 1, steps + 1, device=device)
         counts = torch.round(grid[None, :] * units[:, None].double()).long()
-        substrate = removal.substrate(x)
-        height, width = x.shape[-2:]
-
-        def keep(samples: Tensor, points: Tensor) -> Tensor:
-            moved = ranks[samples] < counts[samples, points][:, None]
-            kept = ~moved if metric == "deletion" else moved
-            return kept.view(-1, 1, height, width)
-
-        curve = score_removals(
-            wrapped, x, resolved, substrate, keep, steps + 1, activation=activation
+        curve = ranked_curve(
+            wrapped,
+            x,
+            resolved,
+            removal.substrate(x),
+            ranks,
+            counts,
+            insert=metric == "insertion",
+            activation=activation,
         )
     return CurveResult(
         metric=metric,
@@ -165,7 +195,7 @@ CURVE_CONSTRAINTS: Constraints = {
     constant_model="score",
 )
 def insertion(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -236,7 +266,7 @@ def insertion(
     constant_model="score",
 )
 def deletion(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,

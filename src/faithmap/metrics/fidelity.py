@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, check_map_shape, prepare
-from faithmap.core.model import Model
+from faithmap.core.model import Model, ModelLike
 from faithmap.core.ordering import UnitLike, describe_unit, unit_regions
 from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.regions import UNIT, Regions
@@ -150,7 +150,7 @@ def _region_scores(
     constant_model=math.nan,
 )
 def faithfulness_correlation(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -283,7 +283,7 @@ def faithfulness_correlation(
     constant_model=math.nan,
 )
 def faithfulness_estimate(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,

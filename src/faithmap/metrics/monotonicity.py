@@ -24,28 +24,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import get_args
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.constraints import SEED, Interval, options
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, Prepared, prepare
-from faithmap.core.model import Model
+from faithmap.core.model import ModelLike
 from faithmap.core.ordering import UnitLike, describe_unit, unit_ranks, unit_regions
 from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.regions import UNIT, Regions
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
+from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.errors import InvalidParameterError
+from faithmap.metrics.curves import RankBy, ranked_curve, ranking_map
 from faithmap.metrics.fidelity import correlate
-
-RankBy = Literal["absolute", "signed"]
-"""Order units by ``|a|`` (Quantus' default ``abs=True`` for both metrics) or by signed ``a``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,12 +59,11 @@ class MonotonicityResult(MetricResult):
     curve: Tensor
 
 
-def _ranked(prepared: Prepared, regions: Regions, rank_by: str, seed: int) -> tuple[Tensor, Tensor]:
+def _ranked(
+    prepared: Prepared, regions: Regions, rank_by: RankBy, seed: int
+) -> tuple[Tensor, Tensor]:
     """Ascending-importance rank of each pixel's unit ``(N, H * W)`` and units per image."""
-    values = prepared.attributions.sum(1, keepdim=True)
-    if rank_by == "absolute":
-        values = values.abs()
-    return unit_ranks(values, regions, "lerf", seed)
+    return unit_ranks(ranking_map(prepared.attributions, rank_by), regions, "lerf", seed)
 
 
 def _group_bounds(units: Tensor, steps: int | None, owner: str) -> tuple[Tensor, int]:
@@ -103,7 +99,7 @@ MONOTONICITY_CONSTRAINTS = {
     constant_model=1.0,
 )
 def monotonicity(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -169,14 +165,15 @@ def monotonicity(
         resolved = wrapped.target(x, prepared.target)
         ranks, units = _ranked(prepared, regions, rank_by, seed)
         bounds, count = _group_bounds(units, steps, owner)
-        height, width = x.shape[-2:]
-
-        def inserted(samples: Tensor, points: Tensor) -> Tensor:
-            kept = ranks[samples] < bounds[samples, points][:, None]
-            return kept.view(-1, 1, height, width)
-
-        curve = score_removals(
-            wrapped, x, resolved, removal.substrate(x), inserted, count + 1, activation=activation
+        curve = ranked_curve(
+            wrapped,
+            x,
+            resolved,
+            removal.substrate(x),
+            ranks,
+            bounds,
+            insert=True,
+            activation=activation,
         )
     values = (curve.diff(dim=1) >= 0).all(1).to(curve.dtype)
     home = prepared.home
@@ -206,7 +203,7 @@ def monotonicity(
     constant_model=math.nan,
 )
 def monotonicity_correlation(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -305,10 +302,7 @@ def monotonicity_correlation(
             activation=activation,
             device=x.device,
         )
-        values_map = prepared.attributions.sum(1)
-        if rank_by == "absolute":
-            values_map = values_map.abs()
-        flat = values_map.flatten(1).double()
+        flat = ranking_map(prepared.attributions, rank_by).flatten(1).double()
         group_of = torch.searchsorted(bounds[:, 1:].contiguous(), ranks, right=True)
         mass = torch.zeros(x.shape[0], count, dtype=torch.float64, device=x.device)
         mass.scatter_add_(1, group_of.clamp_max(count - 1), flat)

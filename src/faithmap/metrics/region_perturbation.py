@@ -21,24 +21,24 @@ workshop (arXiv 2003.08747).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.constraints import SEED, Constraints
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import Model
+from faithmap.core.model import ModelLike
 from faithmap.core.ordering import UnitLike, describe_unit, unit_ranks, unit_regions
 from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
+from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal
 from faithmap.core.targets import TARGET, TargetLike
+from faithmap.metrics.curves import ranked_curve
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +60,7 @@ class RegionCurveResult(MetricResult):
 
 def _region_curve(
     owner: str,
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -82,18 +82,15 @@ def _region_curve(
         if by_sum:
             per_region = per_region * regions.sizes()
         ranks, units = unit_ranks(regions.paint(per_region), regions, "morf", seed)
-        height, width = x.shape[-2:]
-
-        def kept(samples: Tensor, points: Tensor) -> Tensor:
-            return (ranks[samples] >= points[:, None]).view(-1, 1, height, width)
-
-        curve = score_removals(
+        removed = torch.arange(int(units.max()) + 1, device=x.device).expand(x.shape[0], -1)
+        curve = ranked_curve(
             wrapped,
             x,
             resolved,
             removal.substrate(x),
-            kept,
-            int(units.max()) + 1,
+            ranks,
+            removed,
+            insert=False,
             activation=activation,
         )
     choices: dict[str, Any] = {
@@ -132,7 +129,7 @@ REGION_CONSTRAINTS: Constraints = {
     constant_model="score",
 )
 def selectivity(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -213,7 +210,7 @@ def selectivity(
     constant_model=0.0,
 )
 def irof(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,

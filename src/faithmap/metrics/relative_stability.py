@@ -29,7 +29,6 @@ Attribution-based Explanations", ICLR 2022 Workshop on PAIR2Struct (arXiv:2203.0
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -39,7 +38,7 @@ from faithmap.core.constraints import BOOLEAN, SEED, STRING, Constraints, Interv
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import METHOD
 from faithmap.core.metric import MetricResult
-from faithmap.core.model import Model
+from faithmap.core.model import Model, ModelLike
 from faithmap.core.registry import register_metric
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.errors import InvalidParameterError, ModelError
@@ -192,7 +191,7 @@ STABILITY_CONSTRAINTS: Constraints = {
     higher_is_better=False,
 )
 def relative_input_stability(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -251,7 +250,7 @@ def relative_input_stability(
     higher_is_better=False,
 )
 def relative_output_stability(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,

@@ -22,12 +22,11 @@ Workshop on Human Interpretability 2018.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval
 from faithmap.core.cost import Cost
@@ -205,7 +204,7 @@ SENSITIVITY_CONSTRAINTS: Constraints = {
     higher_is_better=False,
 )
 def max_sensitivity(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -258,7 +257,7 @@ def max_sensitivity(
     higher_is_better=False,
 )
 def avg_sensitivity(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
@@ -296,7 +295,7 @@ def avg_sensitivity(
     higher_is_better=False,
 )
 def local_lipschitz(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,

@@ -17,9 +17,9 @@ ICML 2020 (random-logit test).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +28,7 @@ from faithmap.core.constraints import BOOLEAN, SEED, options
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import METHOD, Method
 from faithmap.core.metric import MetricResult, TargetRule
-from faithmap.core.model import Model
+from faithmap.core.model import Model, ModelLike
 from faithmap.core.registry import method_of, register_metric
 from faithmap.core.targets import TARGET, TargetLike
 from faithmap.core.validation import check_inputs
@@ -283,7 +283,7 @@ def model_randomisation(
     higher_is_better=False,
 )
 def random_logit(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,

@@ -17,17 +17,17 @@ Methods for Deep Neural Networks", ICLR 2018.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from faithmap.core.constraints import SEED, Interval, Satisfies
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
-from faithmap.core.model import Model
+from faithmap.core.model import ModelLike
 from faithmap.core.ordering import UnitLike, describe_unit, unit_regions
 from faithmap.core.readout import ACTIVATION, Activation
 from faithmap.core.regions import UNIT
@@ -85,7 +85,7 @@ class SensitivityNResult(MetricResult):
     constant_model=math.nan,
 )
 def sensitivity_n(
-    model: Model | nn.Module | Callable[[Tensor], Any],
+    model: ModelLike,
     inputs: Tensor,
     explanation: Explanation | Tensor,
     *,
