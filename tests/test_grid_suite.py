@@ -1,19 +1,24 @@
-"""``faithmap bench --suite grid`` at a tiny size: scores, findings, AggAtt and the files."""
+"""``faithmap bench --suite grid`` at a tiny size: scores, findings, AggAtt, the files, and
+resuming an interrupted run from the store."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from faithmap.bench.grid_suite import run_grid
+from faithmap.bench.store import Store
 from faithmap.bench.suites import SUITES
 from faithmap.cli import app
 
 
-def test_grid_suite_scores_states_claims_and_bins() -> None:
-    run = run_grid(n_grids=8, methods=("saliency", "grad_cam"))
+def test_grid_suite_scores_states_claims_and_bins(tmp_path: Path) -> None:
+    run = run_grid(n_grids=8, methods=("saliency", "grad_cam"), out=tmp_path)
     # saliency at three layers and Grad-CAM at two, in three settings, 32 maps each.
     assert len(run.scores) == 3 * 5 * 32
     difull = [r["score"] for r in run.scores if r["setting"] == "difull" and r["layer"] == "input"]
@@ -47,3 +52,39 @@ def test_bench_suite_grid_refuses_flags_that_do_not_apply(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "--models do not apply to the grid suite" in result.output
+
+
+def _keyed(scores: list[dict[str, Any]]) -> dict[tuple[str, str, str, int], tuple[float, float]]:
+    return {
+        (r["setting"], r["method"], r["layer"], r["sample"]): (r["score"], r["passes"])
+        for r in scores
+    }
+
+
+def test_an_interrupted_grid_run_resumes_with_every_score_once(tmp_path: Path) -> None:
+    methods = ("saliency", "occlusion")  # 5 tasks per setting: at 3 layers and at the input
+    whole = run_grid(n_grids=1, methods=methods, out=tmp_path / "whole")
+    assert len(whole.scores) == 3 * 4 * 4  # 3 settings x 4 method@layer x 4 cells
+    stored: list[str] = []
+
+    def stop_after_five(line: str) -> None:
+        stored.append(line)
+        if len(stored) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(n_grids=1, methods=methods, out=tmp_path / "cut", log=stop_after_five)
+    with Store(tmp_path / "cut") as store:
+        assert len(store.done(store.run())) == 5
+    resumed: list[str] = []
+    run = run_grid(n_grids=1, methods=methods, out=tmp_path / "cut", log=resumed.append)
+    assert len(resumed) == 12 - 5  # only the missing tasks ran
+    assert len(run.scores) == len(whole.scores)
+    assert len(_keyed(run.scores)) == len(run.scores)  # no score twice
+    ours, theirs = _keyed(run.scores), _keyed(whole.scores)
+    assert ours.keys() == theirs.keys()
+    for key, (score, passes) in ours.items():
+        assert score == theirs[key][0]
+        assert passes == theirs[key][1] or (math.isnan(passes) and math.isnan(theirs[key][1]))
+    assert run.findings == whole.findings
+    assert run.aggatt.keys() == whole.aggatt.keys()
