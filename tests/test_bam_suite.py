@@ -40,11 +40,26 @@ def _maps(*rows: list[list[float]]) -> torch.Tensor:
 
 # Every map has min 0 and at least two pixels at its maximum 1, so p99 = 1 and the scaled map is
 # the map itself: the statistic is the plain mean over the four mask pixels.
-ON_MASK = [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]  # statistic 1
-HALF = [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1]]  # statistic 2/4
-QUARTER = [[0.5, 0.5, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]  # statistic 1/4
-NEGATIVE = [[1, 1, -3, -3], [1, 1, -3, -3], [-3, -3, -3, -3], [-3, -3, -3, 1]]  # positive: 1
-NEAR = [[1, 1, 0, 0], [1, 0.8, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]  # statistic 0.95
+ON_MASK: list[list[float]] = [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]  # statistic 1
+HALF: list[list[float]] = [[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1]]  # statistic 2/4
+QUARTER: list[list[float]] = [
+    [0.5, 0.5, 0, 0],
+    [0, 0, 0, 0],
+    [0, 0, 0, 0],
+    [1, 1, 1, 1],
+]  # statistic 1/4
+NEGATIVE: list[list[float]] = [
+    [1, 1, -3, -3],
+    [1, 1, -3, -3],
+    [-3, -3, -3, -3],
+    [-3, -3, -3, 1],
+]  # positive: 1
+NEAR: list[list[float]] = [
+    [1, 1, 0, 0],
+    [1, 0.8, 0, 0],
+    [0, 0, 0, 0],
+    [0, 0, 0, 1],
+]  # statistic 0.95
 
 
 def test_mcs_idr_iir_by_hand_on_tiny_maps() -> None:
