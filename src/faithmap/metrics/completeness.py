@@ -19,10 +19,11 @@ from torch import Tensor
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ModelLike
-from faithmap.core.readout import ACTIVATION, Activation
+from faithmap.core.readout import Activation
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.removal import FillLike, Removal, make_removal, score_removals
+from faithmap.core.targets import TargetLike
+from faithmap.metrics.parameters import REMOVAL_CONSTRAINTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +44,7 @@ class CompletenessResult(MetricResult):
 
 @register_metric(
     "completeness",
-    constraints={"target": TARGET, "fill": FILL_OR_REMOVAL, "activation": [ACTIVATION]},
+    constraints=REMOVAL_CONSTRAINTS,
     higher_is_better=False,
 )
 def completeness(

@@ -25,14 +25,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from faithmap.core.constraints import Constraints
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ModelLike
-from faithmap.core.readout import ACTIVATION, Activation
+from faithmap.core.readout import Activation
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.removal import FillLike, Removal, make_removal, score_removals
+from faithmap.core.targets import TargetLike
+from faithmap.metrics.parameters import REMOVAL_CONSTRAINTS
 
 Direction = Literal["drop", "increase"]
 """Which change in confidence a metric counts: the relative drop, or whether it rose."""
@@ -93,16 +93,9 @@ def _confidence_change(
     )
 
 
-CONSTRAINTS: Constraints = {
-    "target": TARGET,
-    "fill": FILL_OR_REMOVAL,
-    "activation": [ACTIVATION],
-}
-
-
 @register_metric(
     "average_drop",
-    constraints=CONSTRAINTS,
+    constraints=REMOVAL_CONSTRAINTS,
     higher_is_better=False,
     constant_model=0.0,
 )
@@ -151,7 +144,7 @@ def average_drop(
 
 @register_metric(
     "average_increase",
-    constraints=CONSTRAINTS,
+    constraints=REMOVAL_CONSTRAINTS,
     higher_is_better=True,
     constant_model=0.0,
 )

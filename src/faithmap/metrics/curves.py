@@ -41,11 +41,12 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.ordering import ORDER, Order, UnitLike, describe_unit, unit_ranks, unit_regions
-from faithmap.core.readout import ACTIVATION, Activation
+from faithmap.core.readout import Activation
 from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal, score_removals
-from faithmap.core.targets import TARGET, Target, TargetLike
+from faithmap.core.removal import FillLike, Removal, make_removal, score_removals
+from faithmap.core.targets import Target, TargetLike
+from faithmap.metrics.parameters import REMOVAL_CONSTRAINTS
 
 RankBy = Literal["signed", "absolute"]
 """How a map orders features: by its signed value (most positive first) or by its magnitude."""
@@ -177,11 +178,9 @@ def _curve(
 
 
 CURVE_CONSTRAINTS: Constraints = {
-    "target": TARGET,
-    "fill": FILL_OR_REMOVAL,
+    **REMOVAL_CONSTRAINTS,
     "steps": [Interval(int, 1)],
     "seed": [SEED],
-    "activation": [ACTIVATION],
     "unit": UNIT,
     "order": [ORDER],
     "rank_by": [options(get_args(RankBy))],

@@ -31,13 +31,14 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, check_map_shape, prepare
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.ordering import UnitLike, describe_unit, unit_regions
-from faithmap.core.readout import ACTIVATION, Activation
+from faithmap.core.readout import Activation
 from faithmap.core.regions import UNIT, Regions
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, blend, make_removal
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.removal import FillLike, Removal, blend, make_removal
+from faithmap.core.targets import TargetLike
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics.draws import key_table, row_subsets
+from faithmap.metrics.parameters import REMOVAL_CONSTRAINTS
 
 Correlation = Literal["pearson", "spearman"]
 
@@ -137,13 +138,11 @@ def _region_scores(
 @register_metric(
     "faithfulness_correlation",
     constraints={
-        "target": TARGET,
+        **REMOVAL_CONSTRAINTS,
         "subset_size": [None, Interval(int, 1)],
         "n_samples": [Interval(int, 2)],
         "unit": UNIT,
-        "fill": FILL_OR_REMOVAL,
         "correlation": [options(("pearson", "spearman"))],
-        "activation": [ACTIVATION],
         "seed": [SEED],
     },
     higher_is_better=True,
@@ -273,12 +272,7 @@ def faithfulness_correlation(
 
 @register_metric(
     "faithfulness_estimate",
-    constraints={
-        "target": TARGET,
-        "unit": UNIT,
-        "fill": FILL_OR_REMOVAL,
-        "activation": [ACTIVATION],
-    },
+    constraints={**REMOVAL_CONSTRAINTS, "unit": UNIT},
     higher_is_better=True,
     constant_model=math.nan,
 )

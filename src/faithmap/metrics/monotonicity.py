@@ -35,14 +35,15 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, Prepared, prepare
 from faithmap.core.model import ModelLike
 from faithmap.core.ordering import UnitLike, describe_unit, unit_ranks, unit_regions
-from faithmap.core.readout import ACTIVATION, Activation
+from faithmap.core.readout import Activation
 from faithmap.core.regions import UNIT, Regions
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.removal import FillLike, Removal, make_removal
+from faithmap.core.targets import TargetLike
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics.curves import RankBy, ranked_curve, ranking_map
 from faithmap.metrics.fidelity import correlate
+from faithmap.metrics.parameters import REMOVAL_CONSTRAINTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,12 +83,10 @@ def _group_bounds(units: Tensor, steps: int | None, owner: str) -> tuple[Tensor,
 
 
 MONOTONICITY_CONSTRAINTS = {
-    "target": TARGET,
+    **REMOVAL_CONSTRAINTS,
     "steps": [None, Interval(int, 1)],
     "unit": UNIT,
-    "fill": FILL_OR_REMOVAL,
     "rank_by": [options(get_args(RankBy))],
-    "activation": [ACTIVATION],
     "seed": [SEED],
 }
 

@@ -39,23 +39,25 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.constraints import BOOLEAN, SEED, Interval, options
+from faithmap.core.constraints import BOOLEAN, Interval, options
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
-from faithmap.core.method import METHOD, Method
+from faithmap.core.method import Method
 from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
 from faithmap.core.registry import method_of, register_metric
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.targets import TargetLike
 from faithmap.metrics.draws import key_table, row_normal
+from faithmap.metrics.parameters import REEXPLAIN_CONSTRAINTS
 from faithmap.metrics.reexplain import check_same_shape, explain_quietly
 from faithmap.metrics.sanity import (
+    RANDOMISATION_CONSTRAINTS,
     RandomisationResult,
     explained_classes,
     random_twin,
     randomised_stages,
 )
-from faithmap.metrics.similarity import SIMILARITIES, Similarity, compare_maps
+from faithmap.metrics.similarity import Similarity, compare_maps
 
 LayerOrder = Literal["bottom_up", "top_down"]
 
@@ -84,15 +86,10 @@ def _smoothed(
 @register_metric(
     "smooth_model_randomisation",
     constraints={
-        "method": METHOD,
+        **RANDOMISATION_CONSTRAINTS,
         "n_samples": [Interval(int, 1)],
         "noise": [Interval(float, 0.0)],
         "layer_order": [options(("bottom_up", "top_down"))],
-        "similarity": [options(SIMILARITIES)],
-        "absolute": [BOOLEAN],
-        "summary": [options(("mean", "last"))],
-        "target": TARGET,
-        "seed": [SEED],
     },
     higher_is_better=False,
 )
@@ -242,13 +239,7 @@ class EfficientRandomisationResult(MetricResult):
 
 @register_metric(
     "efficient_model_randomisation",
-    constraints={
-        "method": METHOD,
-        "n_bins": [Interval(int, 1)],
-        "absolute": [BOOLEAN],
-        "target": TARGET,
-        "seed": [SEED],
-    },
+    constraints={**REEXPLAIN_CONSTRAINTS, "n_bins": [Interval(int, 1)], "absolute": [BOOLEAN]},
     higher_is_better=True,
     constant_model=-1.0,  # the random twin ignores its input too: its maps are flat, H = 0
 )

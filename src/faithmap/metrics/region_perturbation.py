@@ -33,12 +33,13 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ModelLike
 from faithmap.core.ordering import UnitLike, describe_unit, unit_ranks, unit_regions
-from faithmap.core.readout import ACTIVATION, Activation
+from faithmap.core.readout import Activation
 from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, make_removal
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.removal import FillLike, Removal, make_removal
+from faithmap.core.targets import TargetLike
 from faithmap.metrics.curves import ranked_curve
+from faithmap.metrics.parameters import REMOVAL_CONSTRAINTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,13 +114,7 @@ def region_auc(curve: Tensor, units: Tensor) -> Tensor:
     return total / units.to(curve.dtype)
 
 
-REGION_CONSTRAINTS: Constraints = {
-    "target": TARGET,
-    "unit": UNIT,
-    "fill": FILL_OR_REMOVAL,
-    "activation": [ACTIVATION],
-    "seed": [SEED],
-}
+REGION_CONSTRAINTS: Constraints = {**REMOVAL_CONSTRAINTS, "unit": UNIT, "seed": [SEED]}
 
 
 @register_metric(

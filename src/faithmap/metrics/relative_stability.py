@@ -34,16 +34,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.constraints import BOOLEAN, SEED, STRING, Constraints, Interval
+from faithmap.core.constraints import BOOLEAN, STRING, Constraints, Interval
 from faithmap.core.explanation import Explanation
-from faithmap.core.method import METHOD
 from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.registry import register_metric
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.targets import TargetLike
 from faithmap.errors import InvalidParameterError, ModelError
 from faithmap.metrics.reexplain import MethodLike
-from faithmap.metrics.robustness import reexplain_with_noise
+from faithmap.metrics.robustness import SENSITIVITY_CONSTRAINTS, reexplain_with_noise
 
 Reference = Literal["input", "representation", "output"]
 
@@ -174,13 +173,9 @@ def _relative_stability(
 
 
 STABILITY_CONSTRAINTS: Constraints = {
-    "target": TARGET,
-    "method": METHOD,
-    "n_samples": [Interval(int, 1)],
-    "radius": [Interval(float, 0.0, closed="right")],
+    **SENSITIVITY_CONSTRAINTS,
     "eps_min": [Interval(float, 0.0, closed="right")],
     "keep_prediction": [BOOLEAN],
-    "seed": [SEED],
 }
 """The parameters the three relative stability metrics share."""
 

@@ -28,16 +28,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from faithmap.core.constraints import BOOLEAN, SEED, Constraints, Interval
+from faithmap.core.constraints import BOOLEAN, Constraints, Interval
 from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
-from faithmap.core.method import METHOD
 from faithmap.core.metric import MetricResult, TargetRule
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.registry import method_of, register_metric
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.targets import TargetLike
 from faithmap.core.validation import check_inputs
 from faithmap.metrics.draws import key_table, row_normal, row_uniform
+from faithmap.metrics.parameters import REEXPLAIN_CONSTRAINTS
 from faithmap.metrics.reexplain import (
     MethodLike,
     check_same_shape,
@@ -189,13 +189,12 @@ def _sensitivity(
 
 
 SENSITIVITY_CONSTRAINTS: Constraints = {
-    "target": TARGET,
-    "method": METHOD,
+    **REEXPLAIN_CONSTRAINTS,
     "n_samples": [Interval(int, 1)],
     "radius": [Interval(float, 0.0, closed="right")],
-    "seed": [SEED],
 }
-"""The parameters max_sensitivity and avg_sensitivity share."""
+"""The parameters max_sensitivity and avg_sensitivity share (and the relative stability
+metrics, which draw the same noise)."""
 
 
 @register_metric(
@@ -285,12 +284,10 @@ def avg_sensitivity(
 @register_metric(
     "local_lipschitz",
     constraints={
-        "target": TARGET,
-        "method": METHOD,
+        **REEXPLAIN_CONSTRAINTS,
         "n_samples": [Interval(int, 1)],
         "noise": [Interval(float, 0.0, closed="right")],
         "normalize": [BOOLEAN],
-        "seed": [SEED],
     },
     higher_is_better=False,
 )

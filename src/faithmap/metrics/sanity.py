@@ -24,15 +24,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from faithmap.core.constraints import BOOLEAN, SEED, options
+from faithmap.core.constraints import BOOLEAN, Constraints, options
 from faithmap.core.explanation import Explanation
-from faithmap.core.method import METHOD, Method
+from faithmap.core.method import Method
 from faithmap.core.metric import MetricResult, TargetRule
 from faithmap.core.model import Model, ModelLike
 from faithmap.core.registry import method_of, register_metric
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.targets import TargetLike
 from faithmap.core.validation import check_inputs
 from faithmap.errors import InvalidParameterError, ModelError
+from faithmap.metrics.parameters import REEXPLAIN_CONSTRAINTS
 from faithmap.metrics.reexplain import (
     check_same_shape,
     explain_quietly,
@@ -163,17 +164,18 @@ def randomised_stages(
             layer.load_state_dict(saved)
 
 
+RANDOMISATION_CONSTRAINTS: Constraints = {
+    **REEXPLAIN_CONSTRAINTS,
+    "similarity": [options(SIMILARITIES)],
+    "absolute": [BOOLEAN],
+    "summary": [options(("mean", "last"))],
+}
+"""The parameters of the layer-by-layer randomisation tests (MPRT and smooth MPRT)."""
+
+
 @register_metric(
     "model_randomisation",
-    constraints={
-        "method": METHOD,
-        "order": [options(("cascading", "independent"))],
-        "similarity": [options(SIMILARITIES)],
-        "absolute": [BOOLEAN],
-        "summary": [options(("mean", "last"))],
-        "target": TARGET,
-        "seed": [SEED],
-    },
+    constraints={**RANDOMISATION_CONSTRAINTS, "order": [options(("cascading", "independent"))]},
     higher_is_better=False,
 )
 def model_randomisation(
@@ -274,11 +276,9 @@ def model_randomisation(
 @register_metric(
     "random_logit",
     constraints={
-        "method": METHOD,
+        **REEXPLAIN_CONSTRAINTS,
         "similarity": [None, options(SIMILARITIES)],
         "absolute": [BOOLEAN],
-        "target": TARGET,
-        "seed": [SEED],
     },
     higher_is_better=False,
 )

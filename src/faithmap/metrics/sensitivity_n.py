@@ -29,14 +29,15 @@ from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ModelLike
 from faithmap.core.ordering import UnitLike, describe_unit, unit_regions
-from faithmap.core.readout import ACTIVATION, Activation
+from faithmap.core.readout import Activation
 from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
-from faithmap.core.removal import FILL_OR_REMOVAL, FillLike, Removal, blend, make_removal
-from faithmap.core.targets import TARGET, TargetLike
+from faithmap.core.removal import FillLike, Removal, blend, make_removal
+from faithmap.core.targets import TargetLike
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics.draws import key_table, row_bits
 from faithmap.metrics.fidelity import correlate
+from faithmap.metrics.parameters import REMOVAL_CONSTRAINTS
 
 FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
 """Subset sizes as fractions of the units: log-spaced up to 80 % (Ancona et al.'s range; Quantus'
@@ -71,14 +72,12 @@ class SensitivityNResult(MetricResult):
 @register_metric(
     "sensitivity_n",
     constraints={
-        "target": TARGET,
+        **REMOVAL_CONSTRAINTS,
         "fractions": [
             Satisfies(_is_fractions, "a non-empty sequence of numbers in (0, 1]", invalid=(0.0,))
         ],
         "n_samples": [Interval(int, 2)],
         "unit": UNIT,
-        "fill": FILL_OR_REMOVAL,
-        "activation": [ACTIVATION],
         "seed": [SEED],
     },
     higher_is_better=True,
