@@ -61,6 +61,12 @@ class Continuation:
         """``(P + S,)`` the prompt's ids followed by the continuation's."""
         return torch.cat([self.prompt.ids, self.ids])
 
+    @property
+    def inputs(self) -> Tensor:
+        """``(P + S - 1,)`` what a scoring pass reads: the sequence without its last token,
+        which predicts no step (a causal model's other positions do not see it)."""
+        return self.sequence[:-1]
+
 
 def step_scores(logits: Tensor, prompt_length: int, ids: Tensor, contrast: Tensor | None) -> Tensor:
     """Each step's target ``(B, S)`` from teacher-forced logits ``(B, P + S, V)``.
@@ -73,9 +79,9 @@ def step_scores(logits: Tensor, prompt_length: int, ids: Tensor, contrast: Tenso
 
 
 def tail_scores(logits: Tensor, ids: Tensor, contrast: Tensor | None) -> Tensor:
-    """:func:`step_scores` from logits that end at the continuation's last position (all of the
-    sequence, or only its last ``S + 1`` positions)."""
-    return window_scores(logits[:, -(ids.shape[0] + 1) : -1], ids, contrast)
+    """:func:`step_scores` from the logits of :attr:`Continuation.inputs` (all of them, or only
+    their last ``S`` positions, which predict the ``S`` steps)."""
+    return window_scores(logits[:, -ids.shape[0] :], ids, contrast)
 
 
 def window_scores(window: Tensor, ids: Tensor, contrast: Tensor | None) -> Tensor:

@@ -7,11 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from faithmap.core.cost import Cost
-from faithmap.generation.continuation import TokensLike, make_continuation, step_scores
+from faithmap.generation.continuation import TokensLike, make_continuation
 from faithmap.generation.explanation import GenerationExplanation
 from faithmap.generation.features import FeatureSpec, make_prompt, prompt_features
 from faithmap.generation.language_model import CausalLM
@@ -115,10 +114,8 @@ def explain_generation(
     )
     prompt_groups = prompt_features(the_prompt, features)
     task = GenerationTask(lm, followed, prompt_groups, make_baseline(lm, baseline), batch_size)
-    with torch.no_grad():
-        logits = lm.logits(followed.sequence.to(lm.device)[None])
-    scores = step_scores(logits, len(the_prompt), followed.ids, followed.contrast)[0].cpu()
     attributions = configured.attribute(task).detach().float().cpu()
+    scores = task.clean_scores().detach().float().cpu()
     generating = followed.steps if continuation is None else 0  # one pass per generated token
     passes = task.cost() + Cost(forward=1 + generating)
     config = {

@@ -26,7 +26,7 @@ from faithmap.core.constraints import Constraints, validate_params
 from faithmap.core.cost import Cost
 from faithmap.core.model import Model
 from faithmap.errors import UnknownNameError
-from faithmap.generation.continuation import Continuation
+from faithmap.generation.continuation import Continuation, tail_scores
 from faithmap.generation.features import PromptFeatures
 from faithmap.generation.language_model import CausalLM
 from faithmap.generation.scoring import Baseline, EmbeddingScorer, KeepScorer
@@ -85,17 +85,37 @@ class GenerationTask:
 
     def score_keeps(self, keep: Tensor) -> Tensor:
         """Targets ``(C, S)`` of every step with each feature keep vector ``(C, F)`` applied:
-        one forward pass per coalition, in batches."""
+        one forward pass per coalition, in batches. Where the prompt's prefix is cached
+        (:mod:`faithmap.generation.prefix_cache`) the coalitions are batched in the order of
+        their first changed position, so that a batch's rows share long prefixes."""
         keep = keep.to(self.device, torch.float32)
+        model = self.model("keep")
+        scorer = model.module
+        order = None
+        if isinstance(scorer, KeepScorer) and scorer.prefix is not None:
+            order = scorer.first_changed(keep).argsort(stable=True)
+            keep = keep[order]
         out: list[Tensor] = []
 
         def consume(_: Tensor, __: Tensor, output: Tensor) -> None:
             out.append(output.detach().clone())
 
-        self.model("keep").output_rows(
-            1, keep.shape[0], lambda _, rows: keep[rows], consume, device=self.device
-        )
-        return torch.cat(out)
+        model.output_rows(1, keep.shape[0], lambda _, rows: keep[rows], consume, device=self.device)
+        scores = torch.cat(out)
+        if order is None:
+            return scores
+        return torch.empty_like(scores).index_copy_(0, order, scores)
+
+    def clean_scores(self) -> Tensor:
+        """``(S,)`` every step's target on the prompt: from the prefix cache's clean run when a
+        perturbation method made one, else one forward pass."""
+        scorer = self._models["keep"].module if "keep" in self._models else None
+        if isinstance(scorer, KeepScorer) and scorer.prefix is not None:
+            return scorer.prefix.clean_scores
+        inputs = self.continuation.inputs.to(self.device)[None]
+        with torch.no_grad():
+            logits = self.lm.logits(inputs, last=self.steps)
+        return tail_scores(logits, self.continuation.ids, self.continuation.contrast)[0]
 
     def prompt_embeddings(self) -> Tensor:
         """``(P, D)`` the prompt's own embeddings."""

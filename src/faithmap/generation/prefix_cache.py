@@ -2,13 +2,16 @@
 
 A perturbed prompt equals the clean one up to its first removed token ``j``: a causal model's
 keys and values at positions ``< j`` are those of the clean prompt. :class:`PrefixCache` runs
-the clean prompt once with ``use_cache=True`` and scores each perturbed row from position ``j``
-on, its cache cropped to ``j`` and repeated over the rows sharing that ``j`` (rows are grouped by
-it). Feature ablation's row ``j`` then computes ``P + S - j`` positions instead of ``P + S``.
-Only Hugging Face models that trim their logits (``logits_to_keep``) and keep a croppable cache
-take this path; the scores equal the uncached ones up to float rounding
-(``tests/test_generation_methods.py`` checks 1e-5). The clean run is one extra forward pass per
-explanation, not counted by :class:`faithmap.Model` (it scores no row).
+the clean prompt and continuation once with ``use_cache=True``, which also gives the clean
+targets (a row that removes nothing costs no pass), and scores the other rows in groups: a group
+runs from its smallest ``j`` on, its cache cropped there and repeated over the group's rows.
+Splitting a batch into groups saves positions but costs calls (each reads every weight once,
+which on a CPU costs about as much as :data:`CALL_POSITIONS` token positions of compute), so the
+groups are chosen to minimise ``calls * CALL_POSITIONS + positions run``
+(:func:`plan_groups`); rows ``j = 0`` run without the cache. Only Hugging Face models that trim
+their logits (``logits_to_keep``) and keep a croppable cache take this path; the scores equal
+the uncached ones up to float rounding (``tests/test_generation_methods.py`` checks 1e-5). The
+clean run is one extra forward pass per explanation, not counted by :class:`faithmap.Model`.
 
 References
 ----------
@@ -29,6 +32,11 @@ from torch import Tensor
 from faithmap.generation.continuation import Continuation, tail_scores
 from faithmap.generation.language_model import CausalLM, logits_of_lm
 
+CALL_POSITIONS = 32
+"""The fixed cost of one model call in token positions of one row: GPT-2 small (12 layers, one
+CPU thread) runs one row of 24 positions in about twice the time 24 positions take in a batch
+of 16 (``benchmarks/generation_ab.py --profile``)."""
+
 
 def caches_prefix(lm: CausalLM) -> bool:
     """Whether ``lm`` can continue from a cached prefix (a Hugging Face model that trims its
@@ -36,8 +44,28 @@ def caches_prefix(lm: CausalLM) -> bool:
     return bool(lm.hugging_face and lm.trims_logits)
 
 
+def plan_groups(starts: list[int], length: int) -> list[int]:
+    """Split rows sorted by ``starts`` (ascending) into contiguous groups, each run from its
+    first row's start to ``length``: the indices where groups begin, minimising
+    ``groups * CALL_POSITIONS + sum(rows * (length - start))`` (exact, by dynamic programming
+    over the ``R`` rows, ``O(R^2)``)."""
+    count = len(starts)
+    best = [0.0] + [float("inf")] * count  # best[k]: cost of rows [0, k)
+    cut = [0] * (count + 1)
+    for stop in range(1, count + 1):
+        for begin in range(stop):
+            cost = best[begin] + CALL_POSITIONS + (stop - begin) * (length - starts[begin])
+            if cost < best[stop]:
+                best[stop], cut[stop] = cost, begin
+    begins, stop = [], count
+    while stop > 0:
+        begins.append(cut[stop])
+        stop = cut[stop]
+    return begins[::-1]
+
+
 class PrefixCache:
-    """The clean prompt's key-value cache and the scoring of rows that continue from it.
+    """The clean sequence's key-value cache and the scoring of rows that continue from it.
 
     Parameters
     ----------
@@ -46,15 +74,22 @@ class PrefixCache:
     continuation : Continuation
     clean : Tensor
         ``(P, D)`` the clean prompt's embeddings, as the rows blend them.
+
+    Attributes
+    ----------
+    clean_scores : Tensor
+        ``(S,)`` every step's target on the clean prompt.
     """
 
     def __init__(self, lm: CausalLM, continuation: Continuation, clean: Tensor) -> None:
         self.lm = lm
         self.continuation = continuation
-        self.sequence = continuation.sequence.to(lm.device)
-        length = clean.shape[0]
+        self.inputs = continuation.inputs.to(lm.device)
+        steps = continuation.steps
         with torch.no_grad():
-            output = lm.run(self.sequence[None, :length], clean[None], use_cache=True)
+            output = lm.run(self.inputs[None], clean[None], use_cache=True, logits_to_keep=steps)
+        logits = logits_of_lm(output, self.inputs[None, -steps:])
+        self.clean_scores = tail_scores(logits, continuation.ids, continuation.contrast)[0]
         # transformers 5.x names it `cache`, older versions `past_key_values`
         self.keyword = (
             "cache"
@@ -74,11 +109,9 @@ class PrefixCache:
         ones before ``start``: positions ``start ..`` run on the cache cropped to ``start``."""
         rows, steps = blended.shape[0], self.continuation.steps
         cache = copy.deepcopy(self.cache)
-        surplus = cache.get_seq_length() - start
-        if surplus > 0:
-            cache.crop(-surplus)  # a negative crop removes tokens (every transformers version)
+        cache.crop(start - cache.get_seq_length())  # a negative crop removes tokens
         cache.batch_repeat_interleave(rows)
-        ids = self.sequence[None, start:].expand(rows, -1)
+        ids = self.inputs[None, start:].expand(rows, -1)
         mask = torch.ones(rows, start + ids.shape[1], dtype=torch.long, device=ids.device)
         with self.lm.replaced_prompt(blended[:, start:]):
             output = self.lm.model(
@@ -86,21 +119,23 @@ class PrefixCache:
                 attention_mask=mask,
                 **{self.keyword: cache},
                 use_cache=True,
-                logits_to_keep=steps + 1,
+                logits_to_keep=steps,
             )
-        logits = logits_of_lm(output, ids[:, -(steps + 1) :])
+        logits = logits_of_lm(output, ids[:, -steps:])
         return tail_scores(logits, self.continuation.ids, self.continuation.contrast)
 
     def scores(self, blended: Tensor, first: Tensor, full: Callable[[Tensor], Tensor]) -> Tensor:
         """Targets ``(B, S)`` of prompt embeddings ``blended`` ``(B, P, D)`` whose first changed
-        position is ``first`` ``(B,)`` (``P`` where none is); ``full(rows)`` scores rows that
-        change position 0 without the cache."""
+        position is ``first`` ``(B,)`` (``P`` where none is); ``full(rows)`` scores rows without
+        the cache."""
         prompt = blended.shape[1]
-        start = first.clamp(max=prompt - 1)  # position P - 1 predicts the first step
-        out = blended.new_empty(blended.shape[0], self.continuation.steps)
-        for position in torch.unique(start).tolist():
-            rows = (start == position).nonzero()[:, 0]
-            out[rows] = (
-                full(blended[rows]) if position == 0 else self._after(position, blended[rows])
-            )
+        out = self.clean_scores.to(blended.dtype).expand(blended.shape[0], -1).clone()
+        starts, order = first.sort(stable=True)
+        changed = int((starts < prompt).sum())
+        starts, order = starts[:changed].tolist(), order[:changed]
+        begins = plan_groups(starts, self.inputs.shape[0])
+        for begin, stop in zip(begins, [*begins[1:], changed][: len(begins)], strict=True):
+            rows = order[begin:stop]
+            start = starts[begin]
+            out[rows] = full(blended[rows]) if start == 0 else self._after(start, blended[rows])
         return out

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from faithmap.core.constraints import SEED, Constraints, InstanceOf, Interval
 from faithmap.core.model import Model
 from faithmap.errors import TargetError
-from faithmap.generation.continuation import step_scores
+from faithmap.generation.continuation import tail_scores
 from faithmap.generation.language_model import CausalLM
 from faithmap.generation.method import (
     GenerationMethod,
@@ -67,7 +67,7 @@ class ReplacementScorer(nn.Module):
         self.features = task.features
         self.continuation = task.continuation
         self.replacements = replacements.to(task.device)
-        self.sequence = task.continuation.sequence.to(task.device)
+        self.sequence = task.continuation.inputs.to(task.device)
 
     def forward(self, keep: Tensor) -> Tensor:
         """Targets and ranks of every step with the features ``keep`` says kept."""
@@ -76,10 +76,11 @@ class ReplacementScorer(nn.Module):
         token_keep = self.features.token_keep(keep) >= 0.5
         ids = torch.where(token_keep, prompt, self.replacements)
         rest = self.sequence[length:].expand(keep.shape[0], -1)
-        logits = self.lm.logits(torch.cat([ids, rest], dim=1))
+        steps = self.continuation.steps
+        logits = self.lm.logits(torch.cat([ids, rest], dim=1), last=steps)
         ids_generated = self.continuation.ids.to(logits.device)
-        scores = step_scores(logits, length, ids_generated, None)
-        window = logits[:, length - 1 : length - 1 + len(ids_generated)]
+        scores = tail_scores(logits, ids_generated, None)
+        window = logits[:, -steps:]
         own = window.gather(2, ids_generated[None, :, None].expand(len(ids), -1, 1))
         ranks = (window > own).sum(dim=2).to(scores.dtype)
         return torch.cat([scores, ranks], dim=1)

@@ -105,7 +105,7 @@ class EmbeddingScorer(nn.Module):
         if isinstance(lm.model, nn.Module):
             self.module = lm.model  # registered, so Model's eval mode and flags reach it
         self.continuation = continuation
-        self.sequence = continuation.sequence.to(lm.device)
+        self.sequence = continuation.inputs.to(lm.device)
         self.track_inputs = False
         self.tracked = None
 
@@ -116,7 +116,7 @@ class EmbeddingScorer(nn.Module):
         batch = prompt_embeddings.shape[0]
         ids = self.sequence[None].expand(batch, -1)
         continuation = self.continuation
-        logits = self.lm.logits(ids, prompt_embeddings, last=continuation.steps + 1)
+        logits = self.lm.logits(ids, prompt_embeddings, last=continuation.steps)
         return tail_scores(logits, continuation.ids, continuation.contrast)
 
 
@@ -152,14 +152,18 @@ class KeepScorer(nn.Module):
             ids = torch.where(token_keep >= 0.5, prompt, self.baseline.token_id)
             rest = self.embedded.sequence[len(prompt) :].expand(keep.shape[0], -1)
             continuation = self.embedded.continuation
-            logits = lm.logits(torch.cat([ids, rest], dim=1), last=continuation.steps + 1)
+            logits = lm.logits(torch.cat([ids, rest], dim=1), last=continuation.steps)
             return tail_scores(logits, continuation.ids, continuation.contrast)
         weights = token_keep[..., None].to(self.own.dtype)
         blended = self.baseline.embedding + weights * (self.own - self.baseline.embedding)
         if self.prefix is not None:  # rows continue the clean prompt's cached prefix
-            changed = token_keep != 1.0
-            length = token_keep.shape[1]
-            first = torch.where(changed.any(dim=1), changed.int().argmax(dim=1), length)
-            return self.prefix.scores(blended, first, self.embedded)
+            return self.prefix.scores(blended, self.first_changed(keep), self.embedded)
         scores: Tensor = self.embedded(blended)
         return scores
+
+    def first_changed(self, keep: Tensor) -> Tensor:
+        """``(B,)`` the first prompt position each keep vector ``(B, F)`` changes (``P`` where
+        it changes none): the rows agree with the clean prompt before it."""
+        changed = self.features.token_keep(keep) != 1.0
+        length = changed.shape[1]
+        return torch.where(changed.any(dim=1), changed.int().argmax(dim=1), length)
