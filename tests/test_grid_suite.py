@@ -88,3 +88,15 @@ def test_an_interrupted_grid_run_resumes_with_every_score_once(tmp_path: Path) -
         assert passes == theirs[key][1] or (math.isnan(passes) and math.isnan(theirs[key][1]))
     assert run.findings == whole.findings
     assert run.aggatt.keys() == whole.aggatt.keys()
+
+
+def test_ctrl_c_in_the_grid_suite_says_how_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(**kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("faithmap.bench.grid_suite.run_grid", interrupted)
+    result = CliRunner().invoke(app, ["bench", "--suite", "grid", "--out", str(tmp_path)])
+    assert result.exit_code == 130
+    assert "run the same command again to resume" in result.output

@@ -455,7 +455,7 @@ def bench_grid(
             f"interrupted: the finished tasks are stored in {folder / STORE_NAME}; run the "
             "same command again to resume."
         )
-        raise
+        raise SystemExit(130) from None
     for row in summary(run.scores):
         say(
             f"{row['setting']:7} {row['method'] + '@' + row['layer']:32} "
