@@ -207,12 +207,17 @@ class BenchConfig:
     batch_size : int, optional
         Rows per model call; ``None`` lets each :class:`faithmap.Model` measure its fastest.
     executor : {"local", "ray"}, default="local"
-        Run tasks in this process, or as Ray remote functions.
+        Run tasks on this machine (in this process or in ``workers`` worker processes), or as
+        Ray remote functions.
     address : str, optional
         Address of a running Ray cluster (``"auto"``, ``"ray://host:10001"``); ``None`` starts
         a local one.
     workers : int, optional
-        CPUs of the local Ray cluster (``None``: all of this machine's).
+        Local executor: worker processes sharing this machine's cores (1: this process only).
+        ``None`` starts one one-thread worker per core for a CPU run with at least two tasks
+        per core, and runs smaller or GPU runs in this process
+        (:func:`faithmap.bench.run.local_workers`). Ray executor: the CPUs of the local Ray
+        cluster (``None``: all of this machine's).
     device : str, default="cpu"
         Where models run: ``"cpu"``, ``"cuda[:i]"``, ``"mps"`` or ``"auto"``; checked on the
         driver (an unavailable device is an error). Ray tasks ask for one GPU each on CUDA.

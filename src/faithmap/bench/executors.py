@@ -1,8 +1,12 @@
-"""Where tasks run: in this process, or as Ray remote functions; results come back as they finish.
+"""Where tasks run: in this process, in worker processes of this machine, or as Ray remote
+functions; results come back as they finish.
 
-Both executors are generators of :class:`~faithmap.bench.work.TaskResult` in completion order;
+Every executor is a generator of :class:`~faithmap.bench.work.TaskResult` in completion order;
 the driver (:func:`faithmap.bench.run_bench`) writes each one to the store as it arrives, so
-only the driver ever touches the database. Ray is an optional dependency
+only the driver ever touches the database. Worker processes pay off on a CPU because the
+built-in models are small: at 64x64, a forward pass on two threads of one process is barely
+faster than on one, while two one-thread processes do twice the work (``benchmarks/
+default_bench_time.py`` measures the whole run). Ray is an optional dependency
 (``pip install faithmap[ray]``); with no ``address`` a local cluster is started with
 ``workers`` CPUs, one task per CPU at a time.
 
@@ -14,10 +18,15 @@ Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from faithmap.bench.plan import Task
@@ -37,6 +46,62 @@ def local_results(
     for task in tasks:
         if needed(task):
             yield run_task(job, task)
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once its driver is gone (killed), instead of idling forever."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _start_worker(threads: int) -> None:
+    """A worker process's initialiser: its share of the machine's cores, and a watch on the
+    driver (a killed driver's workers would otherwise wait for tasks that never come)."""
+    torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+
+
+def process_results(
+    job: Job,
+    tasks: Sequence[Task],
+    *,
+    workers: int,
+    threads: int,
+    needed: Callable[[Task], bool] = lambda task: True,
+) -> Generator[TaskResult, None, None]:
+    """Run the tasks in ``workers`` new processes of this machine, ``threads`` threads each.
+
+    Each worker runs one task at a time; the next task is handed out (after asking ``needed``
+    again, as :func:`local_results` does) only when one finishes, so a concurrent run of the
+    same configuration never waits on work queued here. Workers are started with ``spawn``:
+    a script that runs the benchmark must do so under ``if __name__ == "__main__":``, as for
+    any Python multiprocessing. Closing the generator (an interrupted run) cancels the tasks
+    not yet started; what finished is already in the store.
+    """
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(threads,)
+    )
+    queue, running = iter(tasks), dict[Future[TaskResult], Task]()
+
+    def hand_out() -> None:
+        for task in queue:
+            if needed(task):
+                running[pool.submit(run_task, job, task)] = task
+                return
+
+    try:
+        for _ in range(workers):
+            hand_out()
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                del running[future]
+                hand_out()
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_ray() -> None:

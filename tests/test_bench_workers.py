@@ -1,0 +1,96 @@
+"""The local executor's worker processes: when they are used, and that they change nothing but
+the speed (same rows as this process, none lost or doubled when interrupted and resumed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faithmap.bench import BenchConfig, Row, run_bench
+from faithmap.bench import run as run_module
+from faithmap.bench.run import local_workers
+from faithmap.bench.store import Store
+
+SMALL: dict[str, Any] = {
+    "models": ["cnn"],
+    "methods": ["saliency", "occlusion"],
+    "metrics": ["insertion", "deletion"],
+    "metric_params": {"insertion": {"steps": 4}, "deletion": {"steps": 4}},
+    "n_samples": 4,
+    "chunk_size": 1,
+}
+"""8 tasks of one sample each, 16 rows."""
+
+
+def table(rows: list[Row]) -> dict[tuple[str, str, str, int], float]:
+    return {(r.model, r.method, r.metric, r.sample): r.value for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("workers", "pending", "expected"),
+    [
+        (None, 3, (1, 2)),  # under two tasks per core: this process, both threads
+        (None, 4, (2, 1)),  # two tasks per core: one one-thread worker per core
+        (None, 40, (2, 1)),
+        (1, 40, (1, 2)),  # asked for this process only
+        (3, 2, (2, 1)),  # never more workers than tasks
+        (4, 40, (4, 1)),  # more workers than cores: one thread each
+    ],
+)
+def test_local_workers_rule(
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int | None,
+    pending: int,
+    expected: tuple[int, int],
+) -> None:
+    monkeypatch.setattr(run_module, "usable_cores", lambda: 2)
+    assert local_workers(BenchConfig(workers=workers), pending) == expected
+
+
+def test_a_gpu_run_stays_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_module, "usable_cores", lambda: 2)
+    config = BenchConfig()
+    object.__setattr__(config, "device", "cuda")  # no GPU here: the rule alone is checked
+    assert local_workers(config, 40) == (1, 2)
+
+
+def test_worker_processes_give_the_rows_of_this_process(tmp_path: Path) -> None:
+    here = run_bench(
+        BenchConfig(**SMALL, workers=1, out=tmp_path / "here"), progress=False, report=False
+    )
+    apart = run_bench(
+        BenchConfig(**SMALL, workers=2, out=tmp_path / "apart"), progress=False, report=False
+    )
+    assert len(here) == len(apart) == 16
+    assert list(table(here)) == list(table(apart))  # same rows, same order, none doubled
+    # one thread per worker against two in this process: sums may round differently
+    assert table(apart) == pytest.approx(table(here), abs=1e-6)
+
+
+def test_an_interrupted_worker_run_resumes_without_loss_or_double(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[str] = []
+    original = Store.write
+
+    def write_then_stop(self: Store, run: Any, result: Any) -> bool:
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(result.task.id)
+        return original(self, run, result)
+
+    config = BenchConfig(**SMALL, workers=2, out=tmp_path / "store")
+    monkeypatch.setattr(Store, "write", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(config, progress=False, report=False)
+    monkeypatch.setattr(Store, "write", original)
+    with Store(config.out) as store:
+        assert len(store.done(store.run())) == 3
+    resumed = run_bench(config, progress=False, report=False)
+    clean = run_bench(
+        BenchConfig(**SMALL, workers=1, out=tmp_path / "clean"), progress=False, report=False
+    )
+    assert list(table(resumed)) == list(table(clean))
+    assert table(resumed) == pytest.approx(table(clean), abs=1e-6)
