@@ -40,12 +40,11 @@ import torch
 from torch import Tensor, nn
 
 from faithmap.core.constraints import BOOLEAN, Interval, options
-from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import Method
 from faithmap.core.metric import MetricResult
 from faithmap.core.model import Model
-from faithmap.core.registry import method_of, register_metric
+from faithmap.core.registry import register_metric
 from faithmap.core.targets import TargetLike
 from faithmap.metrics.draws import key_table, row_normal
 from faithmap.metrics.parameters import REEXPLAIN_CONSTRAINTS
@@ -53,8 +52,7 @@ from faithmap.metrics.reexplain import check_same_shape, explain_quietly
 from faithmap.metrics.sanity import (
     RANDOMISATION_CONSTRAINTS,
     RandomisationResult,
-    explained_classes,
-    random_twin,
+    randomisation_setup,
     randomised_stages,
 )
 from faithmap.metrics.similarity import Similarity, compare_maps
@@ -152,21 +150,18 @@ def smooth_model_randomisation(
     Randomisation Test", 2023.
     """
     owner = "smooth_model_randomisation"
-    explainer = method_of(explanation, method, owner)
-    wrapped = Model.wrap(model)
-    twin, layers = random_twin(wrapped, owner)
+    setup = randomisation_setup(owner, model, inputs, explanation, method, target)
+    explainer, classes, given = setup.explainer, setup.classes, setup.original
+    wrapped, twin = setup.model, setup.twin
     with wrapped.ledger.track() as spent_original:
-        checked, given, classes, rule = explained_classes(
-            owner, wrapped, inputs, explanation, target
-        )
-        x = checked.to(wrapped.device or checked.device)
+        x = setup.inputs.to(wrapped.device or setup.inputs.device)
         spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, *[1] * x.dim())
         shifts = noise * spread * smoothing_noise(x, n_samples, seed)
         original = _smoothed(explainer, wrapped, x, classes, shifts)
     check_same_shape(original, given.shape, explainer)
     stages, names = [], []
     with twin.ledger.track() as spent:
-        for name in randomised_stages(layers, seed, bottom_up=layer_order == "bottom_up"):
+        for name in randomised_stages(setup.layers, seed, bottom_up=layer_order == "bottom_up"):
             maps = _smoothed(explainer, twin, x, classes, shifts)
             check_same_shape(maps, given.shape, explainer)
             stages.append(compare_maps(original, maps, similarity, absolute))
@@ -177,20 +172,17 @@ def smooth_model_randomisation(
         metric=owner,
         values=values,
         higher_is_better=False,
-        choices={
-            "method": explainer.name,
-            "order": "cascading",
-            "layer_order": layer_order,
-            "n_samples": n_samples,
-            "noise": noise,
-            "similarity": similarity,
-            "absolute": absolute,
-            "summary": summary,
-            "target": rule,
-            "seed": seed,
-            "reset": "reset_parameters",
-        },
-        cost=spent_original.cost + spent.cost,
+        choices=setup.choices(
+            seed,
+            order="cascading",
+            layer_order=layer_order,
+            n_samples=n_samples,
+            noise=noise,
+            similarity=similarity,
+            absolute=absolute,
+            summary=summary,
+        ),
+        cost=setup.cost + spent_original.cost + spent.cost,
         target=classes.to(given.device),
         similarities=similarities,
         layers=tuple(names),
@@ -293,39 +285,27 @@ def efficient_model_randomisation(
     Randomisation Test", 2023.
     """
     owner = "efficient_model_randomisation"
-    explainer = method_of(explanation, method, owner)
-    wrapped = Model.wrap(model)
-    twin, layers = random_twin(wrapped, owner)
-    with wrapped.ledger.track() as spent_original:
-        checked, original, classes, rule = explained_classes(
-            owner, wrapped, inputs, explanation, target
-        )
-    for _ in randomised_stages(layers, seed):
+    setup = randomisation_setup(owner, model, inputs, explanation, method, target)
+    original, twin = setup.original, setup.twin
+    for _ in randomised_stages(setup.layers, seed):
         pass  # cascading: every layer ends randomised
     with twin.ledger.track() as spent:
-        x = checked.to(twin.device or checked.device)
-        maps = explain_quietly(explainer, twin, x, classes)
-    check_same_shape(maps, original.shape, explainer)
+        x = setup.inputs.to(twin.device or setup.inputs.device)
+        maps = explain_quietly(setup.explainer, twin, x, setup.classes)
+    check_same_shape(maps, original.shape, setup.explainer)
     home = original.device
     before = histogram_entropy(original.abs() if absolute else original, n_bins)
     after = histogram_entropy(maps.abs() if absolute else maps, n_bins).to(home)
-    cost: Cost = spent_original.cost + spent.cost
     return EfficientRandomisationResult(
         metric=owner,
         values=((after - before) / before).float(),
         higher_is_better=True,
-        choices={
-            "method": explainer.name,
-            "n_bins": n_bins,
-            "absolute": absolute,
-            "complexity": "histogram_entropy",
-            "target": rule,
-            "seed": seed,
-            "reset": "reset_parameters",
-        },
-        cost=cost,
-        target=classes.to(home),
+        choices=setup.choices(
+            seed, n_bins=n_bins, absolute=absolute, complexity="histogram_entropy"
+        ),
+        cost=setup.cost + spent.cost,
+        target=setup.classes.to(home),
         original_entropy=before.float(),
         random_entropy=after.float(),
-        layers=tuple(name for name, _ in layers),
+        layers=tuple(name for name, _ in setup.layers),
     )

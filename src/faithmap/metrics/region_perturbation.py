@@ -21,14 +21,13 @@ workshop (arXiv 2003.08747).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from faithmap.core.constraints import SEED, Constraints
-from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
 from faithmap.core.metric import MetricResult, prepare
 from faithmap.core.model import ModelLike
@@ -71,8 +70,14 @@ def _region_curve(
     by_sum: bool,
     activation: Activation,
     seed: int,
-) -> tuple[Tensor, Tensor, Tensor | None, dict[str, Any], Cost, torch.device]:
-    """The curve ``(N, R + 1)``, regions per image, target classes, choices, cost, home."""
+    higher_is_better: bool,
+    value: Callable[[Tensor, Tensor], Tensor],
+) -> RegionCurveResult:
+    """Remove each image's regions one at a time, most relevant first, and score the curve.
+
+    Regions are ranked by their mean attribution, or their sum with ``by_sum``; the value of
+    each image is ``value(curve, regions)`` for its curve ``(N, R + 1)``.
+    """
     removal = make_removal(fill)
     prepared = prepare(owner, model, inputs, explanation, target, image=True)
     wrapped, x = prepared.model, prepared.x
@@ -94,15 +99,23 @@ def _region_curve(
             insert=False,
             activation=activation,
         )
-    choices: dict[str, Any] = {
-        "unit": describe_unit(regions),
-        "fill": removal.describe(),
-        "activation": activation,
-        "target": prepared.rule,
-        "seed": seed,
-    }
-    classes = resolved.classes
-    return curve, units, classes, choices, tracker.cost, prepared.home
+    home = prepared.home
+    return RegionCurveResult(
+        metric=owner,
+        values=value(curve, units).to(home),
+        curve=curve.to(home),
+        regions=units.to(home),
+        higher_is_better=higher_is_better,
+        target=None if resolved.classes is None else resolved.classes.to(home),
+        choices={
+            "unit": describe_unit(regions),
+            "fill": removal.describe(),
+            "activation": activation,
+            "target": prepared.rule,
+            "seed": seed,
+        },
+        cost=tracker.cost,
+    )
 
 
 def region_auc(curve: Tensor, units: Tensor) -> Tensor:
@@ -112,6 +125,12 @@ def region_auc(curve: Tensor, units: Tensor) -> Tensor:
     last = curve.gather(1, units[:, None]).squeeze(1)
     total = torch.where(inside, curve, 0).sum(1) - curve[:, 0] / 2 - last / 2
     return total / units.to(curve.dtype)
+
+
+def _area_over_relative_curve(curve: Tensor, units: Tensor) -> Tensor:
+    """IROF's value: ``1 -`` the area under ``f(x_k) / f(x)``, NaN where ``f(x) <= 0``."""
+    clean = curve[:, :1]
+    return 1 - region_auc(curve / clean.where(clean > 0, torch.nan), units)
 
 
 REGION_CONSTRAINTS: Constraints = {**REMOVAL_CONSTRAINTS, "unit": UNIT, "seed": [SEED]}
@@ -173,9 +192,8 @@ def selectivity(
     Montavon, Samek, Müller, "Methods for Interpreting and Understanding Deep Neural
     Networks", Digital Signal Processing 73, 2018.
     """
-    owner = "selectivity"
-    curve, units, classes, choices, cost, home = _region_curve(
-        owner,
+    return _region_curve(
+        "selectivity",
         model,
         inputs,
         explanation,
@@ -185,16 +203,8 @@ def selectivity(
         by_sum=True,
         activation=activation,
         seed=seed,
-    )
-    return RegionCurveResult(
-        metric=owner,
-        values=region_auc(curve, units).to(home),
-        curve=curve.to(home),
-        regions=units.to(home),
         higher_is_better=False,
-        target=None if classes is None else classes.to(home),
-        choices=choices,
-        cost=cost,
+        value=region_auc,
     )
 
 
@@ -256,9 +266,8 @@ def irof(
     Rieger, Hansen, "IROF: a Low Resource Evaluation Metric for Explanation Methods", ICLR
     2020 workshop (arXiv 2003.08747).
     """
-    owner = "irof"
-    curve, units, classes, choices, cost, home = _region_curve(
-        owner,
+    return _region_curve(
+        "irof",
         model,
         inputs,
         explanation,
@@ -268,17 +277,6 @@ def irof(
         by_sum=False,
         activation=activation,
         seed=seed,
-    )
-    clean = curve[:, :1]
-    relative = curve / clean.where(clean > 0, torch.nan)
-    values = 1 - region_auc(relative, units)
-    return RegionCurveResult(
-        metric=owner,
-        values=values.to(home),
-        curve=curve.to(home),
-        regions=units.to(home),
         higher_is_better=True,
-        target=None if classes is None else classes.to(home),
-        choices=choices,
-        cost=cost,
+        value=_area_over_relative_curve,
     )

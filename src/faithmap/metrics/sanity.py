@@ -19,12 +19,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from faithmap.core.constraints import BOOLEAN, Constraints, options
+from faithmap.core.cost import Cost
 from faithmap.core.explanation import Explanation
 from faithmap.core.method import Method
 from faithmap.core.metric import MetricResult, TargetRule
@@ -107,14 +108,64 @@ def randomisable_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
     return found[::-1]
 
 
-def random_twin(wrapped: Model, owner: str) -> tuple[Model, list[tuple[str, nn.Module]]]:
-    """A deep copy of the model to randomise (as a :class:`Model`) and its layers, top first.
+@dataclass(frozen=True)
+class RandomisationSetup:
+    """What a model-randomisation test starts from (:func:`randomisation_setup`).
+
+    Attributes
+    ----------
+    explainer : Method
+        The method to explain the randomised models with.
+    model : Model
+        The user's model, wrapped (never randomised).
+    twin : Model
+        A deep copy of it, whose ``layers`` are re-initialised.
+    layers : list of (str, nn.Module)
+        The twin's :func:`randomisable_layers`, top first.
+    inputs, original, classes, rule
+        As :func:`explained_classes` gives them.
+    cost : Cost
+        What settling the target on the original model spent.
+    """
+
+    explainer: Method
+    model: Model
+    twin: Model
+    layers: list[tuple[str, nn.Module]]
+    inputs: Tensor
+    original: Tensor
+    classes: Tensor
+    rule: TargetRule
+    cost: Cost
+
+    def choices(self, seed: int, **choices: Any) -> dict[str, Any]:
+        """A result's choices: the method, then ``choices``, then target rule, seed and reset."""
+        return {
+            "method": self.explainer.name,
+            **choices,
+            "target": self.rule,
+            "seed": seed,
+            "reset": "reset_parameters",
+        }
+
+
+def randomisation_setup(
+    owner: str,
+    model: Model | nn.Module,
+    inputs: Tensor,
+    explanation: object,
+    method: Method | str | None,
+    target: TargetLike,
+) -> RandomisationSetup:
+    """The shared set-up of the model-randomisation tests (MPRT, sMPRT, eMPRT).
 
     Raises
     ------
     ModelError
         If the model is not an ``nn.Module``, or has no layer :func:`randomisable_layers` finds.
     """
+    explainer = method_of(explanation, method, owner)
+    wrapped = Model.wrap(model)
     module = wrapped.module
     if not isinstance(module, nn.Module):
         raise ModelError(
@@ -128,7 +179,21 @@ def random_twin(wrapped: Model, owner: str) -> tuple[Model, list[tuple[str, nn.M
             f"{owner} found no layer to randomise: no module has parameters and a "
             "reset_parameters() method."
         )
-    return wrapped.like(clone), layers
+    with wrapped.ledger.track() as spent:
+        checked, original, classes, rule = explained_classes(
+            owner, wrapped, inputs, explanation, target
+        )
+    return RandomisationSetup(
+        explainer=explainer,
+        model=wrapped,
+        twin=wrapped.like(clone),
+        layers=layers,
+        inputs=checked,
+        original=original,
+        classes=classes,
+        rule=rule,
+        cost=spent.cost,
+    )
 
 
 def reset_layer(layer: nn.Module, seed: int) -> None:
@@ -236,18 +301,13 @@ def model_randomisation(
     Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018.
     """
     owner = "model_randomisation"
-    explainer = method_of(explanation, method, owner)
-    wrapped = Model.wrap(model)
-    twin, layers = random_twin(wrapped, owner)
-    with wrapped.ledger.track() as spent_original:
-        checked, original, classes, rule = explained_classes(
-            owner, wrapped, inputs, explanation, target
-        )
+    setup = randomisation_setup(owner, model, inputs, explanation, method, target)
+    original, twin = setup.original, setup.twin
     stages = []
     with twin.ledger.track() as spent:
-        for _ in randomised_stages(layers, seed, cascading=order == "cascading"):
-            maps = explain_quietly(explainer, twin, checked, classes)
-            check_same_shape(maps, original.shape, explainer)
+        for _ in randomised_stages(setup.layers, seed, cascading=order == "cascading"):
+            maps = explain_quietly(setup.explainer, twin, setup.inputs, setup.classes)
+            check_same_shape(maps, original.shape, setup.explainer)
             stages.append(compare_maps(original, maps.to(original.device), similarity, absolute))
     similarities = torch.stack(stages, 1).float()
     values = similarities.mean(1) if summary == "mean" else similarities[:, -1]
@@ -255,21 +315,18 @@ def model_randomisation(
         metric=owner,
         values=values,
         higher_is_better=False,
-        choices={
-            "method": explainer.name,
-            "order": order,
-            "layer_order": "top_down",
-            "similarity": similarity,
-            "absolute": absolute,
-            "summary": summary,
-            "target": rule,
-            "seed": seed,
-            "reset": "reset_parameters",
-        },
-        cost=spent_original.cost + spent.cost,
-        target=classes.to(original.device),
+        choices=setup.choices(
+            seed,
+            order=order,
+            layer_order="top_down",
+            similarity=similarity,
+            absolute=absolute,
+            summary=summary,
+        ),
+        cost=setup.cost + spent.cost,
+        target=setup.classes.to(original.device),
         similarities=similarities,
-        layers=tuple(name for name, _ in layers),
+        layers=tuple(name for name, _ in setup.layers),
     )
 
 
