@@ -153,7 +153,13 @@ def bench(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address; default: start a local cluster.")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="CPUs of a local Ray cluster.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Local: worker processes (1: this process; default: one per core for a CPU "
+            "run of at least two tasks per core). Ray: CPUs of a local cluster."
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -169,6 +175,13 @@ def bench(
     precision: Annotated[
         str | None,
         typer.Option(help="The forward pass's arithmetic: fp32, bf16 or fp16; default: fp32."),
+    ] = None,
+    memory_format: Annotated[
+        str | None,
+        typer.Option(
+            help="The models' layout: contiguous or channels_last (NHWC weights and image "
+            "batches); default: contiguous."
+        ),
     ] = None,
     progress: Annotated[
         bool,
@@ -211,6 +224,7 @@ def bench(
             unused |= {"--architecture": architecture, "--executor": executor}
             unused |= {"--address": address, "--workers": workers, "--device": device}
             unused |= {"--precision": precision, "--size": size, "--mean": mean, "--std": std}
+            unused |= {"--memory-format": memory_format}
             bench_generation(
                 methods=methods,
                 metrics=metrics,
@@ -246,7 +260,7 @@ def bench(
             off: dict[str, object] = {"--config": config, "--data": data, "--masks": masks}
             off |= {"--models": models, "--metrics": metrics, "--param": param}
             off |= {"--metric-param": metric_param, "--data-seed": data_seed}
-            off |= {"--executor": executor, "--device": device}
+            off |= {"--executor": executor, "--device": device, "--memory-format": memory_format}
             bench_grid(
                 samples=samples,
                 methods=split_names(methods, "methods"),
@@ -261,6 +275,7 @@ def bench(
             skip: dict[str, object] = {"--data": data, "--masks": masks, "--models": models}
             skip |= {"--metrics": metrics, "--param": param, "--metric-param": metric_param}
             skip |= {"--seed": seed, "--executor": executor, "--device": device}
+            skip |= {"--memory-format": memory_format}
             skip |= {"--chunk-size": chunk_size, "--batch-size": batch_size}
             bench_roar(
                 config=config,
@@ -306,6 +321,7 @@ def bench(
             "batch_size": batch_size,
             "device": device,
             "precision": precision,
+            "memory_format": memory_format,
         }
         flags = {key: value for key, value in flags.items() if value is not None}
         masked = data_has_masks(data_source(flags.get("data", given.get("data", "shapes"))))

@@ -1,7 +1,7 @@
 """The options that declare a user's model to the command line, shared by ``explain`` and
 ``bench``: its input size and resize policy, channel order, normalisation, what it returns,
-the constants of a multi-input ONNX graph, the CPU threads to run it on, and the device and
-precision of its forward pass.
+the constants of a multi-input ONNX graph, the CPU threads to run it on, and the device,
+precision and memory format of its forward pass.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 import typer
 
 from faithmap.core.devices import resolve_device
+from faithmap.core.memory_format import MEMORY_FORMATS, check_memory_format
 from faithmap.core.model import Model
 from faithmap.core.precision import PRECISIONS, check_precision
 from faithmap.core.preprocessing import NORMALISATIONS, Preprocessing, parse_size
@@ -85,14 +86,34 @@ PrecisionOption = Annotated[
 ]
 
 
-def placed(model: Model, device: str | None, precision: str) -> Model:
-    """``model`` on ``--device`` with ``--precision`` (errors name the options)."""
-    if precision not in PRECISIONS:
-        raise InvalidParameterError(
-            f"--precision must be one of {', '.join(PRECISIONS)}. Got {precision!r} instead."
-        )
+MemoryFormatOption = Annotated[
+    str,
+    typer.Option(
+        help=f"The layout of the model's weights and image batches: {', '.join(MEMORY_FORMATS)} "
+        "(channels_last: NHWC, for torch image models; your model is given back as it was)."
+    ),
+]
+
+
+def placed(
+    model: Model, device: str | None, precision: str, memory_format: str = "contiguous"
+) -> Model:
+    """``model`` on ``--device`` with ``--precision`` and ``--memory-format`` (errors name the
+    options)."""
+    for option, value, valid in (
+        ("--precision", precision, PRECISIONS),
+        ("--memory-format", memory_format, MEMORY_FORMATS),
+    ):
+        if value not in valid:
+            raise InvalidParameterError(
+                f"{option} must be one of {', '.join(valid)}. Got {value!r} instead."
+            )
     resolved = None if device is None else resolve_device(device, "--device")
-    return model.to(resolved, precision=check_precision(precision))
+    return model.to(
+        resolved,
+        precision=check_precision(precision),
+        memory_format=check_memory_format(memory_format),
+    )
 
 
 def set_threads(threads: int | None) -> None:

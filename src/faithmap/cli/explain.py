@@ -37,6 +37,7 @@ from faithmap.cli.declared import (
     DeviceOption,
     KeepAspectOption,
     MeanOption,
+    MemoryFormatOption,
     OnnxInputOption,
     OutputsOption,
     PadValueOption,
@@ -388,6 +389,7 @@ def explain_command(
     threads: ThreadsOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = "fp32",
+    memory_format: MemoryFormatOption = "contiguous",
     chunk_size: Annotated[
         int,
         typer.Option(help="Images of a folder explained per call: memory is bounded by the chunk."),
@@ -441,11 +443,11 @@ def explain_command(
                 "out --target, --text and CSV rows."
             )
         if (text is not None or str(source).lower().endswith(".csv")) and (
-            device not in (None, "cpu") or precision != "fp32"
+            device not in (None, "cpu") or precision != "fp32" or memory_format != "contiguous"
         ):
             raise InvalidParameterError(
-                "--device and --precision apply to image models; text and CSV rows run on the "
-                "CPU in fp32. Leave them out."
+                "--device, --precision and --memory-format apply to image models; text and CSV "
+                "rows run on the CPU in fp32, contiguous. Leave them out."
             )
         if text is not None:
             if source is not None:
@@ -512,7 +514,7 @@ def explain_command(
             preprocessing=preprocessing,
             extra_inputs=onnx_inputs(onnx_input) or None,
         )
-        wrapped = placed(wrapped, device, precision)
+        wrapped = placed(wrapped, device, precision, memory_format)
         explain = partial(
             _explain_images,
             configured=configured,

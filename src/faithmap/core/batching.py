@@ -533,7 +533,8 @@ class MeasuredSizes:
     @staticmethod
     def key(sample: Tensor, gradients: bool, precision: str = "fp32") -> tuple[Any, ...]:
         """What a measurement is kept under: input shape, dtype, device, pass kind (and the
-        autocast precision, when not fp32)."""
+        autocast precision, with the memory format when not contiguous, as ``Model`` names them:
+        ``"bf16"``, ``"fp32+channels_last"``; nothing for plain fp32)."""
         key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
         return key if precision == "fp32" else (*key, precision)
 

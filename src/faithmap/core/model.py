@@ -31,6 +31,13 @@ from faithmap.core.cost import Ledger
 from faithmap.core.detection.outputs import not_class_scores, structured_output, structured_total
 from faithmap.core.devices import resolve_device
 from faithmap.core.memory import given_size_error, is_out_of_memory, stream
+from faithmap.core.memory_format import (
+    MemoryFormat,
+    check_memory_format,
+    in_format,
+    module_in_format,
+    refuse_non_module,
+)
 from faithmap.core.onnx import OnnxSession, open_session
 from faithmap.core.precision import Precision, autocast, check_precision, full_precision
 from faithmap.core.preprocessing import Preprocessing, as_preprocessing
@@ -61,7 +68,7 @@ def _input_gradient(scores: Tensor, rows: Tensor) -> Tensor:
     with torch.enable_grad():  # the caller may be under torch.no_grad (Captum's metrics are)
         total = scores.sum()
     (gradient,) = torch.autograd.grad(total, rows)
-    return gradient
+    return gradient.contiguous()  # memory_format="channels_last" gives NHWC-strided gradients
 
 
 def _is_callable_target(target: TargetLike) -> bool:
@@ -100,6 +107,10 @@ class Model:
         Move the module there (``module.to(device)``): ``"cpu"``, ``"cuda[:i]"``, ``"mps"`` or
         ``"auto"`` (see :func:`~faithmap.core.devices.resolve_device`; an unavailable device is
         an error). ``None`` leaves it where it is. Inputs follow the model's device.
+    memory_format : {"contiguous", "channels_last"}, default="contiguous"
+        The layout of the module's 4-D weights and of 4-D image batches during faithmap's calls
+        (see :mod:`faithmap.core.memory_format`); the user's module gets its own weights back
+        afterwards. ``"channels_last"`` needs an ``nn.Module`` and 4-D image inputs.
 
     Examples
     --------
@@ -119,6 +130,7 @@ class Model:
         eval_mode: bool = True,
         precision: Precision = "fp32",
         device: str | torch.device | None = None,
+        memory_format: MemoryFormat = "contiguous",
     ) -> None:
         if isinstance(model, Model):
             raise InvalidParameterError(
@@ -144,17 +156,28 @@ class Model:
         self.signal_images = False
         self._sizes = MeasuredSizes.of(model)
         self.precision: Precision = "fp32"
-        self.to(device, precision=precision)
+        self.memory_format: MemoryFormat = "contiguous"
+        self.to(device, precision=precision, memory_format=memory_format)
 
     def to(
-        self, device: str | torch.device | None = None, *, precision: Precision | None = None
+        self,
+        device: str | torch.device | None = None,
+        *,
+        precision: Precision | None = None,
+        memory_format: MemoryFormat | None = None,
     ) -> Model:
         """Move the wrapped module to ``device`` (checked to be available) and/or set the
-        ``precision`` of its forward pass; return this model. ``None`` changes nothing.
+        ``precision`` and ``memory_format`` of its forward pass; return this model. ``None``
+        changes nothing.
 
-        A plain callable or ONNX session cannot be moved: only ``"cpu"`` is accepted for it, and
-        an ONNX session only ``precision="fp32"``.
+        A plain callable or ONNX session cannot be moved: only ``"cpu"`` is accepted for it, an
+        ONNX session only ``precision="fp32"``, and either only ``memory_format="contiguous"``.
         """
+        if memory_format is not None:
+            checked = check_memory_format(memory_format)
+            if checked != "contiguous" and not isinstance(self.module, nn.Module):
+                refuse_non_module(self.module)
+            self.memory_format = checked
         if precision is not None:
             if precision != "fp32" and isinstance(self.module, OnnxSession):
                 raise InvalidParameterError(
@@ -191,6 +214,7 @@ class Model:
             preprocessing=self.preprocessing,
             eval_mode=self.eval_mode,
             precision=self.precision,
+            memory_format=self.memory_format if isinstance(module, nn.Module) else "contiguous",
         )
 
     def for_signal_images(self) -> Model:
@@ -239,6 +263,7 @@ class Model:
             "outputs": self.outputs_kind,
             "preprocessing": self.preprocessing.record(),
             "precision": self.precision,
+            "memory_format": self.memory_format,
         }
 
     def __repr__(self) -> str:
@@ -250,6 +275,8 @@ class Model:
         )
         if self.precision != "fp32":
             declared += f", precision={self.precision!r}"
+        if self.memory_format != "contiguous":
+            declared += f", memory_format={self.memory_format!r}"
         return (
             f"Model({name}, batch_size={self.batch_size}, outputs={self.outputs_kind!r}{declared})"
         )
@@ -264,6 +291,14 @@ class Model:
         return None
 
     @property
+    def _speed_kind(self) -> str:
+        """What besides the input decides the speed, for the batch-size table: the precision,
+        and the memory format when not contiguous (``"fp32+channels_last"``)."""
+        if self.memory_format == "contiguous":
+            return self.precision
+        return f"{self.precision}+{self.memory_format}"
+
+    @property
     def is_differentiable(self) -> bool:
         """Whether gradients can be taken through the model (an ``nn.Module``)."""
         return isinstance(self.module, nn.Module)
@@ -273,9 +308,9 @@ class Model:
     def preserved(self, *, for_gradients: bool = False) -> Iterator[None]:
         """Use the model inside the block and restore every flag it had afterwards.
 
-        Sets eval mode (if ``eval_mode``) and, for input gradients, turns off the parameters'
-        ``requires_grad`` so no parameter gradient is computed; restores both even if the
-        block raises.
+        Sets eval mode (if ``eval_mode``), the declared ``memory_format`` of the 4-D weights
+        and, for input gradients, turns off the parameters' ``requires_grad`` so no parameter
+        gradient is computed; restores all three even if the block raises.
         """
         module = self.module
         if not isinstance(module, nn.Module):
@@ -289,7 +324,8 @@ class Model:
             if for_gradients:
                 for parameter, _ in grads:
                     parameter.requires_grad_(False)
-            yield
+            with module_in_format(module, self.memory_format):
+                yield
         finally:
             for submodule, flag in training:
                 submodule.training = flag
@@ -308,8 +344,9 @@ class Model:
         if self.signal_images and batch.dim() == 4 and batch.shape[2] == 1:
             batch = batch.squeeze(2)
         try:
+            network_input = in_format(self.preprocessing(batch), self.memory_format)
             with autocast(self.precision, batch.device):
-                output = self.module(self.preprocessing(batch))
+                output = self.module(network_input)
         except FaithmapError:
             raise
         except Exception as err:
@@ -369,7 +406,7 @@ class Model:
             gradients,
             rows,
             lambda sizes: self._measure(sample, gradients, sizes),
-            self.precision,
+            self._speed_kind,
         )
 
     def _measure(self, sample: Tensor, gradients: bool, candidates: tuple[int, ...]) -> int:
@@ -453,7 +490,7 @@ class Model:
         the ceiling remembered for ``sample``'s shape; a size the user gave is an error."""
 
         def lowered(smaller: int) -> None:
-            self._sizes.lower(sample, gradients, smaller, self.precision)
+            self._sizes.lower(sample, gradients, smaller, self._speed_kind)
 
         device = self.device or sample.device
         if self.batch_size is not None:
