@@ -7,6 +7,7 @@ average before and after (the time means little on a busy machine; the CPU time 
 
     python benchmarks/roar_suite.py                       # the suite's default size
     python benchmarks/roar_suite.py --seeds 0 --methods saliency,grad_cam --out /tmp/roar
+    python benchmarks/roar_suite.py --fill mean --results /tmp/roar_mean.json  # Hooker's fill
 
 The run is resumable: the same command continues an interrupted run from its store.
 """
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated labels or names")
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds")
     parser.add_argument("--fractions", default=None, help="comma-separated fractions")
+    parser.add_argument("--fill", default=None, help="noisy_linear (default) or mean")
     parser.add_argument("--out", type=Path, default=Path("faithmap-bench"))
     parser.add_argument("--results", type=Path, default=RESULTS)
     options = parser.parse_args()
@@ -41,6 +43,8 @@ def main() -> None:
         values["seeds"] = tuple(int(s) for s in options.seeds.split(","))
     if options.fractions:
         values["fractions"] = tuple(float(t) for t in options.fractions.split(","))
+    if options.fill:
+        values["fill"] = options.fill
     config = RoarConfig(**values)  # type: ignore[arg-type]
     load_before = os.getloadavg()
     wall, cpu = time.perf_counter(), time.process_time()

@@ -13,6 +13,8 @@ from torch import Tensor, nn
 from typer.testing import CliRunner
 
 from faithmap.bench.roar import (
+    FILLS,
+    IMPUTATION_NOISE,
     ORIGINAL,
     RANDOM,
     RoarConfig,
@@ -26,6 +28,7 @@ from faithmap.bench.store import Store
 from faithmap.bench.work import Row
 from faithmap.cli import app
 from faithmap.errors import InvalidParameterError
+from faithmap.metrics.road import linear_imputation
 
 SIDE = 8
 INFORMATIVE = [(1, 1), (2, 5), (5, 2), (6, 6)]
@@ -57,15 +60,16 @@ def test_the_toy_task_is_learnt_from_unmodified_images() -> None:
     assert retrain(_linear, _toy(512, seed=0), _toy(400, seed=1), epochs=5) > 0.95
 
 
+@pytest.mark.parametrize("fill_name", FILLS)
 @pytest.mark.parametrize(
     ("perfect", "keep", "informative_left"),
     [(True, False, False), (False, False, True), (True, True, True), (False, True, False)],
 )
 def test_roar_and_kar_on_a_toy_task_with_known_informative_pixels(
-    perfect: bool, keep: bool, informative_left: bool
+    fill_name: str, perfect: bool, keep: bool, informative_left: bool
 ) -> None:
     train, test = _toy(512, seed=0), _toy(400, seed=1)
-    fill = train[0].mean(dim=(0, 2, 3))
+    fill = train[0].mean(dim=(0, 2, 3)) if fill_name == "mean" else fill_name
     fraction = len(INFORMATIVE) / SIDE**2  # exactly the informative pixels are the top
     modified = [
         (remove_pixels(x, _toy_maps(len(x), perfect=perfect), fraction, fill=fill, keep=keep), y)
@@ -94,6 +98,33 @@ def test_remove_pixels_replaces_exactly_the_top_fraction_or_all_the_rest() -> No
         assert torch.equal(result[:, :, replaced], expected)
 
 
+def test_the_noisy_linear_fill_keeps_the_kept_pixels_and_imputes_the_removed_ones() -> None:
+    images = torch.rand(3, 3, 16, 16)
+    maps = torch.rand(3, 16, 16)
+    removed = remove_pixels(images, maps, 0.3, fill="noisy_linear", seed=4)
+    top = (maps.flatten(1).argsort(1, descending=True).argsort(1) < int(0.3 * 256)).view(3, 16, 16)
+    replaced = top[:, None].expand_as(images)
+    assert torch.equal(removed[~replaced], images[~replaced])
+    # imputed values are weighted means of neighbours (in [0, 1]) plus noise of sd 0.01
+    noise = removed[replaced] - linear_imputation(images, top[:, None])[replaced]
+    assert 0.008 < float(noise.std()) < 0.012 and abs(float(noise.mean())) < 0.002
+    assert torch.equal(removed, remove_pixels(images, maps, 0.3, fill="noisy_linear", seed=4))
+    assert not torch.equal(removed, remove_pixels(images, maps, 0.3, fill="noisy_linear", seed=5))
+
+
+def test_the_fill_is_part_of_the_run_identity() -> None:
+    mean, imputed = RoarConfig(fill="mean"), RoarConfig(fill="noisy_linear")
+    assert mean.identity()["fill"] == "mean" and "noise" not in mean.identity()
+    assert imputed.identity()["fill"] == "noisy_linear"
+    assert imputed.identity()["noise"] == IMPUTATION_NOISE
+    assert mean.hash != imputed.hash
+
+
+def test_the_noisy_linear_fill_refuses_to_remove_every_pixel() -> None:
+    with pytest.raises(InvalidParameterError, match="kept pixel in every image"):
+        remove_pixels(torch.rand(2, 3, 4, 4), torch.rand(2, 4, 4), 1.0, fill="noisy_linear")
+
+
 def test_remove_pixels_refuses_maps_of_another_shape() -> None:
     with pytest.raises(InvalidParameterError, match="one \\(H, W\\) map per image"):
         remove_pixels(torch.rand(2, 3, 4, 4), torch.rand(2, 5, 5), 0.5, fill=torch.zeros(3))
@@ -110,6 +141,7 @@ def test_remove_pixels_refuses_maps_of_another_shape() -> None:
         ({"model": "detector"}, "built-in model"),
         ({"n_eval": 600}, "must not exceed n_test"),
         ({"train_size": 128}, "must not exceed 'size'"),
+        ({"fill": "zero"}, "fill"),
     ],
 )
 def test_config_refuses_bad_settings(options: dict[str, object], message: str) -> None:
@@ -121,6 +153,7 @@ TINY = {
     "methods": ["saliency"],
     "fractions": (0.5,),
     "seeds": (0, 1),
+    "modes": ("roar", "kar"),
     "n_train": 48,
     "n_test": 16,
     "n_eval": 1,
@@ -238,5 +271,5 @@ def test_ctrl_c_in_the_suite_says_how_to_resume(
         app, ["bench", "--suite", "roar", "--out", str(tmp_path), "--no-progress"]
     )
     assert result.exit_code == 130
-    assert "0 of 93 tasks are stored" in result.output  # 2 + 7 labels x (1 + 12)
+    assert "0 of 37 tasks are stored" in result.output  # 2 + 5 labels x (1 + 3 x 2)
     assert "run the same command again to resume" in result.output

@@ -222,8 +222,8 @@ def format_summary(summary: RoarSummary, config: RoarConfig) -> list[str]:
     modes = [mode for mode in config.modes if mode in summary.accuracy]
     header = "".join(f"{f'{mode}@{p}':>9}" for mode in modes for p in percents)
     lines = [
-        f"Retrained test accuracy (mean over {len(config.seeds)} seeds; unmodified "
-        f"{summary.original:.3f}, chance {CHANCE:.3f}):",
+        f"Retrained test accuracy (mean over {len(config.seeds)} seeds, {config.fill} fill; "
+        f"unmodified {summary.original:.3f}, chance {CHANCE:.3f}):",
         f"{'method':<22}{header}",
     ]
     for label in config.labels:
