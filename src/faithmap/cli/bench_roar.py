@@ -1,8 +1,8 @@
 """``faithmap bench --suite roar``: the CLI glue of ROAR and KAR (:mod:`faithmap.bench.roar`).
 
 :mod:`faithmap.cli.bench` hands the suite's flags here. A ``--config`` TOML file holds
-:class:`~faithmap.bench.roar.RoarConfig` keys (``fractions``, ``seeds``, ``n_train``,
-``epochs`` ...); flags that describe a methods x metrics benchmark (``--models``, ``--data``,
+:class:`~faithmap.bench.roar.RoarConfig` keys (``fractions``, ``seeds``, ``modes``, ``fill``,
+``n_train``, ``epochs`` ...); flags that describe a methods x metrics benchmark (``--models``, ``--data``,
 ``--metrics`` ...) do not apply and are refused.
 """
 
