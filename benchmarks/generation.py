@@ -17,8 +17,9 @@ and coalition) and ``forward_in_tokens=False`` (one teacher-forced pass per coal
 faithmap), so "equal passes" is the second column; ``--one-pass-only`` times the second alone.
 Faithmap's perturbation rows continue the clean prompt's cached prefix
 (:mod:`faithmap.generation.prefix_cache`). Results are printed and saved as JSON
-after every method (default ``benchmarks/results/generation.json``; ``--methods`` picks a
-subset) with the load average: rerun when it is above the core count. A ratio above 1 means
+after every method (default ``benchmarks/results/generation_by_tokens.json``; ``--methods``
+picks a subset; ``generation_ab.py`` is the interleaved A/B of the one-pass mode) with the load
+average: rerun when it is above the core count. A ratio above 1 means
 Captum is slower. On a loaded 2-core machine the 12-layer run of every method takes over 25
 minutes (Captum's token-by-token KernelSHAP and LIME alone about 20).
 """
@@ -85,7 +86,9 @@ def main() -> None:
         action="store_true",
         help="skip Captum's token-by-token mode (the slowest part of the run)",
     )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/generation.json"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/generation_by_tokens.json")
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]

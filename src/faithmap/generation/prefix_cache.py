@@ -33,9 +33,10 @@ from faithmap.generation.continuation import Continuation, tail_scores
 from faithmap.generation.language_model import CausalLM, logits_of_lm
 
 CALL_POSITIONS = 32
-"""The fixed cost of one model call in token positions of one row: GPT-2 small (12 layers, one
-CPU thread) runs one row of 24 positions in about twice the time 24 positions take in a batch
-of 16 (``benchmarks/generation_ab.py --profile``)."""
+"""The fixed cost of one model call in token positions of one row. GPT-2 small (12 layers, one
+CPU thread) runs a row of 24 positions alone in 1.9 times the time per position of a batch of 16,
+a call cost of 21 positions (``benchmarks/generation_ab.py --profile``, load 7); the plan's cost
+is flat near its optimum, and a GPU's call cost (kernel launches) is higher."""
 
 
 def caches_prefix(lm: CausalLM) -> bool:
@@ -130,9 +131,9 @@ class PrefixCache:
         the cache."""
         prompt = blended.shape[1]
         out = self.clean_scores.to(blended.dtype).expand(blended.shape[0], -1).clone()
-        starts, order = first.sort(stable=True)
-        changed = int((starts < prompt).sum())
-        starts, order = starts[:changed].tolist(), order[:changed]
+        sorted_first, order = first.sort(stable=True)
+        changed = int((sorted_first < prompt).sum())
+        starts: list[int] = sorted_first[:changed].tolist()
         begins = plan_groups(starts, self.inputs.shape[0])
         for begin, stop in zip(begins, [*begins[1:], changed][: len(begins)], strict=True):
             rows = order[begin:stop]
