@@ -12,6 +12,7 @@ from faithmap.bench import BenchConfig, Row, run_bench
 from faithmap.bench import run as run_module
 from faithmap.bench.run import local_workers
 from faithmap.bench.store import Store
+from faithmap.zoo import load_builtin
 
 SMALL: dict[str, Any] = {
     "models": ["cnn"],
@@ -54,6 +55,15 @@ def test_a_gpu_run_stays_in_this_process(monkeypatch: pytest.MonkeyPatch) -> Non
     config = BenchConfig()
     object.__setattr__(config, "device", "cuda")  # no GPU here: the rule alone is checked
     assert local_workers(config, 40) == (1, 2)
+
+
+def test_a_model_given_as_an_object_stays_in_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(run_module, "usable_cores", lambda: 2)
+    given = BenchConfig(models=[load_builtin("cnn").eval()])
+    assert local_workers(given, 40) == (1, 2)
+    assert local_workers(BenchConfig(models=[load_builtin("cnn").eval()], workers=2), 40) == (2, 1)
 
 
 def test_worker_processes_give_the_rows_of_this_process(tmp_path: Path) -> None:

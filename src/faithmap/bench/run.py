@@ -54,13 +54,16 @@ def local_workers(config: BenchConfig, pending: int) -> tuple[int, int]:
     on the CPU, with several cores and at least two tasks per core, one one-thread worker per
     core, since the benchmark's small models use a core each better than two cores together
     (starting the workers costs seconds, earned back from two tasks each); otherwise this
-    process with every thread. Only the speed changes: rows computed with one thread or two
-    agree to rounding (floating-point sums run in another order).
+    process with every thread. A model given as a Python object keeps the run in this process
+    unless ``workers`` says otherwise: each worker would hold a copy, and it may not pickle.
+    Only the speed changes: rows computed with one thread or two agree to rounding
+    (floating-point sums run in another order).
     """
     cores = usable_cores()
+    named = all(config.model_source(name).model is None for name in config.models)
     if config.workers is not None:
         workers = max(1, min(config.workers, pending))
-    elif config.device == "cpu" and cores > 1 and pending >= 2 * cores:
+    elif named and config.device == "cpu" and cores > 1 and pending >= 2 * cores:
         workers = cores
     else:
         workers = 1
