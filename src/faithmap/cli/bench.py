@@ -246,6 +246,7 @@ def bench(
             bam_off |= {"--models": models, "--metrics": metrics, "--param": param}
             bam_off |= {"--metric-param": metric_param, "--seed": seed}
             bam_off |= {"--executor": executor, "--device": device}
+            bam_off |= {"--memory-format": memory_format}
             bam_off |= {"--chunk-size": chunk_size, "--batch-size": batch_size}
             bench_bam(
                 methods=methods,
