@@ -24,6 +24,7 @@ def test_defaults_cover_every_model_and_method_with_light_rise() -> None:
     config = BenchConfig()
     assert config.models == BUILTIN_MODELS
     assert config.methods == DEFAULT_METHODS
+    assert config.n_samples == SUITES["default"].n_samples == 8  # the CLI's default too
     # an explicit list of registered methods covering every family of image classifier methods
     assert set(DEFAULT_METHODS) <= set(faithmap.METHODS.names())
     covered = {METHOD_FAMILIES[name] for name in DEFAULT_METHODS}
