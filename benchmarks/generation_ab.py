@@ -1,7 +1,8 @@
 """Generation attribution, interleaved A/B: faithmap with and without the prefix cache vs Captum.
 
 Usage: ``python benchmarks/generation_ab.py [--models gpt,gpt2] [--repeats 3] [--threads 1]
-[--methods feature_ablation,kernel_shap,lime,integrated_gradients] [--out PATH]``, or
+[--methods feature_ablation,kernel_shap,lime,integrated_gradients] [--batch-size 16,64]
+[--out PATH]``, or
 ``--profile`` for the per-call cost behind :data:`faithmap.generation.prefix_cache.CALL_POSITIONS`.
 
 Two models: faithmap's built-in GPT (``gpt``: ``load_gpt()``, 2 layers, 64 wide, plain torch, no
@@ -148,23 +149,25 @@ def measure(name: str, args: argparse.Namespace, record: dict[str, Any]) -> None
     }
     for method in args.methods.split(","):
 
-        def ours(cache: bool, method: str = method) -> object:
+        def ours(cache: bool, size: int, method: str = method) -> object:
             scoring.caches_prefix = caches_prefix if cache else (lambda lm: False)
             try:
                 return explain_generation(
                     ours_model, prompt, tokenizer=tokenizer, continuation=target,
-                    features="tokens", baseline="pad", batch_size=args.batch_size,
+                    features="tokens", baseline="pad", batch_size=size,
                     method=method, **params.get(method, {}),
                 )  # fmt: skip
             finally:
                 scoring.caches_prefix = caches_prefix
 
-        variants: dict[str, Callable[[], object]] = {
-            "captum": captum[method],
-            "faithmap_uncached": partial(ours, False),
-        }
-        if name == "gpt2" and method in ("feature_ablation", "kernel_shap", "lime"):
-            variants["faithmap_cached"] = partial(ours, True)
+        variants: dict[str, Callable[[], object]] = {"captum": captum[method]}
+        sizes = [int(size) for size in args.batch_size.split(",")]
+        caching = name == "gpt2" and method in ("feature_ablation", "kernel_shap", "lime")
+        for size in sizes:
+            tail = f"_b{size}" if len(sizes) > 1 else ""
+            variants[f"faithmap_uncached{tail}"] = partial(ours, False, size)
+            if caching:
+                variants[f"faithmap_cached{tail}"] = partial(ours, True, size)
         seconds: dict[str, list[float]] = {v: [] for v in variants}
         work: dict[str, dict[str, int]] = {}
         load_before = os.getloadavg()
@@ -206,7 +209,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--ig-steps", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", default="16", help="rows per call; several: 16,64")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
