@@ -92,6 +92,23 @@ def _replace_pixels(
     return rows
 
 
+def units_per_image(owner: str, regions: Regions) -> Tensor:
+    """The units each image has, ``(N,)``, after checking that every image has at least 2.
+
+    A metric that removes random subsets of an image's units (faithfulness correlation,
+    sensitivity-n) needs a unit kept and a unit removed.
+    """
+    units = (regions.sizes() > 0).sum(1)
+    fewest = int(units.min())
+    if fewest < 2:
+        raise InvalidParameterError(
+            f"{owner} removes a subset of the units of each image, so it needs images of at "
+            f"least 2 units. Got an image of {fewest} {describe_unit(regions)} unit; use a "
+            "finer 'unit' (unit='pixel', or 'patches:K' with a smaller K)."
+        )
+    return units
+
+
 def _region_scores(
     owner: str,
     wrapped: Model,
@@ -211,16 +228,10 @@ def faithfulness_correlation(
     attributions, target, rule = prepared.attributions, prepared.target, prepared.rule
     with wrapped.ledger.track() as tracker:
         regions = unit_regions(unit, x)
-        present_units = regions.sizes() > 0
-        fewest = int(present_units.sum(1).min())
-        everywhere = bool(present_units.all())
+        units = units_per_image(owner, regions)
+        fewest = int(units.min())
+        everywhere = bool((regions.sizes() > 0).all())
         keys = key_table(seed, x.shape[0], n_samples + 1, x.device)
-        if fewest < 2:
-            raise InvalidParameterError(
-                f"{owner} removes a subset of the units of each image, so it needs images of at "
-                f"least 2 units. Got an image of {fewest} {describe_unit(regions)} unit; use a "
-                "finer 'unit' (unit='pixel', or 'patches:K' with a smaller K)."
-            )
         if subset_size is None:
             subset_size = min(224, max(1, fewest // 5))
         if subset_size >= fewest:

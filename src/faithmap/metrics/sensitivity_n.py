@@ -34,9 +34,8 @@ from faithmap.core.regions import UNIT
 from faithmap.core.registry import register_metric
 from faithmap.core.removal import FillLike, Removal, blend, make_removal
 from faithmap.core.targets import TargetLike
-from faithmap.errors import InvalidParameterError
 from faithmap.metrics.draws import key_table, row_bits
-from faithmap.metrics.fidelity import correlate
+from faithmap.metrics.fidelity import correlate, units_per_image
 from faithmap.metrics.parameters import REMOVAL_CONSTRAINTS
 
 FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
@@ -142,13 +141,7 @@ def sensitivity_n(
     wrapped, x = prepared.model, prepared.x
     regions = unit_regions(unit, x)
     present = regions.sizes() > 0
-    units = present.sum(1)
-    if int(units.min()) < 2:
-        raise InvalidParameterError(
-            f"{owner} removes subsets of the units of each image, so it needs images of at least "
-            f"2 units. Got an image of {int(units.min())} {describe_unit(regions)} unit; use a "
-            "finer 'unit'."
-        )
+    units = units_per_image(owner, regions)
     shares = torch.tensor([float(f) for f in fractions], dtype=torch.float64, device=x.device)
     sizes = torch.round(shares[None, :] * units[:, None].double()).long().clamp_min(1)
     per_sample = len(fractions) * n_samples + 1
