@@ -18,7 +18,7 @@ from torch import nn
 
 import faithmap
 from faithmap import Model
-from faithmap.core import batching
+from faithmap.core import batch_size_cache, batching
 from faithmap.core.batching import (
     SMALL_JOB,
     Calibration,
@@ -337,7 +337,7 @@ def test_concurrent_writers_never_leave_a_broken_file(cache: Path) -> None:
 
     def write(i: int) -> None:
         for j in range(10):
-            batching._write_cache(path, f"key-{i}-{j}", 4, 64, {1: 1e-3, 2: 6e-4})
+            batch_size_cache.write_cache(path, f"key-{i}-{j}", 4, 64, {1: 1e-3, 2: 6e-4})
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
     for thread in threads:
@@ -352,13 +352,13 @@ def test_concurrent_writers_never_leave_a_broken_file(cache: Path) -> None:
 def test_invalid_and_oldest_entries_are_dropped_on_write(
     cache: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batching, "MAX_CACHE_ENTRIES", 2)
+    monkeypatch.setattr(batch_size_cache, "MAX_CACHE_ENTRIES", 2)
     path = cache / "batch_sizes.json"
     cache.mkdir()
     path.write_text(json.dumps({"version": 1, "entries": {"bad": {"size": -1}, "worse": 3}}))
     for i in range(3):
         clock.now += 1.0
-        batching._write_cache(path, f"key-{i}", 4, 64, {1: 1e-3})
+        batch_size_cache.write_cache(path, f"key-{i}", 4, 64, {1: 1e-3})
     assert sorted(entries(cache)) == ["key-1", "key-2"]
 
 

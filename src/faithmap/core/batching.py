@@ -18,77 +18,50 @@ from the file: a spike never locks in a size.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import logging
 import math
-import os
-import platform
-import tempfile
 import time
-import weakref
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import CodeType
-from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from faithmap.core.batch_size_cache import (
+    CACHE_ENV,
+    CACHE_FILE,
+    CACHE_VERSION,
+    MAX_CACHE_ENTRIES,
+    cache_file,
+    fingerprint,
+)
+from faithmap.core.calibration import (
+    CANDIDATES,
+    LONG_CALL,
+    MAX_BATCH_BYTES,
+    ROW_UNIT,
+    SMALL_JOB,
+    Calibration,
+    current,
+)
+from faithmap.core.measured_sizes import MeasuredSizes
 from faithmap.core.memory import free_memory, is_out_of_memory, one_row_error
-from faithmap.core.threads import advise_if_busy, is_oversubscribed, is_quiet
 
-CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-MAX_BATCH_BYTES = 256 * 2**20
-SMALL_JOB = 16
-ROW_UNIT = 8
-"""Measured batch sizes are whole multiples of this many rows (see :func:`row_spans`)."""
-"""A job of at most this many rows runs in one call, unmeasured: timing costs more than it saves."""
-LONG_CALL = 0.25
-"""Seconds of one call after which an unbounded scan stops (see :func:`fastest_batch_size`)."""
-CACHE_ENV = "FAITHMAP_CACHE_DIR"
-"""Environment variable naming the cache folder; ``off`` (or ``0``, ``false``, ``none``) disables
-the cache file."""
-CACHE_FILE = "batch_sizes.json"
-CACHE_VERSION = 1
-MAX_CACHE_ENTRIES = 512
-_OFF = {"off", "0", "false", "no", "none", "disabled"}
-
-_log = logging.getLogger(__name__)
-
-
-@dataclass
-class Calibration:
-    """What one measurement may spend, and what it found.
-
-    ``rows`` is the job's size; the measurement's time is held to ``share`` of the job's
-    estimated time (``rows`` times the best seconds per sample found so far), or ``floor``
-    seconds if that is more. ``known`` holds seconds per sample measured earlier (this process
-    or the cache file), which are not timed again. After the measurement, ``timings`` holds every
-    size's seconds per sample and ``complete`` says whether the scan ended on its own (the gain
-    fell below noise, a call grew long, the memory cap) rather than at the job's size or budget.
-    """
-
-    rows: int
-    share: float = 0.2
-    floor: float = 0.02
-    known: dict[int, float] = field(default_factory=dict)
-    timings: dict[int, float] = field(default_factory=dict)
-    complete: bool = False
-    ceiling: int | None = None
-    """The largest size that ran, when a larger one ran out of memory (the scan stopped there)."""
-
-    def budget(self, seconds_per_sample: float) -> float:
-        """The seconds the measurement may spend, given the best seconds per sample so far."""
-        return max(self.floor, self.share * self.rows * seconds_per_sample)
-
-
-_CALIBRATION: ContextVar[Calibration | None] = ContextVar("faithmap_calibration", default=None)
-"""The bounds of the measurement under way: :meth:`MeasuredSizes.size_for` sets them around its
-``measure`` callback, and :func:`fastest_batch_size` reads them when not given ``calibration``."""
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_FILE",
+    "CACHE_VERSION",
+    "CANDIDATES",
+    "LONG_CALL",
+    "MAX_BATCH_BYTES",
+    "MAX_CACHE_ENTRIES",
+    "ROW_UNIT",
+    "SMALL_JOB",
+    "Calibration",
+    "MeasuredSizes",
+    "cache_file",
+    "fastest_batch_size",
+    "fingerprint",
+    "row_spans",
+]
 
 
 def _synchronizer(batch: Tensor) -> Callable[[], None]:
@@ -179,7 +152,7 @@ def fastest_batch_size(
     compete, and the largest of them is the calibration's ``ceiling``.
     Returns the chosen size and the seconds per sample of each size known.
     """
-    plan = calibration if calibration is not None else _CALIBRATION.get()
+    plan = calibration if calibration is not None else current()
     call_limit = long_call if long_call is not None else (LONG_CALL if plan is None else math.inf)
     started = time.perf_counter()
     known = dict(plan.known) if plan is not None else {}
@@ -309,321 +282,3 @@ def row_spans(total: int, size: int, *, unit: int = 1) -> Iterator[tuple[int, in
         starts.append(bulk)
         stops.append(total)
     yield from zip(starts, stops, strict=True)
-
-
-# ------------------------------------------------------------------ the cache across processes
-def cache_file() -> Path | None:
-    """The per-user file of measured batch sizes, or ``None`` when the cache is off.
-
-    ``$FAITHMAP_CACHE_DIR/batch_sizes.json`` if that variable is set (``off``, ``0``, ``false``
-    or ``none`` disable the file), else ``$XDG_CACHE_HOME/faithmap/`` or ``~/.cache/faithmap/``.
-    Deleting it only means the next run measures again.
-    """
-    folder = os.environ.get(CACHE_ENV)
-    if folder is not None and folder.strip().lower() in _OFF:
-        return None
-    if folder:
-        return Path(folder).expanduser() / CACHE_FILE
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "faithmap" / CACHE_FILE
-
-
-def fingerprint(model: Any) -> str | None:
-    """A hash of what decides an ``nn.Module``'s speed, not of its weights' values.
-
-    The classes (and their ``forward`` code), the module tree with each layer's settings
-    (``repr``), and the names, shapes and dtypes of parameters and buffers. ``None`` for anything
-    else (a plain callable is measured once per process, not cached across processes).
-    """
-    if not isinstance(model, nn.Module):
-        return None
-    digest = hashlib.sha256()
-    for module in model.modules():
-        cls = type(module)
-        digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-        code = getattr(getattr(cls, "forward", None), "__code__", None)
-        if isinstance(code, CodeType):
-            _hash_code(digest, code)
-    digest.update(repr(model).encode())
-    for kind, tensors in (("p", model.named_parameters()), ("b", model.named_buffers())):
-        for name, tensor in tensors:
-            digest.update(f"{kind}:{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-    return digest.hexdigest()[:24]
-
-
-def _hash_code(digest: Any, code: CodeType) -> None:
-    """Add a function's code to ``digest``, nested code (comprehensions, lambdas) included.
-
-    Not ``repr`` of the nested code objects: theirs holds a memory address, which differs in
-    every process.
-    """
-    digest.update(code.co_code)
-    digest.update(repr(code.co_names).encode())
-    for constant in code.co_consts:
-        if isinstance(constant, CodeType):
-            _hash_code(digest, constant)
-        else:
-            digest.update(repr(constant).encode())
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda" and torch.cuda.is_available():
-        return f"{device}:{torch.cuda.get_device_name(device)}"
-    return f"{device}:{platform.machine()}:{torch.get_num_threads()}threads"
-
-
-def _cache_key(model_fingerprint: str, key: tuple[Any, ...]) -> str:
-    shape, dtype, device, gradients, *precision = key  # precision only when not fp32
-    kind = "forward_backward" if gradients else "forward"
-    device_name = _device_name(torch.device(device))
-    version = f"torch{torch.__version__}"
-    autocast = "".join(f"|{p}" for p in precision)
-    return f"{model_fingerprint}|{list(shape)}|{dtype}|{device_name}|{kind}{autocast}|{version}"
-
-
-def _read_cache(path: Path) -> dict[str, Any]:
-    """The cache's entries; an empty table if the file is missing, unreadable or corrupt."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
-        return {}
-    entries = data.get("entries")
-    return entries if isinstance(entries, dict) else {}
-
-
-def _entry(raw: object) -> tuple[int, int, dict[int, float]] | None:
-    """``(size, covered, seconds per sample by size)`` of a cache entry, or ``None`` if invalid."""
-    if not isinstance(raw, dict):
-        return None
-    try:
-        size, covered = int(raw["size"]), int(raw["covered"])
-        timings = {int(k): float(v) for k, v in dict(raw["per_sample"]).items()}
-        valid = size >= 1 and covered >= 1 and all(v > 0 for v in timings.values())
-    except (KeyError, TypeError, ValueError):
-        return None
-    return (size, covered, timings) if valid else None
-
-
-def _saved_at(entry: dict[str, Any]) -> float:
-    """When an entry was written (0 if it does not say)."""
-    try:
-        return float(entry.get("saved", 0.0))
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _write_cache(
-    path: Path,
-    key: str,
-    size: int,
-    covered: int,
-    timings: dict[int, float],
-    *,
-    busy: bool = False,
-) -> None:
-    """Add one entry: re-read the file, then write a temporary file and rename it over.
-
-    ``busy``: measured while the machine was oversubscribed; such an entry is measured again
-    (and overwritten) by the first process that finds the machine quiet.
-
-    Invalid entries are dropped, and the oldest beyond ``MAX_CACHE_ENTRIES``. Two processes
-    writing at once can lose one's entry (it is measured again next time), but never leave a
-    broken file; any error is logged and ignored.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        entries = {k: v for k, v in _read_cache(path).items() if _entry(v) is not None}
-        entries[key] = {
-            "size": size,
-            "covered": covered,
-            "per_sample": {str(k): v for k, v in sorted(timings.items())},
-            "saved": time.time(),
-            **({"busy": True} if busy else {}),
-        }
-        if len(entries) > MAX_CACHE_ENTRIES:
-            by_age = sorted(entries, key=lambda k: _saved_at(entries[k]))
-            for stale in by_age[: len(entries) - MAX_CACHE_ENTRIES]:
-                del entries[stale]
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".batch_sizes.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump({"version": CACHE_VERSION, "entries": entries}, out, indent=1)
-            os.replace(temporary, path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-    except Exception as err:  # the cache must never be why a run fails
-        _log.debug("faithmap could not write its batch-size cache %s: %s", path, err)
-
-
-# ------------------------------------------------------------------ measurements per model
-Measurements = dict[tuple[Any, ...], tuple[int, int]]
-_MEASURED: weakref.WeakKeyDictionary[Any, Measurements] = weakref.WeakKeyDictionary()
-"""Per wrapped module: (chosen batch size, largest job size covered) by input shape and kind."""
-Timings = dict[tuple[Any, ...], dict[int, float]]
-_TIMINGS: weakref.WeakKeyDictionary[Any, Timings] = weakref.WeakKeyDictionary()
-"""Per wrapped module: seconds per sample by batch size, by input shape and pass kind."""
-Ceilings = dict[tuple[Any, ...], int]
-_CEILINGS: weakref.WeakKeyDictionary[Any, Ceilings] = weakref.WeakKeyDictionary()
-"""Per wrapped module: the largest batch that fitted in memory, where a larger one did not."""
-_BUSY: weakref.WeakKeyDictionary[Any, set[tuple[Any, ...]]] = weakref.WeakKeyDictionary()
-"""Per wrapped module: the keys measured while the machine was oversubscribed."""
-
-
-@contextlib.contextmanager
-def _bounded(calibration: Calibration) -> Iterator[None]:
-    token = _CALIBRATION.set(calibration)
-    try:
-        yield
-    finally:
-        _CALIBRATION.reset(token)
-
-
-class MeasuredSizes:
-    """The batch sizes measured for one model, by input shape, dtype, device and pass kind.
-
-    The table is kept for as long as the model lives, so every :class:`~faithmap.Model` made
-    around the same module reuses it; a model that cannot be weakly referenced (a bound method,
-    a builtin) gets a table of its own. For an ``nn.Module`` the measurements are also kept in
-    the cache file (:func:`cache_file`), so another process with the same architecture reuses
-    them.
-    """
-
-    def __init__(
-        self,
-        table: Measurements,
-        timings: Timings | None = None,
-        model: Any = None,
-        ceilings: Ceilings | None = None,
-        busy: set[tuple[Any, ...]] | None = None,
-    ):
-        self._table = table
-        self._busy: set[tuple[Any, ...]] = set() if busy is None else busy
-        self._timings: Timings = {} if timings is None else timings
-        self._ceilings: Ceilings = {} if ceilings is None else ceilings
-        self._model = model
-        self._fingerprint: str | bool | None = False  # False: not computed yet
-
-    @classmethod
-    def of(cls, model: Any) -> MeasuredSizes:
-        """The measurements shared by every wrapper of ``model``."""
-        try:
-            return cls(
-                _MEASURED.setdefault(model, {}),
-                _TIMINGS.setdefault(model, {}),
-                model,
-                _CEILINGS.setdefault(model, {}),
-                _BUSY.setdefault(model, set()),
-            )
-        except TypeError:
-            return cls({}, {}, model, {}, set())
-
-    @property
-    def table(self) -> Measurements:
-        """A copy of the measurements: ``(size, largest job size covered)`` by shape and kind."""
-        return dict(self._table)
-
-    @property
-    def ceilings(self) -> Ceilings:
-        """A copy of the memory ceilings: the largest batch that fitted, by shape and kind."""
-        return dict(self._ceilings)
-
-    @staticmethod
-    def key(sample: Tensor, gradients: bool, precision: str = "fp32") -> tuple[Any, ...]:
-        """What a measurement is kept under: input shape, dtype, device, pass kind (and the
-        autocast precision, with the memory format when not contiguous, as ``Model`` names them:
-        ``"bf16"``, ``"fp32+channels_last"``; nothing for plain fp32)."""
-        key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), gradients)
-        return key if precision == "fp32" else (*key, precision)
-
-    def lower(self, sample: Tensor, gradients: bool, size: int, precision: str = "fp32") -> None:
-        """Remember that no batch above ``size`` rows fits in memory for such inputs."""
-        key = self.key(sample, gradients, precision)
-        self._ceilings[key] = min(size, self._ceilings.get(key, size))
-
-    def _cache_key(self, key: tuple[Any, ...]) -> tuple[Path, str] | None:
-        path = cache_file()
-        if path is None:
-            return None
-        if self._fingerprint is False:
-            try:
-                self._fingerprint = fingerprint(self._model)
-            except Exception as err:  # an odd module is just not cached
-                _log.debug("faithmap could not fingerprint %r: %s", type(self._model), err)
-                self._fingerprint = None
-        if not isinstance(self._fingerprint, str):
-            return None
-        return path, _cache_key(self._fingerprint, key)
-
-    def size_for(
-        self,
-        sample: Tensor,
-        gradients: bool,
-        rows: int,
-        measure: Callable[[tuple[int, ...]], int],
-        precision: str = "fp32",
-    ) -> int:
-        """The batch size for a job of ``rows`` rows shaped like ``sample``.
-
-        A job of at most ``SMALL_JOB`` rows runs in one call, unmeasured. Otherwise the size
-        comes from this process's table, else the cache file, else ``measure(candidates)``
-        with the candidates up to the job's size (no point timing 1024 rows for a job of 33),
-        bounded by a :class:`Calibration` for the job. A later, larger job measures again up to
-        its own size, timing only the sizes not yet known. No size is above the memory ceiling
-        (:meth:`lower`) found for such inputs.
-        """
-        key = self.key(sample, gradients, precision)
-        size = self._size_for(key, sample, rows, measure)
-        return min(size, self._ceilings.get(key, size))
-
-    def _size_for(
-        self,
-        key: tuple[Any, ...],
-        sample: Tensor,
-        rows: int,
-        measure: Callable[[tuple[int, ...]], int],
-    ) -> int:
-        row_bytes = max(1, sample[:1].numel() * sample.element_size())
-        if rows <= SMALL_JOB:
-            return max(1, min(rows, MAX_BATCH_BYTES // row_bytes))
-        if key in self._busy and is_quiet():  # measured in a load spike: measure again
-            self._busy.discard(key)
-            self._table.pop(key, None)
-            self._timings.pop(key, None)
-        size, covered = self._table.get(key, (0, 0))
-        if covered >= min(rows, CANDIDATES[-1]):  # no size beyond the last candidate is timed
-            return size
-        cached = self._cache_key(key)
-        if cached is not None:
-            raw = _read_cache(cached[0]).get(cached[1])
-            found = _entry(raw)
-            if found is not None and isinstance(raw, dict) and raw.get("busy") and is_quiet():
-                found = None  # measured in a load spike: measured again, and overwritten
-            if found is not None:
-                size, covered, timings = found
-                if isinstance(raw, dict) and raw.get("busy"):
-                    self._busy.add(key)
-                self._table[key] = (size, covered)
-                self._timings[key] = {**timings, **self._timings.get(key, {})}
-                if covered >= min(rows, CANDIDATES[-1]):
-                    return size
-        largest = next((c for c in CANDIDATES if c >= rows), CANDIDATES[-1])
-        plan = Calibration(rows=rows, known=dict(self._timings.get(key, {})))
-        with _bounded(plan):
-            size = measure(tuple(c for c in CANDIDATES if c <= largest))
-        covered = CANDIDATES[-1] if plan.complete else largest
-        self._table[key] = (size, covered)
-        if plan.ceiling is not None:
-            self._ceilings[key] = min(plan.ceiling, self._ceilings.get(key, plan.ceiling))
-        if plan.timings:
-            self._timings[key] = dict(plan.timings)
-        busy = is_oversubscribed()
-        if busy:  # used until the load falls, then measured again (here and from the file)
-            advise_if_busy()
-            self._busy.add(key)
-        if cached is not None:
-            timings = self._timings.get(key, {})
-            _write_cache(cached[0], cached[1], size, covered, timings, busy=busy)
-        return size
