@@ -244,6 +244,18 @@ def test_summary_states_the_claims_from_hand_made_rows() -> None:
     assert "ROAR ranks methods differently from deletion: does not hold" in text
 
 
+def test_a_method_beats_random_by_its_mean_over_the_fractions_not_at_the_chance_floor() -> None:
+    config = RoarConfig(methods=["saliency"], fractions=(0.1, 0.9), seeds=(0,), modes=("roar",))
+    # far below random at 10 %; at 90 % both at chance, saliency 0.01 above by noise
+    rows = [_row(ORIGINAL, "accuracy", 0.9)]
+    for label, (low, high) in {"saliency": (0.4, 0.18), RANDOM: (0.9, 0.17)}.items():
+        rows += [_row(label, "roar@10", low), _row(label, "roar@90", high)]
+        rows += [_row(label, metric, 0.5) for metric in ("insertion", "deletion", "road")]
+    summary = summarize(rows, config)
+    assert "are no better than a random ranking under ROAR: does not hold" in summary.findings[1]
+    assert "saliency 0.290 (below random)" in summary.findings[1]
+
+
 def test_the_suite_runs_from_the_command_line(tmp_path: Path) -> None:
     options = {**TINY, "seeds": [0], "modes": ["roar"], "fractions": [0.5]}
     toml = "\n".join(f"{key} = {json.dumps(value)}" for key, value in options.items())

@@ -153,9 +153,12 @@ def summarize(rows: Sequence[Row], config: RoarConfig) -> RoarSummary:
 
 
 def _beats_random(summary: RoarSummary, label: str) -> bool:
-    """Lower ROAR accuracy than random's at every fraction (means over seeds)."""
-    ours, chance_map = summary.accuracy["roar"][label], summary.accuracy["roar"][RANDOM]
-    return all(ours[p] < chance_map[p] for p in ours)
+    """Lower mean ROAR accuracy over the fractions than random's (means over seeds).
+
+    The mean, not every fraction: at the largest fractions every ranking leaves the retrained
+    model at chance, and the order there is the seeds' noise.
+    """
+    return summary.scores[label]["roar"] < summary.scores[RANDOM]["roar"]
 
 
 def _verdict(holds: bool) -> str:
@@ -183,7 +186,7 @@ def _findings(summary: RoarSummary, config: RoarConfig) -> list[str]:
         beat = {label: _beats_random(summary, label) for label in present}
         detail = ", ".join(
             f"{label} {summary.scores[label]['roar']:.3f}"
-            + (" (below random at every fraction)" if beat[label] else "")
+            + (" (below random)" if beat[label] else "")
             for label in present
         )
         wording = "beat" if claim else "are no better than"
