@@ -2,8 +2,8 @@
 
 :mod:`faithmap.cli.bench` hands the suite's flags here. A ``--config`` TOML file holds
 :class:`~faithmap.bench.roar.RoarConfig` keys (``fractions``, ``seeds``, ``modes``, ``fill``,
-``n_train``, ``epochs`` ...); flags that describe a methods x metrics benchmark (``--models``, ``--data``,
-``--metrics`` ...) do not apply and are refused.
+``n_train``, ``epochs`` ...); flags that describe a methods x metrics benchmark (``--models``,
+``--data``, ``--metrics`` ...) do not apply and are refused.
 """
 
 from __future__ import annotations
