@@ -32,10 +32,10 @@ def test_defaults_cover_every_model_and_method_with_light_rise() -> None:
     assert not {"d_rise", "vps"} & set(DEFAULT_METHODS)  # detection: the detection suite
     assert config.metrics == DEFAULT_METRICS
     assert config.params("rise") == {
-        "n_masks": 500,
+        "n_masks": 250,
         "seed": 0,
     }  # benchmarks/default_bench_convergence.py
-    assert config.record()["method_params"]["rise"] == {"n_masks": 500}
+    assert config.record()["method_params"]["rise"] == {"n_masks": 250}
     assert config.metric_kwargs("insertion") == {"seed": 0}
 
 
@@ -115,7 +115,7 @@ def test_hash_names_what_decides_the_numbers_and_nothing_else(tmp_path: Path) ->
     reference = _config()
     assert len(reference.hash) == 16 and int(reference.hash, 16) >= 0
     same = [
-        _config(methods=["saliency", "rise"], method_params={"rise": {"n_masks": 500}}),
+        _config(methods=["saliency", "rise"], method_params={"rise": {"n_masks": 250}}),
         _config(out=tmp_path, batch_size=8, executor="ray", workers=2, address="auto"),
     ]
     assert all(c.hash == reference.hash for c in same)
