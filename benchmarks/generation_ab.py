@@ -49,6 +49,7 @@ import faithmap.generation.scoring as scoring
 from faithmap.generation import explain_generation
 from faithmap.generation.gpt import load_gpt
 from faithmap.generation.language_model import CausalLM
+from faithmap.generation.prefix_cache import caches_prefix
 
 sys.path.insert(0, str(Path(__file__).parent))
 from generation import word_tokenizer
@@ -93,7 +94,8 @@ def build(name: str, layers: int) -> tuple[nn.Module, nn.Module, nn.Module, int]
         gpt = load_gpt().eval()
         return gpt, WithLogits(gpt).eval(), gpt, gpt.embedding.num_embeddings
     config = transformers.GPT2Config(n_layer=layers, bos_token_id=0, eos_token_id=0)
-    model = transformers.GPT2LMHeadModel(config).eval()
+    model: Any = transformers.GPT2LMHeadModel(config)
+    model.eval()
     return model, model, model.transformer, config.vocab_size  # Captum calls .forward
 
 
@@ -116,7 +118,6 @@ def profile(layers: int, repeats: int) -> None:
 
 def measure(name: str, args: argparse.Namespace, record: dict[str, Any]) -> None:
     """Every method on model ``name``: interleaved repeats, rows appended to ``record``."""
-    caches_prefix = scoring.caches_prefix
     ours_model, their_model, counted, vocabulary = build(name, args.layers)
     counter = Counter(counted)
     tokenizer = word_tokenizer(vocabulary)
@@ -127,7 +128,7 @@ def measure(name: str, args: argparse.Namespace, record: dict[str, Any]) -> None
     counter.take()
     steps = int(target.shape[0])
     inp = TextTokenInput(prompt, tokenizer, baselines=0)
-    embedding = ours_model.get_input_embeddings()
+    embedding: Any = ours_model.get_input_embeddings()  # type: ignore[operator]
     captum: dict[str, Callable[[], object]] = {
         "feature_ablation": lambda: LLMAttribution(
             FeatureAblation(their_model), tokenizer
@@ -150,7 +151,8 @@ def measure(name: str, args: argparse.Namespace, record: dict[str, Any]) -> None
     for method in args.methods.split(","):
 
         def ours(cache: bool, size: int, method: str = method) -> object:
-            scoring.caches_prefix = caches_prefix if cache else (lambda lm: False)
+            off = caches_prefix if cache else (lambda lm: False)
+            scoring.caches_prefix = off  # type: ignore[attr-defined]
             try:
                 return explain_generation(
                     ours_model, prompt, tokenizer=tokenizer, continuation=target,
@@ -158,7 +160,7 @@ def measure(name: str, args: argparse.Namespace, record: dict[str, Any]) -> None
                     method=method, **params.get(method, {}),
                 )  # fmt: skip
             finally:
-                scoring.caches_prefix = caches_prefix
+                scoring.caches_prefix = caches_prefix  # type: ignore[attr-defined]
 
         variants: dict[str, Callable[[], object]] = {"captum": captum[method]}
         sizes = [int(size) for size in args.batch_size.split(",")]
