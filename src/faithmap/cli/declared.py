@@ -116,6 +116,26 @@ def placed(
     )
 
 
+def load_declared(
+    spec: str,
+    architecture: str | None,
+    trust_pickle: bool,
+    batch_size: int | None,
+    **declared: Any,
+) -> Model:
+    """The model ``spec`` names (:func:`faithmap.zoo.loaders.load_model`), declared as the
+    options say."""
+    from faithmap.zoo.loaders import load_model
+
+    return load_model(
+        spec,
+        architecture=architecture,
+        trust_pickle=trust_pickle,
+        batch_size=batch_size,
+        **declared,
+    )
+
+
 def set_threads(threads: int | None) -> None:
     """Apply ``--threads`` (an error below 1)."""
     if threads is None:

@@ -9,26 +9,21 @@ reads (a built-in name, a TorchScript, state-dict or ONNX file, ``torchvision:``
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 import typer
-from tqdm import tqdm
 
 from faithmap.api import get_method
 from faithmap.cli.common import (
     app,
     builtin_model_note,
     clean_errors,
-    errors,
     file_stem,
     parse_param,
     parse_target,
-    printable,
     say,
     writable_folder,
 )
@@ -48,61 +43,30 @@ from faithmap.cli.declared import (
     ThreadsOption,
     declared_outputs,
     declared_preprocessing,
+    load_declared,
     onnx_inputs,
     placed,
     set_threads,
 )
+from faithmap.cli.explain_rows import explain_rows
 from faithmap.cli.generate import GPT_MODEL, run_generation, wants_generation
+from faithmap.cli.image_batches import explain_folder, save_all, unique_stems
 from faithmap.cli.text import TEXT_MODEL, explain_text_input
-from faithmap.core.cost import Cost
 from faithmap.core.detection import pick_boxes
 from faithmap.core.explanation import Explanation
-from faithmap.core.explanation_stream import ExplanationStream
 from faithmap.core.method import Method
 from faithmap.core.model import Model
-from faithmap.core.preprocessing import Preprocessing
 from faithmap.data import (
     CLASS_NAMES,
-    folder_images,
     make_shapes,
     make_shapes_scenes,
     read_image,
-    read_images,
 )
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics import deletion, insertion
 from faithmap.viz import save_overlay
 from faithmap.zoo import BUILTIN_MODELS, DETECTOR_MODELS, ZOO_MODELS
 from faithmap.zoo.detector import ShapesDetector
-
-
-def _load(
-    spec: str,
-    architecture: str | None,
-    trust_pickle: bool,
-    batch_size: int | None,
-    **declared: Any,
-) -> Model:
-    from faithmap.zoo.loaders import load_model
-
-    return load_model(
-        spec,
-        architecture=architecture,
-        trust_pickle=trust_pickle,
-        batch_size=batch_size,
-        **declared,
-    )
-
-
-def unique_stems(paths: list[Path]) -> list[str]:
-    """Safe output names for ``paths``: the file stem, or stem and suffix where two files share
-    a stem (``dup.png`` and ``dup.jpg``), so no output overwrites another."""
-    stems = [file_stem(path.stem) for path in paths]
-    repeated = {stem for stem in stems if stems.count(stem) > 1}
-    return [
-        file_stem(f"{path.stem}-{path.suffix.lstrip('.')}") if stem in repeated else stem
-        for stem, path in zip(stems, paths, strict=True)
-    ]
 
 
 def _class_name(model: str, index: int) -> str:
@@ -194,122 +158,6 @@ def _objects(
             f"--box must be four numbers x0,y0,x1,y1 in pixels, e.g. 8,8,40,40. Got {box!r}."
         )
     return {"box": corners, "label": label, "detection": detection, "objectness": objectness}
-
-
-def _raw_file(stems: list[str], model_spec: str, method: str, out: Path) -> Path:
-    """Where the raw attributions of ``stems`` go: one safetensors file for them all."""
-    name = file_stem(Path(model_spec).stem if Path(model_spec).suffix else model_spec)
-    label = stems[0] if len(stems) == 1 else "images"
-    return out / f"{label}-{name}-{method}.safetensors"
-
-
-def _save_all(explanation: Explanation, stems: list[str], model_spec: str, out: Path) -> None:
-    """Save the raw attributions of one batch; print the cost and the file."""
-    raw = explanation.save(_raw_file(stems, model_spec, explanation.method, out))
-    _print_cost(explanation.cost)
-    say(f"wrote {raw} (raw attributions of {len(stems)} image(s), in this order)")
-
-
-def _explain_folder(
-    folder: Path,
-    preprocessing: Preprocessing,
-    chunk_size: int,
-    explain: Callable[[torch.Tensor, list[str], torch.Tensor | None], Explanation],
-    model_spec: str,
-    out: Path,
-) -> None:
-    """Explain a folder ``chunk_size`` images at a time, so memory is bounded by the chunk and
-    the first lines come at once; unreadable files are reported and skipped."""
-    files = folder_images(folder)
-    names = dict(zip(files, unique_stems(files), strict=True))
-    out.mkdir(parents=True, exist_ok=True)
-    stream = ExplanationStream(out)  # holds one chunk's attributions at a time
-    stems: list[str] = []
-    shape: tuple[int, ...] | None = None
-    with (
-        stream,
-        tqdm(
-            total=len(files), unit="image", file=sys.stderr, disable=len(files) <= chunk_size
-        ) as bar,
-    ):
-        for start in range(0, len(files), chunk_size):
-            chunk = files[start : start + chunk_size]
-            read = read_images(chunk, preprocessing, require=False)
-            for bad, why in read.failures.items():
-                errors.print(
-                    printable(f"skipped {bad}: {why}"),
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            bar.update(len(chunk))
-            if not read.paths:
-                continue
-            if shape is not None and tuple(read.images.shape[1:]) != shape:
-                raise InvalidParameterError(
-                    f"The images in {str(folder)!r} have different sizes; give the model's input "
-                    "size (--size HxW) so they are resized to it."
-                )
-            shape = tuple(read.images.shape[1:])
-            chunk_stems = [names[path] for path in read.paths]
-            stream.add(explain(read.images, chunk_stems, None))
-            stems += chunk_stems
-        if not stems:
-            raise InvalidParameterError(f"No readable image in the folder {str(folder)!r}.")
-        raw = stream.close(_raw_file(stems, model_spec, stream.method, out))
-    _print_cost(stream.cost)
-    say(f"wrote {raw} (raw attributions of {len(stems)} image(s), in this order)")
-
-
-def _print_cost(cost: Cost) -> None:
-    line = f"cost: {cost.forward} forward + {cost.backward} backward passes, {cost.seconds:.2f} s"
-    if cost.calibration_seconds:
-        line += f" (+ {cost.calibration_seconds:.2f} s choosing the batch size)"
-    say(line)
-
-
-def _explain_rows(
-    path: Path,
-    *,
-    method: str | None,
-    params: dict[str, Any],
-    model_spec: str | None,
-    architecture: str | None,
-    trust_pickle: bool,
-    background: Path | None,
-    target: int | None,
-    batch_size: int | None,
-    out: Path,
-) -> None:
-    """Explain every row of a CSV file with a tabular model; print the top columns."""
-    from faithmap.tabular import explain_csv, load_estimator
-
-    if model_spec is None:
-        raise InvalidParameterError(
-            "Explaining a CSV file needs --model: a torch model file (with --architecture for a "
-            "state dict), an ONNX file, or a pickled scikit-learn estimator (.pkl, .joblib) "
-            "with --trust-pickle."
-        )
-    if Path(model_spec).suffix.lower() in (".pkl", ".pickle", ".joblib"):
-        model: Any = load_estimator(Path(model_spec), trust_pickle=trust_pickle)
-    else:
-        model = _load(model_spec, architecture, trust_pickle, batch_size)
-    result = explain_csv(
-        model,
-        path,
-        method=method or "kernel_shap",
-        target=target,
-        background=background,
-        batch_size=batch_size,
-        **params,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    table = out / f"{path.stem}-{result.explanation.method}.csv"
-    result.to_frame().to_csv(table, index=False)
-    raw = result.explanation.save(out / f"{path.stem}-{result.explanation.method}.safetensors")
-    say(result.summary())
-    _print_cost(result.explanation.cost)
-    say(f"wrote {table}\nwrote {raw}")
 
 
 @app.command(name="explain")
@@ -465,7 +313,7 @@ def explain_command(
             )
             return
         if source is not None and source.suffix.lower() == ".csv":
-            _explain_rows(
+            explain_rows(
                 source,
                 method=method,
                 params=params,
@@ -505,7 +353,7 @@ def explain_command(
             scale=scale,
             channels=channels,
         )
-        wrapped = _load(
+        wrapped = load_declared(
             spec,
             architecture,
             trust_pickle,
@@ -530,19 +378,19 @@ def explain_command(
             masks = preprocessing.fit(scenes.masks[0].amax(0, keepdim=True)[None].float()) > 0.5
             names = ", ".join(CLASS_NAMES[int(k)] for k in scenes.labels[0])
             say(f"sample{sample}: a scene of {names} (outlined)")
-            _save_all(explain(x, stems, masks), stems, spec, out)
+            save_all(explain(x, stems, masks), stems, spec, out)
         elif source is None:
             shapes = make_shapes(1, seed=sample)
             x, stems = preprocessing.fit(shapes.images), [f"sample{sample}"]
             masks = preprocessing.fit(shapes.masks.float()) > 0.5
             say(f"sample{sample}: true class {CLASS_NAMES[int(shapes.labels[0])]}")
-            _save_all(explain(x, stems, masks), stems, spec, out)
+            save_all(explain(x, stems, masks), stems, spec, out)
         elif source.is_dir():
-            _explain_folder(source, preprocessing, chunk_size, explain, spec, out)
+            explain_folder(source, preprocessing, chunk_size, explain, spec, out)
         else:
             stems = unique_stems([source])
             x = read_image(source, preprocessing)
-            _save_all(explain(x, stems, None), stems, spec, out)
+            save_all(explain(x, stems, None), stems, spec, out)
         if builtin and source is not None:  # once, after the images were read and explained
             note = _detector_note if detector else builtin_model_note
             say(note(spec, preprocessing.size, preprocessing.keep_aspect))
