@@ -96,7 +96,7 @@ def test_help_shows_the_defaults_and_what_passes_s_is() -> None:
     result = runner.invoke(app, ["bench", "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # rich's panels, unwrapped
-    assert "Images per (model, method); default: 16." in text
+    assert "Images per (model, method); default: 8." in text
     assert "default: faithmap-bench/ (the current directory's)" in text
     assert "passes_s, the model's forward plus backward passes per second" in text
     assert "[default: default]" in text  # --suite
