@@ -19,7 +19,7 @@ from faithmap.bench import BenchConfig
 from faithmap.bench.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from faithmap.cli import app
 from faithmap.cli.common import file_stem
-from faithmap.cli.explain import unique_stems
+from faithmap.cli.image_batches import unique_stems
 from faithmap.errors import FileProblemError, InvalidParameterError, ModelError, ShapeError
 from faithmap.metrics import insertion
 
