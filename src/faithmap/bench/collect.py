@@ -15,18 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from faithmap.bench.report import write_report
-from faithmap.bench.report.data import ReportData, ReportRow
 from faithmap.bench.sources import DataSource, data_source
 from faithmap.bench.store import Run, Store
 from faithmap.bench.work import Row, load_data
 from faithmap.data import CLASS_NAMES
 from faithmap.errors import InvalidParameterError
+
+if TYPE_CHECKING:  # the report's package imports matplotlib, which workers never need
+    from faithmap.bench.report.data import ReportData
 
 
 def _complete(by_sample: dict[int, Tensor], samples: int) -> Tensor | None:
@@ -83,6 +84,8 @@ def report_data(
     InvalidParameterError
         If the run has no stored rows yet.
     """
+    from faithmap.bench.report.data import ReportData, ReportRow
+
     run = run or store.run()
     with store.reading():
         rows, maps, curves = store.rows(run), store.maps(run), store.curves(run)
@@ -150,6 +153,8 @@ def write_run_report(
 
     Returns ``None`` when the run has no rows yet (no task finished, or only skipped ones).
     """
+    from faithmap.bench.report import write_report  # matplotlib: only the driver, at the end
+
     run = run or store.run()
     if len(store.done(run)) == len(store.skipped(run)):  # no task with rows yet
         return None
