@@ -60,6 +60,7 @@ from faithmap.cli.declared import (
     declared_preprocessing,
     set_threads,
 )
+from faithmap.cli.interrupted import interrupted
 from faithmap.errors import InvalidParameterError
 
 
@@ -348,15 +349,7 @@ def bench(
                 configured, progress=progress, report=report and not concludes, command=command
             )
         except KeyboardInterrupt:
-            with Store(configured.out) as store:
-                runs = [r for r in store.runs() if r.config_hash == configured.hash]
-                stored = len(store.done(runs[0])) if runs else 0
-            total = len(plan(configured))
-            say(
-                f"interrupted: {stored} of {total} tasks are stored in "
-                f"{configured.out / STORE_NAME}; run the same command again to resume."
-            )
-            raise typer.Exit(code=130) from None
+            raise interrupted(configured.out, configured.hash, len(plan(configured))) from None
         _print_summary(rows, configured.metrics, configured.n_samples)
         folder = configured.out
         stated: list[str] = []

@@ -14,12 +14,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import typer
-
 from faithmap.bench.bam_findings import format_summary, summarize
 from faithmap.bench.bam_suite import BamConfig, plan_bam, run_bam, write_bam_results
-from faithmap.bench.store import STORE_NAME, Store
+from faithmap.bench.store import STORE_NAME
 from faithmap.cli.common import errors, say, split_names, writable_folder
+from faithmap.cli.interrupted import interrupted
 from faithmap.errors import InvalidParameterError
 
 
@@ -62,14 +61,7 @@ def bench_bam(
     try:
         rows = run_bam(chosen, log=log, command=command)
     except KeyboardInterrupt:
-        with Store(chosen.out) as store:
-            runs = [run for run in store.runs() if run.config_hash == chosen.hash]
-            stored = len(store.done(runs[0])) if runs else 0
-        say(
-            f"interrupted: {stored} of {len(tasks)} tasks are stored in "
-            f"{chosen.out / STORE_NAME}; run the same command again to resume."
-        )
-        raise typer.Exit(code=130) from None
+        raise interrupted(chosen.out, chosen.hash, len(tasks)) from None
     seconds = time.perf_counter() - started
     summary = summarize(rows)
     for line in format_summary(summary):

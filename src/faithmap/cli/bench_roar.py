@@ -17,12 +17,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from faithmap.bench.roar import RoarConfig, plan_roar, run_roar
 from faithmap.bench.roar_suite import format_summary, summarize, write_summary
-from faithmap.bench.store import STORE_NAME, Store
+from faithmap.bench.store import STORE_NAME
 from faithmap.cli.common import errors, say, split_names, writable_folder
+from faithmap.cli.interrupted import interrupted
 from faithmap.errors import FileProblemError, InvalidParameterError
 
 SUMMARY_NAME = "roar.json"
@@ -92,14 +91,7 @@ def bench_roar(
     try:
         rows = run_roar(chosen, log=log, command=command)
     except KeyboardInterrupt:
-        with Store(chosen.out) as store:
-            runs = [run for run in store.runs() if run.config_hash == chosen.hash]
-            stored = len(store.done(runs[0])) if runs else 0
-        say(
-            f"interrupted: {stored} of {len(tasks)} tasks are stored in "
-            f"{chosen.out / STORE_NAME}; run the same command again to resume."
-        )
-        raise typer.Exit(code=130) from None
+        raise interrupted(chosen.out, chosen.hash, len(tasks)) from None
     seconds = time.perf_counter() - started
     summary = summarize(rows, chosen)
     for line in format_summary(summary, chosen):
