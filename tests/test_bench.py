@@ -13,7 +13,7 @@ import pytest
 
 import faithmap
 from faithmap.bench import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS, BenchConfig, Row, plan, summarize
-from faithmap.bench.config import FULL_METHODS
+from faithmap.bench.defaults import FULL_METHODS
 from faithmap.bench.report.palette import METHOD_FAMILIES
 from faithmap.bench.suites import SUITES
 from faithmap.metrics import DEFAULT_METRICS

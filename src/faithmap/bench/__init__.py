@@ -4,7 +4,8 @@
 not yet in the store (``<out>/bench.sqlite``), and exports the rows as CSV and JSON.
 """
 
-from faithmap.bench.config import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS, BenchConfig, read_toml
+from faithmap.bench.config import BenchConfig, read_toml
+from faithmap.bench.defaults import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS
 from faithmap.bench.export import Summary, summarize, write_results
 from faithmap.bench.plan import Task, plan
 from faithmap.bench.run import run_bench

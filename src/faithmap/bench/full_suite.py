@@ -1,7 +1,7 @@
 """The ``full`` suite: every image classifier method of every family, as the default once was.
 
-``faithmap bench --suite full`` runs :data:`~faithmap.bench.config.FULL_METHODS` (27 methods)
-with :data:`~faithmap.bench.config.FULL_METHOD_PARAMS` on the built-in models and data, with the
+``faithmap bench --suite full`` runs :data:`~faithmap.bench.defaults.FULL_METHODS` (27 methods)
+with :data:`~faithmap.bench.defaults.FULL_METHOD_PARAMS` on the built-in models and data, with the
 default suite's metrics: 9 min 04 s on two idle cores; the default suite runs one or two
 methods per family.
 
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from faithmap.bench.config import FULL_METHOD_PARAMS, FULL_METHODS
+from faithmap.bench.defaults import FULL_METHOD_PARAMS, FULL_METHODS
 from faithmap.bench.report.palette import METHOD_FAMILIES
 from faithmap.zoo import BUILTIN_MODELS
 

@@ -1,7 +1,7 @@
 """Named benchmark suites: a benchmark design, as data, run on faithmap's own data.
 
 :data:`DEFAULT` is what ``faithmap bench`` runs without ``--suite``: the built-in models, the
-methods of :data:`~faithmap.bench.config.DEFAULT_METHODS` (every family), insertion and
+methods of :data:`~faithmap.bench.defaults.DEFAULT_METHODS` (every family), insertion and
 deletion, and the localisation metrics (pointing game, energy pointing game, relevance mass
 accuracy) whenever the data has ground-truth masks, as the built-in shapes do; those cost no
 model pass. A new suite is one :class:`Suite` value added to
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from faithmap.api import explain
 from faithmap.bench.bam_suite import SUITE_FIELDS as BAM_FIELDS
-from faithmap.bench.config import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS
+from faithmap.bench.defaults import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS
 from faithmap.bench.findings import findings
 from faithmap.bench.full_suite import SUITE_FIELDS as FULL_FIELDS
 from faithmap.bench.generation_suite import SUITE_FIELDS as GENERATION_FIELDS
