@@ -17,9 +17,14 @@ from pathlib import Path
 from faithmap.bench.bam_findings import format_summary, summarize
 from faithmap.bench.bam_suite import BamConfig, plan_bam, run_bam, write_bam_results
 from faithmap.bench.store import STORE_NAME
-from faithmap.cli.common import errors, say, split_names, writable_folder
+from faithmap.cli.common import (
+    progress_log,
+    refuse_flags,
+    say,
+    split_names,
+    writable_folder,
+)
 from faithmap.cli.interrupted import interrupted
-from faithmap.errors import InvalidParameterError
 
 
 def bench_bam(
@@ -34,13 +39,13 @@ def bench_bam(
     """Run (or resume) the BAM suite, print its table and findings, write the summary and the
     report; ``unused`` maps each flag that does not apply to its value (``None`` when not
     given)."""
-    given = [flag for flag, value in unused.items() if value is not None]
-    if given:
-        raise InvalidParameterError(
-            f"{', '.join(given)} do not apply to the bam suite: it explains its own BAM images "
-            "with the shipped object and scene models. Use --samples (images), --methods, "
-            "--data-seed and --out."
-        )
+    refuse_flags(
+        unused,
+        "bam",
+        "it explains its own BAM images "
+        "with the shipped object and scene models. Use --samples (images), --methods, "
+        "--data-seed and --out.",
+    )
     values: dict[str, object] = {
         "methods": split_names(methods, "methods"),
         "n_images": samples,
@@ -51,9 +56,7 @@ def bench_bam(
     writable_folder(chosen.out)
     tasks = plan_bam(chosen)
 
-    def log(line: str) -> None:
-        if progress:
-            errors.print(line, highlight=False, soft_wrap=True)
+    log = progress_log(progress)
 
     log(f"{len(tasks)} task(s): the setup, then one per method; finished ones are kept.")
     started = time.perf_counter()

@@ -27,8 +27,15 @@ from faithmap.bench.generation_suite import (
 from faithmap.bench.report.stats import mean_interval
 from faithmap.bench.store import STORE_NAME
 from faithmap.bench.work import Row
-from faithmap.cli.common import console, dotted_params, errors, say, split_names, writable_folder
-from faithmap.errors import InvalidParameterError
+from faithmap.cli.common import (
+    console,
+    dotted_params,
+    errors,
+    refuse_flags,
+    say,
+    split_names,
+    writable_folder,
+)
 
 
 def bench_generation(
@@ -49,12 +56,12 @@ def bench_generation(
 ) -> None:
     """Run the generation suite with the given flags; ``unused`` maps each flag that does not
     apply to its value (``None`` when not given)."""
-    given = [flag for flag, value in unused.items() if value is not None]
-    if given:
-        raise InvalidParameterError(
-            f"{', '.join(given)} do not apply to the generation suite: it runs the built-in GPT "
-            "on its synthetic tasks (kv, copy, count). Drop them, or pick another --suite."
-        )
+    refuse_flags(
+        unused,
+        "generation",
+        "it runs the built-in GPT "
+        "on its synthetic tasks (kv, copy, count). Drop them, or pick another --suite.",
+    )
     options: dict[str, Any] = {
         "methods": split_names(methods, "methods"),
         "metrics": split_names(metrics, "metrics"),

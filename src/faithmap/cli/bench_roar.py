@@ -20,7 +20,14 @@ from typing import Any
 from faithmap.bench.roar import RoarConfig, plan_roar, run_roar
 from faithmap.bench.roar_suite import format_summary, summarize, write_summary
 from faithmap.bench.store import STORE_NAME
-from faithmap.cli.common import errors, say, split_names, writable_folder
+from faithmap.cli.common import (
+    errors,
+    progress_log,
+    refuse_flags,
+    say,
+    split_names,
+    writable_folder,
+)
 from faithmap.cli.interrupted import interrupted
 from faithmap.errors import FileProblemError, InvalidParameterError
 
@@ -56,13 +63,13 @@ def bench_roar(
 ) -> None:
     """Run (or resume) the ROAR suite, print its tables and findings, save ``roar.json``;
     ``unused`` maps each flag that does not apply to its value (``None`` when not given)."""
-    given = [flag for flag, value in unused.items() if value is not None]
-    if given:
-        raise InvalidParameterError(
-            f"{', '.join(given)} do not apply to the roar suite: it retrains the built-in CNN "
-            "on modified shapes. Drop them (--config takes RoarConfig keys), or pick another "
-            "--suite."
-        )
+    refuse_flags(
+        unused,
+        "roar",
+        "it retrains the built-in CNN "
+        "on modified shapes. Drop them (--config takes RoarConfig keys), or pick another "
+        "--suite.",
+    )
     values = _read_config(config) if config is not None else {}
     flags = {
         "methods": split_names(methods, "methods"),
@@ -82,9 +89,7 @@ def bench_roar(
             soft_wrap=True,
         )
 
-    def log(line: str) -> None:
-        if progress:
-            errors.print(line, highlight=False, soft_wrap=True)
+    log = progress_log(progress)
 
     started = time.perf_counter()
     command = shlex.join(["faithmap", *sys.argv[1:]])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,24 @@ def builtin_model_note(model: str, size: tuple[int, int] | None, keep_aspect: bo
         f"shows; each image is {resized}. For your own model, give --model (a TorchScript, "
         "state-dict or ONNX file, or torchvision:NAME, timm:NAME, hf:NAME)."
     )
+
+
+def refuse_flags(unused: Mapping[str, object], suite: str, why: str) -> None:
+    """Refuse the flags of ``unused`` that were given (not ``None``): they do not apply to the
+    suite ``suite``, for the reason and with the advice in ``why``."""
+    given = [flag for flag, value in unused.items() if value is not None]
+    if given:
+        raise InvalidParameterError(f"{', '.join(given)} do not apply to the {suite} suite: {why}")
+
+
+def progress_log(progress: bool) -> Callable[[str], None]:
+    """A suite's progress lines: on stderr as they are, or dropped with ``--no-progress``."""
+
+    def log(line: str) -> None:
+        if progress:
+            errors.print(line, highlight=False, soft_wrap=True)
+
+    return log
 
 
 def say(message: str) -> None:
