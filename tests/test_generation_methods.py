@@ -29,9 +29,11 @@ from faithmap.errors import (
 from faithmap.generation import (
     CausalLM,
     explain_generation,
+    make_continuation,
     make_prompt,
     prompt_features,
 )
+from faithmap.generation.continuation import tail_scores
 
 transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
@@ -465,3 +467,50 @@ def test_the_cached_prompt_prefix_gives_the_uncached_scores(
     assert calls == []
     torch.testing.assert_close(cached.attributions, uncached.attributions, atol=1e-5, rtol=0)
     torch.testing.assert_close(cached.scores, uncached.scores, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_per_step_output_layer_gives_the_joint_targets_and_gradients(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With autograd on, EmbeddingScorer applies the output layer to each step's hidden state on
+    # its own (each backward pass then runs it on one slice); targets and gradients must equal
+    # those of the joint (B, S, V) logits, here and through integrated gradients.
+    import faithmap.generation.scoring as scoring
+
+    model, tokenizer = MODELS[name](), make_tokenizer()
+    lm = CausalLM(model, tokenizer=tokenizer)
+    prompt = make_prompt(PROMPT, tokenizer)
+    continuation = make_continuation(lm, prompt, continuation=[7, 9, 11, 4])
+    scorer = scoring.EmbeddingScorer(lm, continuation)
+    assert scoring.output_head(lm) is model.get_output_embeddings()
+    embeddings = lm.embed(prompt.ids)[None].repeat(3, 1, 1)
+    embeddings = embeddings + 0.1 * torch.randn(embeddings.shape, generator=torch.Generator())
+    scorer.track_inputs = True
+    split = scorer(embeddings.clone())
+    assert scorer.step_targets is not None and len(scorer.step_targets) == 4
+    rows = scorer.tracked
+    assert rows is not None
+    grads = [torch.autograd.grad(t.sum(), rows, retain_graph=True)[0] for t in scorer.step_targets]
+    with torch.no_grad():
+        joint = tail_scores(
+            lm.logits(scorer.sequence[None].expand(3, -1), embeddings, last=4),
+            continuation.ids, None,
+        )  # fmt: skip
+    torch.testing.assert_close(split, joint, atol=1e-6, rtol=0)
+    for step, grad in enumerate(grads):
+        leaf = embeddings.clone().requires_grad_(True)
+        logits = lm.logits(scorer.sequence[None].expand(3, -1), leaf, last=4)
+        target = tail_scores(logits, continuation.ids, None)[:, step]
+        (expected,) = torch.autograd.grad(target.sum(), leaf)
+        torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5)
+    kwargs: dict[str, Any] = dict(
+        tokenizer=tokenizer, continuation=[7, 9, 11], features="words", baseline="pad",
+        method="integrated_gradients", steps=8,
+    )  # fmt: skip
+    per_step = explain_generation(model, PROMPT, **kwargs)
+    monkeypatch.setattr(scoring, "output_head", lambda lm: None)
+    together = explain_generation(model, PROMPT, **kwargs)
+    torch.testing.assert_close(per_step.attributions, together.attributions, atol=1e-6, rtol=0)
+    assert per_step.cost.forward == together.cost.forward
+    assert per_step.cost.backward == together.cost.backward

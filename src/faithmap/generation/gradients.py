@@ -33,7 +33,9 @@ def path_gradients(
 
     One forward pass per path point scores every step; the ``S`` gradients are taken from it
     (``S`` backward passes, counted as such), where Captum's ``LLMGradientAttribution`` runs one
-    forward pass per step and point.
+    forward pass per step and point. Where the scorer split the output layer per step
+    (:meth:`EmbeddingScorer.split_targets`), each backward pass starts from its step's own
+    targets, so it runs the output layer on that step's slice only.
     """
     steps = task.steps
     total = torch.zeros(steps, *end.shape, dtype=end.dtype, device=end.device)
@@ -50,10 +52,10 @@ def path_gradients(
         rows = scorer.tracked
         assert rows is not None  # set by the forward pass just run with track_inputs
         weight = weights[index].view(-1, 1, 1)
+        targets = scorer.step_targets  # each step's own targets where the head was split
         for step in range(steps):
-            (grads,) = torch.autograd.grad(
-                output[:, step].sum(), rows, retain_graph=step < steps - 1
-            )
+            target = output[:, step] if targets is None else targets[step]
+            (grads,) = torch.autograd.grad(target.sum(), rows, retain_graph=step < steps - 1)
             total[step] += (grads * weight).sum(0)
         model.ledger.backward += rows.shape[0] * (steps - 1)  # output_rows counts one per row
 
@@ -61,7 +63,7 @@ def path_gradients(
     try:
         model.output_rows(1, alphas.shape[0], point, accumulate, backward=True, device=end.device)
     finally:
-        scorer.track_inputs, scorer.tracked = False, None
+        scorer.track_inputs, scorer.tracked, scorer.step_targets = False, None, None
     return total
 
 

@@ -16,15 +16,18 @@ teacher-forced forward pass of ``prompt + continuation`` per row scores all ``S`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithmap.errors import InvalidParameterError
-from faithmap.generation.continuation import Continuation, tail_scores
+from faithmap.generation.continuation import Continuation, tail_scores, window_scores
 from faithmap.generation.features import PromptFeatures
-from faithmap.generation.language_model import CausalLM
+from faithmap.generation.language_model import CausalLM, logits_of_lm
 from faithmap.generation.prefix_cache import PrefixCache, caches_prefix
 
 BaselineSpec = str | int
@@ -94,10 +97,17 @@ class EmbeddingScorer(nn.Module):
 
     While ``track_inputs`` is set and autograd is on, each call marks its input as requiring
     grad and keeps it as ``tracked``, so the gradients of every step can be taken from one
-    forward pass (:func:`faithmap.generation.gradients.path_gradients`).
+    forward pass (:func:`faithmap.generation.gradients.path_gradients`). For a Hugging Face
+    model whose output layer is an ``nn.Linear`` that gives the logits unchanged, such a call
+    also applies that layer and the log-softmax to each step's hidden state on its own and
+    keeps each step's ``(B,)`` targets in ``step_targets``: a step's backward pass then runs the
+    output layer and the log-softmax on its own ``(B, V)`` slice only, where from the joint
+    ``(B, S, V)`` logits each of the ``S`` backward passes would run them on all ``S`` slices
+    (:meth:`split_targets`; the targets are the same, ``tests/test_generation_methods.py``).
     """
 
     tracked: Tensor | None
+    step_targets: list[Tensor] | None
 
     def __init__(self, lm: CausalLM, continuation: Continuation) -> None:
         super().__init__()
@@ -108,16 +118,80 @@ class EmbeddingScorer(nn.Module):
         self.sequence = continuation.inputs.to(lm.device)
         self.track_inputs = False
         self.tracked = None
+        self.step_targets = None
 
     def forward(self, prompt_embeddings: Tensor) -> Tensor:
         """Targets ``(B, S)`` of the continuation after these prompt embeddings."""
-        if self.track_inputs and torch.is_grad_enabled():
-            self.tracked = prompt_embeddings.requires_grad_(True)
         batch = prompt_embeddings.shape[0]
         ids = self.sequence[None].expand(batch, -1)
         continuation = self.continuation
+        if self.track_inputs and torch.is_grad_enabled():
+            self.tracked = prompt_embeddings.requires_grad_(True)
+            head = output_head(self.lm)
+            if head is not None:
+                return self.split_targets(ids, prompt_embeddings, head)
         logits = self.lm.logits(ids, prompt_embeddings, last=continuation.steps)
         return tail_scores(logits, continuation.ids, continuation.contrast)
+
+    def split_targets(self, ids: Tensor, prompt_embeddings: Tensor, head: nn.Linear) -> Tensor:
+        """Targets ``(B, S)``, each step's from its own output-layer slice: the model runs with
+        ``head`` applied to each step's hidden state ``(B, D)`` separately, and the ``S``
+        per-step targets ``(B,)`` are kept in ``step_targets``. Should the model's logits not
+        be what ``head`` gave (an output layer followed by more work), the targets come from
+        the model's logits as without the split, and ``step_targets`` stays ``None``."""
+        continuation = self.continuation
+        steps = continuation.steps
+        pieces: list[Tensor] = []
+        given: list[Tensor] = []
+
+        def per_step(hidden: Tensor) -> Tensor:
+            pieces.clear()
+            if hidden.dim() != 3 or hidden.shape[1] != steps:
+                return F.linear(hidden, head.weight, head.bias)
+            pieces.extend(F.linear(hidden[:, s], head.weight, head.bias) for s in range(steps))
+            given.append(torch.stack(pieces, dim=1))
+            return given[-1]
+
+        self.step_targets = None
+        with replaced_forward(head, per_step):
+            output = self.lm.run(ids, prompt_embeddings, logits_to_keep=steps)
+        logits = logits_of_lm(output, ids[:, -steps:])
+        if len(given) != 1 or logits is not given[0]:
+            return tail_scores(logits, continuation.ids, continuation.contrast)
+        contrast = continuation.contrast
+        self.step_targets = [
+            window_scores(
+                piece[:, None],
+                continuation.ids[s : s + 1],
+                None if contrast is None else contrast[s : s + 1],
+            )[:, 0]
+            for s, piece in enumerate(pieces)
+        ]
+        return torch.stack(self.step_targets, dim=1)
+
+
+def output_head(lm: CausalLM) -> nn.Linear | None:
+    """The output layer of a Hugging Face model that trims its logits, if it is an
+    ``nn.Linear`` (the layer :meth:`EmbeddingScorer.split_targets` applies per step)."""
+    if not (lm.hugging_face and lm.trims_logits):
+        return None
+    getter = getattr(lm.model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    return head if isinstance(head, nn.Linear) else None
+
+
+@contextmanager
+def replaced_forward(module: nn.Module, forward: Callable[[Tensor], Tensor]) -> Iterator[None]:
+    """Inside the block, calling ``module`` runs ``forward`` (its hooks still run)."""
+    own = vars(module).get("forward")
+    module.forward = forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if own is None:
+            del module.forward
+        else:
+            module.forward = own  # type: ignore[method-assign]
 
 
 class KeepScorer(nn.Module):
