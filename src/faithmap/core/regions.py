@@ -1,16 +1,17 @@
-"""Features as regions: a partition of each image, or of each row's columns, into labelled parts.
+"""Features as regions: partitions of images into labelled parts, and the ``regions`` specs.
 
-A :class:`Regions` holds one integer label map per image (or one label per column of a tabular
-row ``(N, F)``: feature groups); every perturbation method and metric that removes "features"
-removes whole regions, turning a keep-vector over regions into a pixel (or column) mask with a
-single gather.
+A :class:`Regions` (:mod:`faithmap.core.partition`) holds one integer label map per image (or one
+label per column of a tabular row ``(N, F)``); every perturbation method and metric that removes
+"features" removes whole regions. This module makes the partitions of images (every pixel, square
+patches, SLIC superpixels, patches grouped by a prior map), resolves a ``regions`` spec for images
+or rows (:func:`make_regions`; rows: :mod:`faithmap.core.row_regions`) and holds the parameter
+constraints ``REGIONS`` and ``UNIT``.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,82 +19,11 @@ import torch
 from torch import Tensor
 
 from faithmap.core.constraints import ConstraintList, Satisfies
+from faithmap.core.partition import Regions as Regions
+from faithmap.core.partition import label_tensor
+from faithmap.core.row_regions import is_column_index, row_regions
 from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError, ShapeError
-
-
-@dataclass(frozen=True)
-class Regions:
-    """A partition of ``N`` images (or rows) into at most ``count`` regions.
-
-    Attributes
-    ----------
-    labels : Tensor
-        ``(N, H, W)`` int64 label map with values in ``[0, count)``; an image with fewer regions
-        simply leaves the higher labels unused. For tabular rows ``(N, F)``: ``(N, F)``, the
-        group of each column.
-    count : int
-        The number of region labels ``R``.
-    kind : str
-        How the partition was made (``"pixels"``, ``"patches:8"``, ``"slic:49"``,
-        ``"columns"``, ``"windows:4"``, ``"groups"``, ...).
-    channel_axis : bool, default=True
-        Whether the inputs have a channel axis that masks keep as a singleton (images
-        ``(N, C, H, W)``: masks ``(B, 1, H, W)``); ``False`` for rows ``(N, F)``, whose masks
-        are ``(B, F)``.
-    """
-
-    labels: Tensor
-    count: int
-    kind: str
-    channel_axis: bool = True
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def obtained(self) -> Tensor:
-        """The number of regions each image (or row) really has, ``(N,)`` int64: SLIC can return
-        far fewer than asked (see :func:`slic`)."""
-        flat = self.labels.flatten(1)
-        present = torch.zeros(flat.shape[0], self.count, dtype=torch.bool, device=flat.device)
-        present.scatter_(1, flat, True)
-        return present.sum(1)
-
-    def subset(self, samples: Tensor) -> Regions:
-        """The partition of the images ``samples``."""
-        return Regions(self.labels[samples], self.count, self.kind, self.channel_axis)
-
-    def to_pixels(self, keep: Tensor, samples: Tensor) -> Tensor:
-        """Pixel keep-masks ``(B, 1, H, W)`` from region keep-vectors ``keep`` ``(B, count)``
-        (column masks ``(B, F)`` for rows).
-
-        Row ``b`` uses the label map of image ``samples[b]``; one gather, on ``keep``'s device.
-        """
-        labels = self.labels[samples]
-        flat = keep.gather(1, labels.flatten(1))
-        if not self.channel_axis:
-            return flat.view(labels.shape)
-        return flat.view(labels.shape[0], 1, *labels.shape[1:])
-
-    def sizes(self) -> Tensor:
-        """Pixels per region, ``(N, count)``."""
-        flat = self.labels.flatten(1)
-        sizes = torch.zeros(flat.shape[0], self.count, device=flat.device)
-        return sizes.scatter_add_(1, flat, torch.ones_like(flat, dtype=sizes.dtype))
-
-    def pool(self, attributions: Tensor) -> Tensor:
-        """Mean attribution of each region, ``(N, count)``; channels are summed first."""
-        values = attributions.sum(1) if attributions.dim() == 4 else attributions
-        flat, labels = values.flatten(1).float(), self.labels.flatten(1)
-        totals = torch.zeros(flat.shape[0], self.count, device=flat.device)
-        totals.scatter_add_(1, labels, flat)
-        return totals / self.sizes().clamp_min(1)
-
-    def paint(self, values: Tensor) -> Tensor:
-        """Pixel map ``(N, 1, H, W)`` giving every pixel the value of its region (``(N, F)``
-        giving every column the value of its group, for rows)."""
-        return self.to_pixels(values, torch.arange(len(self), device=values.device))
 
 
 def pixels(inputs: Tensor) -> Regions:
@@ -234,132 +164,6 @@ def prior_groups(inputs: Tensor, prior: Tensor, *, size: int = 8, group: int = 4
     return Regions(labels, -(-cells.count // group), f"prior:{size}x{group}")
 
 
-def columns(inputs: Tensor) -> Regions:
-    """Every column of rows ``(N, F)`` its own feature."""
-    n, count = inputs.shape
-    labels = torch.arange(count, device=inputs.device).expand(n, count)
-    return Regions(labels, count, "columns", channel_axis=False)
-
-
-def windows(inputs: Tensor, size: int) -> Regions:
-    """Contiguous windows of ``size`` columns of rows ``(N, F)``; the last may be shorter."""
-    check_int(size, "size", "windows", low=1)
-    n, count = inputs.shape
-    labels = (torch.arange(count, device=inputs.device) // size).expand(n, count)
-    return Regions(labels, int(labels.max()) + 1, f"windows:{size}", channel_axis=False)
-
-
-def feature_groups(groups: Sequence[Sequence[int]], inputs: Tensor) -> Regions:
-    """Feature groups of rows ``(N, F)`` from a list of column-index lists.
-
-    Each group (for example the columns of one one-hot encoded variable) becomes one feature,
-    removed and attributed as a whole; a column named in no group is a feature on its own.
-    Labels follow the groups in the order given, then the remaining columns in column order.
-
-    Examples
-    --------
-    >>> regions = feature_groups([[1, 2, 3], [5, 0]], torch.zeros(2, 7))
-    >>> regions.count, regions.labels[0].tolist()
-    (4, [1, 0, 0, 0, 2, 1, 3])
-    """
-    count = int(inputs.shape[1])
-    labels = torch.full((count,), -1, dtype=torch.long)
-    for number, group in enumerate(groups):
-        members = _column_indices(group, count, number)
-        taken = [column for column in members if labels[column] >= 0]
-        if taken:
-            raise InvalidParameterError(
-                f"Feature groups must not overlap: the columns {taken} of group {number} are "
-                "already in an earlier group. Give each column to at most one group."
-            )
-        labels[members] = number
-    rest = labels < 0
-    labels[rest] = len(groups) + torch.arange(int(rest.sum()))
-    expanded = labels.to(inputs.device).expand(inputs.shape[0], count)
-    return Regions(expanded, int(labels.max()) + 1, "groups", channel_axis=False)
-
-
-def _column_indices(group: Any, count: int, number: int) -> list[int]:
-    if isinstance(group, str) or not isinstance(group, Sequence | np.ndarray | Tensor):
-        raise InvalidParameterError(
-            f"Each feature group must be a list of column indices. Group {number} is "
-            f"{group!r} instead."
-        )
-    members = [int(c) for c in group] if all(_is_int(c) for c in group) else None
-    if not members:
-        raise InvalidParameterError(
-            f"Each feature group must be a non-empty list of int column indices. Group {number} "
-            f"is {list(group)!r} instead."
-        )
-    outside = [c for c in members if not 0 <= c < count]
-    if outside or len(set(members)) != len(members):
-        problem = f"columns {outside} outside [0, {count})" if outside else "repeated columns"
-        raise InvalidParameterError(
-            f"Feature group {number} of rows with {count} columns has {problem}. Got "
-            f"{members} instead."
-        )
-    return members
-
-
-def _is_int(value: Any) -> bool:
-    if isinstance(value, Tensor):
-        return value.dim() == 0 and not value.is_floating_point() and value.dtype != torch.bool
-    if isinstance(value, np.ndarray):
-        return value.ndim == 0 and np.issubdtype(value.dtype, np.integer)
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def row_regions(spec: Any, inputs: Tensor) -> Regions:
-    """Regions of rows ``(N, F)``: see :func:`make_regions`."""
-    if isinstance(spec, Regions):
-        if tuple(spec.labels.shape) != tuple(inputs.shape):
-            raise ShapeError(
-                f"The feature labels must have shape {tuple(inputs.shape)} (one per column) for "
-                f"rows of shape {tuple(inputs.shape)}. Got {tuple(spec.labels.shape)} instead."
-            )
-        return spec if not spec.channel_axis else Regions(spec.labels, spec.count, spec.kind, False)
-    if isinstance(spec, np.ndarray):
-        spec = _label_tensor(spec)
-    if isinstance(spec, Tensor):
-        if spec.is_floating_point() or spec.is_complex():
-            raise InvalidParameterError(
-                "A label array for rows must hold an integer group per column. Got a "
-                f"{spec.dtype} array instead."
-            )
-        labels = spec.long().to(inputs.device)
-        if labels.dim() == 1:
-            labels = labels.expand(inputs.shape[0], *labels.shape)
-        if tuple(labels.shape) != tuple(inputs.shape):
-            raise ShapeError(
-                f"A label array for rows of shape {tuple(inputs.shape)} must have shape "
-                f"({inputs.shape[1]},) or {tuple(inputs.shape)}, one group per column. Got "
-                f"{tuple(spec.shape)} instead."
-            )
-        _, consecutive = torch.unique(labels, return_inverse=True)
-        return Regions(consecutive, int(consecutive.max()) + 1, "labels", channel_axis=False)
-    if isinstance(spec, Sequence) and not isinstance(spec, str):
-        return feature_groups(spec, inputs)
-    name, _, arg = str(spec).partition(":")
-    if name in ("pixels", "columns") and not arg:
-        return columns(inputs)
-    if name == "windows" and arg.isdigit() and int(arg) >= 1:
-        return windows(inputs, int(arg))
-    hint = " ('patches:K' cuts images; for rows use 'windows:K')" if name == "patches" else ""
-    raise InvalidParameterError(
-        "The 'regions' parameter for rows (N, F) must be 'columns', 'windows:K' (K contiguous "
-        "columns per feature), a list of column-index lists (feature groups), an (F,) integer "
-        f"label array or a Regions object. Got {spec!r} instead{hint}."
-    )
-
-
-def _label_tensor(array: np.ndarray) -> Tensor:
-    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
-        raise InvalidParameterError(
-            f"A region label array must hold integers. Got a numpy array of {array.dtype}."
-        )
-    return torch.from_numpy(np.ascontiguousarray(array).astype(np.int64))
-
-
 def make_regions(spec: Any, inputs: Tensor) -> Regions:
     """Regions from a spec.
 
@@ -370,8 +174,9 @@ def make_regions(spec: Any, inputs: Tensor) -> Regions:
     For tabular rows ``(N, F)`` (feature groups; attributions stay ``(N, F)``, every column
     painted with its group's value): ``"columns"`` (or ``"pixels"``: each column its own
     feature), ``"windows:K"`` (contiguous windows of ``K`` columns), a list of column-index
-    lists (:func:`feature_groups`, e.g. one-hot blocks), an ``(F,)`` or ``(N, F)`` integer
-    label array (one group per column, as Captum's ``feature_mask``), or a :class:`Regions`.
+    lists (:func:`~faithmap.core.row_regions.feature_groups`, e.g. one-hot blocks), an
+    ``(F,)`` or ``(N, F)`` integer label array (one group per column, as Captum's
+    ``feature_mask``), or a :class:`Regions`.
 
     Examples
     --------
@@ -383,7 +188,7 @@ def make_regions(spec: Any, inputs: Tensor) -> Regions:
     if isinstance(spec, Regions):
         return _checked(spec, inputs)
     if isinstance(spec, np.ndarray):
-        spec = _label_tensor(spec)
+        spec = label_tensor(spec)
     if isinstance(spec, Tensor):
         labels = spec.long().to(inputs.device)
         if labels.dim() == 2:
@@ -435,7 +240,7 @@ def is_region_spec(value: Any) -> bool:
         return len(value) > 0 and all(
             isinstance(group, list | tuple | range)
             and len(group) > 0
-            and all(_is_int(column) for column in group)
+            and all(is_column_index(column) for column in group)
             for group in value
         )
     if not isinstance(value, str):
