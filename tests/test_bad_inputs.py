@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 import faithmap
 from faithmap.bench import BenchConfig
-from faithmap.bench.store import APPLICATION_ID, SCHEMA_VERSION, Store
+from faithmap.bench.store import Store
+from faithmap.bench.store_file import APPLICATION_ID, SCHEMA_VERSION
 from faithmap.cli import app
 from faithmap.cli.common import file_stem
 from faithmap.cli.image_batches import unique_stems

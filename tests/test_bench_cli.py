@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import faithmap
 from faithmap.bench import Store
-from faithmap.bench.store import SCHEMA_VERSION
+from faithmap.bench.store_file import SCHEMA_VERSION
 from faithmap.cli import app
 
 runner = CliRunner()

@@ -9,9 +9,8 @@ impossible; when two processes finish the same task, the second finds it done an
 nothing. The database runs in WAL mode, so readers never block the writer, and waits (busy
 timeout, then retries with back-off) when another process holds the write lock.
 
-Schema versions (SQLite's ``user_version``): 1, the first; 2 adds ``runs.command``, the command
-line that created the run. A version-1 store is migrated when opened (one ``ALTER TABLE`` in the
-opening transaction; its runs get an empty command), so old stores stay readable.
+The file itself (schema, identity, versions and their migration) is
+:mod:`faithmap.bench.store_file`.
 
 References
 ----------
@@ -38,8 +37,9 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import Tensor
 
+from faithmap.bench.store_file import check_store_file, create_schema
 from faithmap.bench.work import Row, TaskResult
-from faithmap.errors import FileProblemError, InvalidParameterError
+from faithmap.errors import InvalidParameterError
 
 STORE_NAME = "bench.sqlite"
 """The store's file name inside a benchmark's output folder."""
@@ -56,71 +56,6 @@ class RunConfig(Protocol):
 
     def identity(self) -> dict[str, Any]: ...
 
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    config_hash TEXT NOT NULL UNIQUE,
-    config TEXT NOT NULL,
-    versions TEXT NOT NULL,
-    created TEXT NOT NULL,
-    command TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    run INTEGER NOT NULL REFERENCES runs(id),
-    task TEXT NOT NULL,
-    forward INTEGER NOT NULL,
-    backward INTEGER NOT NULL,
-    seconds REAL NOT NULL,
-    finished TEXT NOT NULL,
-    skipped TEXT,
-    PRIMARY KEY (run, task)
-);
-CREATE TABLE IF NOT EXISTS results (
-    run INTEGER NOT NULL REFERENCES runs(id),
-    task TEXT NOT NULL,
-    sample INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    method TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    value REAL,
-    higher_is_better INTEGER NOT NULL,
-    target INTEGER NOT NULL,
-    explain_forward REAL NOT NULL,
-    explain_backward REAL NOT NULL,
-    explain_seconds REAL NOT NULL,
-    metric_forward REAL NOT NULL,
-    metric_backward REAL NOT NULL,
-    metric_seconds REAL NOT NULL,
-    params TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    versions TEXT NOT NULL,
-    UNIQUE (run, model, method, metric, sample)
-);
-CREATE TABLE IF NOT EXISTS maps (
-    run INTEGER NOT NULL REFERENCES runs(id),
-    model TEXT NOT NULL,
-    method TEXT NOT NULL,
-    sample INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    UNIQUE (run, model, method, sample)
-);
-CREATE TABLE IF NOT EXISTS curves (
-    run INTEGER NOT NULL REFERENCES runs(id),
-    model TEXT NOT NULL,
-    method TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    sample INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    UNIQUE (run, model, method, metric, sample)
-);
-CREATE TABLE IF NOT EXISTS findings (
-    run INTEGER NOT NULL REFERENCES runs(id),
-    position INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    UNIQUE (run, position)
-);
-"""
 
 _ROW_COLUMNS = (
     "model, method, metric, sample, value, target, explain_forward, explain_backward, "
@@ -156,71 +91,6 @@ class Run:
     command: str = ""
 
 
-APPLICATION_ID = 0x46414D50
-"""SQLite's application id of a faithmap store ("FAMP"), set when the store is created."""
-SCHEMA_VERSION = 2
-"""The store's schema version (SQLite's user_version); a newer one is refused, an older one
-migrated (see the module docstring)."""
-_TABLES = frozenset({"runs", "tasks", "results", "maps", "curves", "findings"})
-
-
-def check_store_file(path: Path) -> None:
-    """Raise unless ``path`` is missing, empty, or a faithmap store this version can read.
-
-    Reads the file only (SQLite read-only mode): a file that is not faithmap's is refused
-    untouched. A store written before the application id was set is recognised by its tables.
-
-    Raises
-    ------
-    FileProblemError
-        For a folder, a file that is not SQLite, a corrupt database, another program's SQLite
-        file, or a store written by a newer faithmap.
-    """
-    if not path.exists():
-        return
-    if not path.is_file():
-        raise FileProblemError(
-            f"The store {str(path)!r} is not a file. Give a store file or folder."
-        )
-    with path.open("rb") as handle:
-        header = handle.read(16)
-    if not header:
-        return
-    if header != b"SQLite format 3\x00":
-        raise FileProblemError(
-            f"{str(path)!r} is not a faithmap store (not an SQLite database). Give another "
-            "--out folder; the file was left as it was."
-        )
-    try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            application = connection.execute("PRAGMA application_id").fetchone()[0]
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            tables = {
-                row[0]
-                for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-        finally:
-            connection.close()
-    except sqlite3.DatabaseError as err:
-        raise FileProblemError(
-            f"The store {str(path)!r} is corrupt ({err}). Move it away and run again, or give "
-            "another --out folder."
-        ) from err
-    ours = application == APPLICATION_ID or (application == 0 and tables <= _TABLES)
-    if not ours:
-        raise FileProblemError(
-            f"{str(path)!r} is another program's SQLite database (tables: "
-            f"{', '.join(sorted(tables)) or 'none'}), not a faithmap store; it was left "
-            "untouched. Give another --out folder."
-        )
-    if version > SCHEMA_VERSION:
-        raise FileProblemError(
-            f"The store {str(path)!r} was written by a newer faithmap (schema {version}; this "
-            f"one reads {SCHEMA_VERSION}). Upgrade faithmap, or give another --out folder."
-        )
-
-
 class Store:
     """A benchmark store on disk; see the module docstring.
 
@@ -244,18 +114,7 @@ class Store:
         self._retry(lambda: self._connection.execute("PRAGMA journal_mode=WAL").fetchone())
         self._connection.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes
         self._connection.execute("PRAGMA foreign_keys=ON")
-
-        def create(connection: sqlite3.Connection) -> None:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
-            if "command" not in columns:  # a version-1 store
-                connection.execute("ALTER TABLE runs ADD COLUMN command TEXT NOT NULL DEFAULT ''")
-            connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-        self.transaction(create)
+        self.transaction(create_schema)
 
     def close(self) -> None:
         """Close the connection (every transaction is already committed)."""
