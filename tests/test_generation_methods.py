@@ -454,9 +454,9 @@ def test_the_cached_prompt_prefix_gives_the_uncached_scores(
     calls: list[int] = []
     original = PrefixCache.scores
 
-    def counted(self: Any, blended: Tensor, first: Tensor, full: Any) -> Tensor:
+    def counted(self: Any, blended: Tensor, first: Tensor, full: Any, *rest: Any) -> Tensor:
         calls.append(int((first > 0).sum()))  # rows that continue a cached prefix
-        return original(self, blended, first, full)
+        return original(self, blended, first, full, *rest)
 
     monkeypatch.setattr(PrefixCache, "scores", counted)
     cached = explain_generation(model, PROMPT, **kwargs)

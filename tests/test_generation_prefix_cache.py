@@ -105,3 +105,63 @@ def test_feature_ablation_runs_one_row_per_feature_and_the_clean_row(
         assert any(length < total for _, length in rows.lengths[1:])  # rows from a prefix
     else:
         assert all(length == total for _, length in rows.lengths)
+
+
+def test_plan_sharing_picks_the_cheapest_depth_or_none() -> None:
+    from faithmap.generation.prefix_cache import first_changed_tokens, plan_sharing
+
+    generator = torch.Generator().manual_seed(0)
+    keep = (torch.rand(64, 12, generator=generator) < 0.5).float()
+    first = first_changed_tokens(keep)
+    rows, length = keep[first < 12], 20
+    starts = first[first < 12].tolist()
+    plan = plan_sharing(rows, starts, length, most=64)
+    assert plan is not None
+    depth, prefixes = plan
+
+    def cost(d: int) -> int:  # the prefixes of depth d (the clean one too), and what they save
+        distinct = torch.unique(torch.cat([torch.ones(1, 12), rows])[:, :d], dim=0).shape[0]
+        return int(CALL_POSITIONS + distinct * d - sum(d - s for s in starts if s < d))
+
+    assert prefixes.shape[1] == depth
+    assert cost(depth) == min(cost(d) for d in range(1, 13)) < 0
+    assert (prefixes == 1).all(dim=1).any()  # the clean prefix is among them
+    # feature ablation's rows (one removed token each) share nothing worth a call
+    ablation = 1.0 - torch.eye(12)
+    assert plan_sharing(ablation, list(range(12)), length, most=64) is None
+    assert plan_sharing(rows, starts, length, most=1) is None  # too many prefixes per call
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("lime", {"n_samples": 64}), ("kernel_shap", {"n_samples": 64, "exact": False})],
+)
+def test_shared_prefixes_give_the_uncached_scores_on_fewer_positions(
+    method: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tiny_gpt2()
+    rows = Rows(model.transformer)
+    kwargs: dict[str, Any] = dict(
+        continuation=[7, 9, 11], features="tokens", baseline=0, method=method, batch_size=16,
+        **params,
+    )  # fmt: skip
+    prompt = list(range(5, 21))
+    shared = explain_generation(model, prompt, **kwargs)
+    calls = list(rows.lengths)
+    # the clean run, then one call of the shared prefixes (16 rows of a few positions at most)
+    assert calls[0] == (1, len(prompt) + 2)
+    assert calls[1][0] <= 16 and calls[1][1] < len(prompt) // 2
+    positions = sum(r * t for r, t in calls)
+    rows.lengths.clear()
+    import faithmap.generation.prefix_cache as prefix_cache
+
+    monkeypatch.setattr(prefix_cache, "plan_sharing", lambda *_: None)
+    unshared = explain_generation(model, prompt, **kwargs)
+    assert sum(r * t for r, t in rows.lengths) > positions
+    rows.lengths.clear()
+    monkeypatch.setattr(scoring, "caches_prefix", lambda lm: False)
+    uncached = explain_generation(model, prompt, **kwargs)
+    for other in (unshared, uncached):
+        torch.testing.assert_close(shared.attributions, other.attributions, atol=1e-5, rtol=0)
+        torch.testing.assert_close(shared.scores, other.scores, atol=1e-5, rtol=0)
+    assert shared.cost.forward == unshared.cost.forward  # the same coalitions are counted

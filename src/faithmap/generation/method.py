@@ -31,6 +31,10 @@ from faithmap.generation.features import PromptFeatures
 from faithmap.generation.language_model import CausalLM
 from faithmap.generation.scoring import Baseline, EmbeddingScorer, KeepScorer
 
+SHARED_PREFIX_ROWS = 64
+"""At most this many shared prompt prefixes run in one call when no batch size is given
+(:meth:`faithmap.generation.prefix_cache.PrefixCache.share`)."""
+
 
 @dataclass
 class GenerationTask:
@@ -95,12 +99,19 @@ class GenerationTask:
         if isinstance(scorer, KeepScorer) and scorer.prefix is not None:
             order = scorer.first_changed(keep).argsort(stable=True)
             keep = keep[order]
+            scorer.share_prefixes(keep, self.batch_size or SHARED_PREFIX_ROWS)
         out: list[Tensor] = []
 
         def consume(_: Tensor, __: Tensor, output: Tensor) -> None:
             out.append(output.detach().clone())
 
-        model.output_rows(1, keep.shape[0], lambda _, rows: keep[rows], consume, device=self.device)
+        try:
+            model.output_rows(
+                1, keep.shape[0], lambda _, rows: keep[rows], consume, device=self.device
+            )
+        finally:
+            if isinstance(scorer, KeepScorer):
+                scorer.unshare()
         scores = torch.cat(out)
         if order is None:
             return scores

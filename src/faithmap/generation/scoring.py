@@ -28,7 +28,7 @@ from faithmap.errors import InvalidParameterError
 from faithmap.generation.continuation import Continuation, tail_scores, window_scores
 from faithmap.generation.features import PromptFeatures
 from faithmap.generation.language_model import CausalLM, logits_of_lm
-from faithmap.generation.prefix_cache import PrefixCache, caches_prefix
+from faithmap.generation.prefix_cache import PrefixCache, caches_prefix, first_changed_tokens
 
 BaselineSpec = str | int
 """``"zero"`` (embeddings only), ``"pad"``, ``"unk"``, ``"eos"`` or a token id."""
@@ -184,14 +184,14 @@ def output_head(lm: CausalLM) -> nn.Linear | None:
 def replaced_forward(module: nn.Module, forward: Callable[[Tensor], Tensor]) -> Iterator[None]:
     """Inside the block, calling ``module`` runs ``forward`` (its hooks still run)."""
     own = vars(module).get("forward")
-    module.forward = forward  # type: ignore[method-assign]
+    module.forward = forward
     try:
         yield
     finally:
         if own is None:
             del module.forward
         else:
-            module.forward = own  # type: ignore[method-assign]
+            module.forward = own
 
 
 class KeepScorer(nn.Module):
@@ -231,13 +231,31 @@ class KeepScorer(nn.Module):
         weights = token_keep[..., None].to(self.own.dtype)
         blended = self.baseline.embedding + weights * (self.own - self.baseline.embedding)
         if self.prefix is not None:  # rows continue the clean prompt's cached prefix
-            return self.prefix.scores(blended, self.first_changed(keep), self.embedded)
+            first = first_changed_tokens(token_keep)
+            return self.prefix.scores(blended, first, self.embedded, token_keep)
         scores: Tensor = self.embedded(blended)
         return scores
 
     def first_changed(self, keep: Tensor) -> Tensor:
         """``(B,)`` the first prompt position each keep vector ``(B, F)`` changes (``P`` where
         it changes none): the rows agree with the clean prompt before it."""
-        changed = self.features.token_keep(keep) != 1.0
-        length = changed.shape[1]
-        return torch.where(changed.any(dim=1), changed.int().argmax(dim=1), length)
+        return first_changed_tokens(self.features.token_keep(keep))
+
+    def share_prefixes(self, keep: Tensor, most: int) -> None:
+        """Before the rows ``keep`` ``(C, F)`` are scored: run the prompt prefixes they share
+        once (:meth:`faithmap.generation.prefix_cache.PrefixCache.share`), at most ``most``
+        prefix rows in the call."""
+        if self.prefix is None or self.own is None or self.baseline.embedding is None:
+            return
+        own, base = self.own, self.baseline.embedding
+
+        def blend(prefixes: Tensor) -> Tensor:
+            weights = prefixes[..., None].to(own.dtype)
+            return base + weights * (own[: prefixes.shape[1]] - base)
+
+        self.prefix.share(self.features.token_keep(keep), blend, most)
+
+    def unshare(self) -> None:
+        """Drop the shared prefixes of :meth:`share_prefixes`."""
+        if self.prefix is not None:
+            self.prefix.shared = None
