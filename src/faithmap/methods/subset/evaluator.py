@@ -65,6 +65,21 @@ class _Readout(Target):
         return torch.stack([score, confidence], 1)
 
 
+@dataclass(frozen=True)
+class _Mixed(_Readout):
+    """``mix[0] * score + mix[1] * confidence`` per row (the differentiable part of the
+    objective on one side), keeping the detached ``(score, confidence)`` rows in ``seen``."""
+
+    mix: tuple[float, float] = (1.0, 0.0)
+    seen: list[Tensor] | None = None
+
+    def select(self, output: Tensor, samples: Tensor) -> Tensor:
+        both = super().select(output, samples)
+        if self.seen is not None:
+            self.seen.append(both.detach())
+        return both[:, 0] * self.mix[0] + both[:, 1] * self.mix[1]
+
+
 def _embedding_layer(module: nn.Module, name: str | None) -> tuple[nn.Module, bool]:
     """The layer whose output (or, for ``None``, the last ``nn.Linear`` whose input) embeds."""
     if name is not None:
@@ -167,6 +182,84 @@ class SubsetScores:
                 self.cache[sample][key] = (value[0], value[1])
         found = [self.cache[sample][key] for sample, key in zip(rows, keys, strict=True)]
         return torch.tensor(found, dtype=torch.float64, device=samples.device)
+
+    def first_order(
+        self, samples: Tensor, keeps: Tensor, mixes: tuple[tuple[float, float], float]
+    ) -> Tensor:
+        """First-order estimates ``(M, R)`` of the change of the objective when each region
+        joins ``keeps`` (``(M, R)`` bool), from one forward and one backward pass per side.
+
+        ``mixes`` is ``((consistency, confidence), collaboration)``: the subset side's readout
+        ``consistency * p_y + confidence * conf`` and the complement side's ``-collaboration *
+        p_y`` are differentiated with respect to a soft region mask ``m`` at ``keeps``
+        (the subset's image is ``lerp(fill, x, m)``, the complement's ``lerp(fill', x, 1 - m)``),
+        and the gradient is summed over each region's pixels. The readouts of both images go
+        into the cache, so the subset ``keeps`` is scored at no further pass. A side of weight 0
+        costs nothing; every pass is counted in the model's ledger (backward ones too).
+        """
+        estimate = torch.zeros(keeps.shape, dtype=torch.float64, device=keeps.device)
+        (consistency, confidence), collaboration = mixes
+        for side, mix, keep in (
+            (0, (consistency, confidence), keeps),
+            (1, (-collaboration, 0.0), ~keeps),
+        ):
+            if not any(mix):
+                continue
+            code = 0 if self.shared else side
+            target = self.target.subset(samples)
+            seen: list[Tensor] = []
+            readout = _Mixed(
+                target.classes,
+                target.score_fn,
+                target.score_fns,
+                model=self.model,
+                form=self.form,
+                mix=mix,
+                seen=seen,
+            )
+            pixels = keep.to(self.inputs.dtype)
+            substrate = self.substrates[code]
+            sign = 1.0 if side == 0 else -1.0
+
+            def rows(
+                index: Tensor, _: Tensor, pixels: Tensor = pixels, sub: Tensor = substrate
+            ) -> Tensor:
+                image = samples[index]
+                return blend(
+                    self.inputs[image], sub[image], self.regions.to_pixels(pixels[index], image)
+                )
+
+            def consume(
+                index: Tensor,
+                _: Tensor,
+                __: Tensor,
+                gradients: Tensor,
+                sub: Tensor = substrate,
+                sign: float = sign,
+            ) -> None:
+                image = samples[index]
+                along = (gradients * (self.inputs[image] - sub[image])).sum(1).flatten(1)
+                labels = self.regions.labels[image].flatten(1)
+                per_region = torch.zeros(index.shape[0], keeps.shape[1], device=along.device)
+                per_region.scatter_add_(1, labels, along.float())
+                estimate[index] += sign * per_region.double().to(estimate.device)
+
+            self.model.gradient_rows(
+                samples.shape[0],
+                1,
+                rows,
+                readout,
+                consume,
+                activation="logits",
+                device=samples.device,
+            )
+            values = torch.cat(seen).tolist()
+            sides = torch.full_like(samples, code)
+            for sample, key, value in zip(
+                samples.tolist(), self._keys(samples, keep, sides), values, strict=True
+            ):
+                self.cache[sample].setdefault(key, (value[0], value[1]))
+        return estimate
 
     def _run(self, samples: Tensor, keeps: Tensor, sides: Tensor) -> Tensor:
         """Score ``M`` subsets through the model in one call, reading embeddings if needed."""

@@ -142,6 +142,16 @@ class Objective:
             value += w.effectiveness * incremental_effectiveness(self._distances, samples, usable)
         return value
 
+    def first_order(self, samples: Tensor, keeps: Tensor) -> Tensor:
+        """First-order estimates ``(M, R)`` of every region's marginal gain at ``keeps`` (the
+        gradient of the consistency, confidence and collaboration terms with respect to a soft
+        region mask; effectiveness is left out), one forward and one backward pass per side;
+        see :meth:`SubsetScores.first_order`."""
+        w = self.weights
+        return self.scores.first_order(
+            samples, keeps, ((w.consistency, w.confidence), w.collaboration)
+        )
+
     def curves(self, order: Tensor) -> dict[str, Tensor]:
         """Insertion, deletion and area curves ``(N, R + 1)`` of the prefixes of ``order``.
 
