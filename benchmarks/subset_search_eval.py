@@ -22,6 +22,14 @@ search is compared against the stored values. The cache is
 model and protocol: n, the pass ratio (greedy's mean passes over the search's), and the mean
 paired difference (search - greedy) of each AUC with its standard error and one-sided 95 %
 lower bound (mean - 1.645 se); it writes ``benchmarks/results/subset_search_eval.json``.
+
+Images 0-7 of seed 1 (cnn, resnet) are the ones the gradient search's ``pool = 6`` was first
+tried on; the rest are held out. The cache also holds settings of variants that are not in the
+tree (measured once, then dropped, see the README's subset-selection section): ``pool pool=k``
+(one exact sweep, then the ``ceil(k / t)`` candidates of highest last-measured gain re-scored at
+step ``t``), ``gradient log`` (the estimate of log-probabilities) and ``gradient sweep`` (an
+exact first step, then the gradient search). The resnet18 greedy row is imported from
+``subset_search.json`` (``subset_selection.py --compare``, seed 0, one image).
 """
 
 from __future__ import annotations
@@ -176,8 +184,8 @@ def report(args: argparse.Namespace) -> None:
             se = float(paired.std() / n**0.5) if n > 1 else float("nan")
             row[metric] = {
                 "mean_difference": mean,
-                "stderr": se,
-                "lower_95": mean - 1.645 * se,
+                "stderr": se if n > 1 else None,
+                "lower_95": mean - 1.645 * se if n > 1 else None,
                 "greedy_mean": float(sum(greedy[i][metric] for i in shared) / n),
             }
             cells.append(f"{mean:+.3f}+-{se:.3f} ({mean - 1.645 * se:+.3f})")
