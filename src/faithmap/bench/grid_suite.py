@@ -12,7 +12,8 @@ an HTML report with one AggAtt figure per setting (:mod:`faithmap.bench.grid_rep
 Each (setting, ``method@layer``) is one task of the benchmark store
 (:class:`~faithmap.bench.store.Store`, in the output folder): its scores and maps are written
 with its done-marker in one transaction, so an interrupted run resumes with no score missing
-or doubled, and the findings, AggAtt bins and report are computed from the stored tasks.
+or doubled, and the findings, AggAtt bins and report are computed from the stored tasks. What
+a run measures (methods, layers, configuration, tasks) is :mod:`faithmap.bench.grid_protocol`.
 
 References
 ----------
@@ -21,33 +22,38 @@ Rao, Böhle and Schiele, "Towards Better Understanding Attribution Methods", CVP
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Final
 
 import torch
 from torch import Tensor, nn
 
 from faithmap.api import explain
-from faithmap.bench.grid_findings import GRADIENT, grid_findings
+from faithmap.bench.grid_findings import grid_findings
+from faithmap.bench.grid_protocol import (
+    GRID_DATA,
+    GRID_METHODS,
+    LAYERS,
+    SUITE_FIELDS,
+    GridConfig,
+    plan_grid,
+)
 from faithmap.bench.grid_report import summary, write_grid_results
 from faithmap.bench.plan import Task
 from faithmap.bench.store import STORE_NAME, Store
 from faithmap.bench.work import Row, TaskResult
 from faithmap.core.cost import Cost
 from faithmap.core.model import Model
-from faithmap.core.validation import check_int
 from faithmap.data.grid import GridBatch, make_grid
 from faithmap.errors import ConstantMapWarning, InvalidParameterError
 from faithmap.metrics.grid import AggAttResult, aggatt, bins_filled, grid_scores
 from faithmap.zoo import load_builtin
-from faithmap.zoo.grid_models import GRID_SETTINGS, GridModel, corner_cells, layer_attributions
+from faithmap.zoo.grid_models import GridModel, corner_cells, layer_attributions
 
 __all__ = [
     "GRID_DATA",
@@ -60,58 +66,6 @@ __all__ = [
     "plan_grid",
     "run_grid",
 ]
-
-GRID_DATA: Final = "grid"
-"""The ``data`` of the grid :class:`~faithmap.bench.suites.Suite`: the CLI runs this module."""
-
-GRID_METHODS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
-    {
-        "saliency": {},
-        "input_x_gradient": {},
-        "integrated_gradients": {"steps": 16},
-        "grad_cam": {"layer": "features"},
-        # A large window, half a 64 px cell (the paper's large one is 16 px, stride 8, on
-        # 224 px cells): windows at 48 and 64 px straddle the border between cells.
-        "occlusion": {"window": 32, "stride": 16},
-        "rise": {"n_masks": 200},
-    }
-)
-"""The methods and their parameters (the rest at their defaults)."""
-
-LAYERS: Final[Mapping[str, str | None]] = MappingProxyType(
-    {"input": None, "middle": "block2", "final": "features"}
-)
-"""ML-Att's layers of the built-in CNN: the input, the second block, the last block."""
-
-_FAMILIES: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "saliency": "gradient",
-        "input_x_gradient": "gradient",
-        "integrated_gradients": "gradient",
-        "grad_cam": "cam",
-        "occlusion": "perturbation",
-        "rise": "perturbation",
-    }
-)
-
-SUITE_FIELDS: Final[Mapping[str, Any]] = MappingProxyType(
-    {
-        "name": "grid",
-        "reference": (
-            'Rao, Böhle and Schiele, "Towards Better Understanding Attribution Methods", '
-            "CVPR 2022 (grid pointing game, DiFull, DiPart, ML-Att, AggAtt)"
-        ),
-        "models": ("cnn",),
-        "families": _FAMILIES,
-        "metrics": ("grid_pointing_game",),
-        "method_params": GRID_METHODS,
-        "n_samples": 8,
-        "data_seed": 1,
-        "data": GRID_DATA,
-    }
-)
-"""The suite's fields (:class:`faithmap.bench.suites.Suite` is built from them); ``n_samples``
-counts grids."""
 
 _BATCH: Final = 32
 
@@ -151,15 +105,6 @@ class GridRun:
     targets_cells: Tensor
     seconds: float
     config: dict[str, Any]
-
-
-def _jobs(methods: Sequence[str]) -> list[tuple[str, str]]:
-    """``(method, layer)`` pairs: every method at the input, ML-Att layers where they apply."""
-    jobs = [(method, "input") for method in methods if method != "grad_cam"]
-    for layer in ("middle", "final"):
-        jobs += [(method, layer) for method in methods if method in GRADIENT]
-        jobs += [("grad_cam", layer)] if "grad_cam" in methods else []
-    return jobs
 
 
 def _explain(
@@ -210,58 +155,6 @@ def _to_first_cell(maps: Tensor, cells: Tensor, scale: int, side: int) -> Tensor
             for m, c in zip(maps, cells, strict=True)
         ]
     )
-
-
-@dataclass(frozen=True)
-class GridConfig:
-    """What a grid run measures; :meth:`identity` names the run in the store.
-
-    ``n_grids`` grids of seed ``seed`` (also RISE's), the built-in ``arch``, ``methods`` among
-    :data:`GRID_METHODS`; ``out`` (the store's folder) is not part of the identity.
-    """
-
-    n_grids: int = 8
-    arch: str = "cnn"
-    seed: int = 1
-    methods: tuple[str, ...] = tuple(GRID_METHODS)
-    out: Path = Path("faithmap-bench")
-
-    def __post_init__(self) -> None:
-        check_int(self.n_grids, "n_grids", "run_grid", low=1)
-        check_int(self.seed, "seed", "run_grid", low=0)
-        unknown = [method for method in self.methods if method not in GRID_METHODS]
-        if unknown or not self.methods:
-            raise InvalidParameterError(
-                f"The grid suite runs methods among {', '.join(GRID_METHODS)}. Got "
-                f"{', '.join(map(repr, unknown)) or 'none'}."
-            )
-
-    def identity(self) -> dict[str, Any]:
-        """What decides the numbers (everything but ``out``), as JSON-ready values."""
-        return {
-            "protocol": "grid",
-            "n_grids": self.n_grids,
-            "arch": self.arch,
-            "seed": self.seed,
-            "methods": {m: dict(GRID_METHODS[m]) for m in self.methods},
-            "layers": dict(LAYERS),
-            "settings": list(GRID_SETTINGS),
-        }
-
-    @property
-    def hash(self) -> str:
-        """A stable 16-hex-digit hash of :meth:`identity`: the run's name in the store."""
-        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), default=repr)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def plan_grid(config: GridConfig, n_maps: int) -> list[Task]:
-    """One task per setting and ``method@layer``, each explaining all ``n_maps`` cells."""
-    return [
-        Task(setting, f"{method}@{layer}", dict(GRID_METHODS[method]), 0, n_maps)
-        for setting in GRID_SETTINGS
-        for method, layer in _jobs(config.methods)
-    ]
 
 
 def _counted(method: str, layer: str) -> bool:
