@@ -104,3 +104,37 @@ def test_an_interrupted_worker_run_resumes_without_loss_or_double(
     )
     assert list(table(resumed)) == list(table(clean))
     assert table(resumed) == pytest.approx(table(clean), abs=1e-6)
+
+
+def test_long_tasks_are_handed_out_first() -> None:
+    from faithmap.bench.plan import longest_first, plan
+
+    tasks = plan(BenchConfig())
+    ordered = longest_first(tasks)
+    assert sorted(t.id for t in ordered) == sorted(t.id for t in tasks)  # none lost or doubled
+    cheap = {"saliency", "grad_cam", "lrp"}
+    assert {t.method for t in ordered[-9:]} == cheap  # one-pass methods last
+    assert not cheap & {t.method for t in ordered[:12]}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["faithmap", "bench"], True),
+        (["faithmap", "bench", "--out", "x", "--suite", "full"], True),
+        (["faithmap", "bench", "--suite", "roar"], False),  # runs no local workers
+        (["faithmap", "bench", "--suite=bam"], False),
+        (["faithmap", "bench", "--executor", "ray"], False),
+        (["faithmap", "bench", "--workers", "1"], False),
+        (["faithmap", "bench", "--help"], False),
+        (["faithmap", "explain", "x.png"], False),
+        (["faithmap"], False),
+    ],
+)
+def test_which_command_lines_start_the_workers_early(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: bool
+) -> None:
+    from faithmap import _worker_server
+
+    monkeypatch.setattr(_worker_server.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert _worker_server.likely_workers(argv) is expected

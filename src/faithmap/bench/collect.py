@@ -147,15 +147,24 @@ REPORT_NAME = "report.html"
 
 
 def write_run_report(
-    store: Store, run: Run | None, out: Path, *, data: DataSource | None = None
+    store: Store,
+    run: Run | None,
+    out: Path,
+    *,
+    data: DataSource | None = None,
+    parallel: bool = False,
 ) -> Path | None:
     """Write the HTML report of ``run`` as ``out / "report.html"`` (exports beside it).
 
     Returns ``None`` when the run has no rows yet (no task finished, or only skipped ones).
+    ``parallel``: draw two figures in another process (:func:`~faithmap.bench.report.
+    write_report`), for a driver whose workers' fork server is running.
     """
     from faithmap.bench.report import write_report  # matplotlib: only the driver, at the end
 
     run = run or store.run()
     if len(store.done(run)) == len(store.skipped(run)):  # no task with rows yet
         return None
-    return write_report(report_data(store, run, data=data), Path(out) / REPORT_NAME)
+    return write_report(
+        report_data(store, run, data=data), Path(out) / REPORT_NAME, parallel=parallel
+    )

@@ -18,7 +18,6 @@ Moritz et al., "Ray: A Distributed Framework for Emerging AI Applications", OSDI
 from __future__ import annotations
 
 import importlib.util
-import multiprocessing
 import os
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from faithmap._worker_server import worker_context
 from faithmap.bench.plan import Task
 from faithmap.bench.work import Job, TaskResult, run_task
 from faithmap.core.cost import Cost
@@ -48,18 +48,33 @@ def local_results(
             yield run_task(job, task)
 
 
-def _exit_with(parent: int) -> None:
-    """End this worker once its driver is gone (killed), instead of idling forever."""
-    while os.getppid() == parent:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (the pid was reused)
+        return True
+    return True
+
+
+def _exit_with(driver: int) -> None:
+    """End this worker once its driver is gone (killed), instead of idling forever. The driver
+    is watched by its id: a forked worker's parent is the fork server, which lives on while
+    any worker does."""
+    while _alive(driver):
         time.sleep(1.0)
     os._exit(1)
 
 
-def _start_worker(threads: int) -> None:
-    """A worker process's initialiser: its share of the machine's cores, and a watch on the
+def _start_worker(threads: int, environment: dict[str, str], driver: int) -> None:
+    """A worker process's initialiser: the driver's environment (a forked worker has the fork
+    server's, from when it started), its share of the machine's cores, and a watch on the
     driver (a killed driver's workers would otherwise wait for tasks that never come)."""
+    os.environ.clear()
+    os.environ.update(environment)
     torch.set_num_threads(threads)
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with, args=(driver,), daemon=True).start()
 
 
 def process_results(
@@ -76,12 +91,16 @@ def process_results(
     again, as :func:`local_results` does) only when one finishes, so a concurrent run of the
     same configuration never waits on work queued here. Workers are started with ``spawn``:
     a script that runs the benchmark must do so under ``if __name__ == "__main__":``, as for
-    any Python multiprocessing. Closing the generator (an interrupted run) cancels the tasks
-    not yet started; what finished is already in the store.
+    any Python multiprocessing. On Linux they are forked by a fork server that has imported
+    the task code once (:func:`faithmap._worker_server.worker_context`). Closing the generator
+    (an interrupted run) cancels the tasks not yet started; what finished is already in the
+    store.
     """
-    context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(threads,)
+        workers,
+        mp_context=worker_context(),
+        initializer=_start_worker,
+        initargs=(threads, dict(os.environ), os.getpid()),
     )
     queue, running = iter(tasks), dict[Future[TaskResult], Task]()
 

@@ -66,3 +66,46 @@ def plan(config: BenchConfig) -> list[Task]:
             (s, config.n_samples) for s in range(0, config.n_samples, config.chunk_size)
         )
     ]
+
+
+_BUDGET_KEYS = ("n_masks", "n_samples", "n_design", "iterations", "steps")
+_FIXED_PASSES = {"occlusion": 200.0, "score_cam": 64.0, "ablation_cam": 64.0}
+"""Methods whose passes no parameter states: a guess at the built-in 64 x 64 images."""
+
+
+def expected_passes(method: str, params: dict[str, Any]) -> float:
+    """A rough guess of a method's model passes per image, for scheduling only.
+
+    The largest of its sample or step counts (``n_masks``, ``n_samples``, ...); a subset
+    selection search on ``R`` regions (it has a ``search``): ``R**2``; regions alone: ``R``;
+    else a fixed guess for sliding windows and per-channel CAMs, and 2 (one forward and one
+    backward pass) for the rest. A wrong guess costs wall time, never a different result.
+    """
+    from faithmap.api import get_method
+
+    config = dict(get_method(method, **params).config())
+    budget = [
+        float(v)
+        for k in _BUDGET_KEYS
+        if isinstance(v := config.get(k), int | float) and not isinstance(v, bool)
+    ]
+    regions = config.get("regions")
+    count = None
+    if isinstance(regions, str) and regions.rpartition(":")[2].isdigit():
+        count = float(regions.rpartition(":")[2])
+    if "search" in config and count is not None:
+        budget.append(count**2)
+    elif count is not None:
+        budget.append(count)
+    return max(budget, default=_FIXED_PASSES.get(method, 2.0))
+
+
+def longest_first(tasks: list[Task]) -> list[Task]:
+    """The tasks with the most expected passes per image first (stable otherwise): workers
+    taking tasks in this order finish nearly together, instead of one waiting on another's
+    long last task (the plan's order puts the last model's perturbation methods last)."""
+    guesses: dict[str, float] = {}
+    for task in tasks:
+        if task.method not in guesses:
+            guesses[task.method] = expected_passes(task.method, task.params)
+    return sorted(tasks, key=lambda task: -guesses[task.method] * task.size)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Generator
 from contextlib import closing
 
+from faithmap._worker_server import worker_context
 from faithmap.bench.collect import write_run_report
 from faithmap.bench.config import BenchConfig
 from faithmap.bench.executors import (
@@ -30,7 +31,7 @@ from faithmap.bench.executors import (
     with_progress,
 )
 from faithmap.bench.export import write_results
-from faithmap.bench.plan import plan
+from faithmap.bench.plan import longest_first, plan
 from faithmap.bench.store import Store
 from faithmap.bench.work import Job, Row, TaskResult, load_model
 from faithmap.core.threads import usable_cores
@@ -112,12 +113,16 @@ def run_bench(
         todo = [task for task in tasks if task.id not in done]
         job = Job.of(config)
         results: Generator[TaskResult, None, None]
+        forked = False  # whether worker processes ran, forked by a fork server now running
         if config.executor == "ray":
-            results = ray_results(job, todo, address=config.address, workers=config.workers)
+            results = ray_results(
+                job, longest_first(todo), address=config.address, workers=config.workers
+            )
         elif (shares := local_workers(config, len(todo)))[0] > 1:
+            forked = worker_context().get_start_method() == "forkserver"
             results = process_results(
                 job,
-                todo,
+                longest_first(todo),
                 workers=shares[0],
                 threads=shares[1],
                 needed=lambda task: task.id not in store.done(run),
@@ -138,5 +143,5 @@ def run_bench(
         }
         write_results(config, rows, time.perf_counter() - started, extra=extra)
         if report:
-            write_run_report(store, run, config.out, data=config.data)
+            write_run_report(store, run, config.out, data=config.data, parallel=forked)
     return rows

@@ -18,15 +18,17 @@ from __future__ import annotations
 import csv
 import math
 import re
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from faithmap._worker_server import worker_context
 from faithmap.bench.report.data import ReportData, ReportRow
 from faithmap.bench.report.figures import cost_figure, curves_figure, png_bytes, tradeoff_figure
 from faithmap.bench.report.heatmaps import grid_png
 from faithmap.bench.report.html import render_page
 from faithmap.bench.report.palette import method_colours
-from faithmap.bench.report.stats import Score, cost_table, leaderboard
+from faithmap.bench.report.stats import CostEntry, Score, cost_table, leaderboard
 from faithmap.core.validation import check_int
 from faithmap.errors import InvalidParameterError
 
@@ -72,7 +74,52 @@ def _write_rows(path: Path, data: ReportData) -> None:
         writer.writerows({k: _cell(v) for k, v in asdict(row).items()} for row in data.rows)
 
 
-def write_report(data: ReportData, out: str | Path, *, max_samples: int = 8) -> Path:
+def _curves_and_tradeoff(
+    data: ReportData, scores: list[Score], costs: list[CostEntry]
+) -> tuple[bytes | None, bytes | None]:
+    """The PNGs of the curves and trade-off figures (the report's two costliest to draw)."""
+    curves = curves_figure(data)
+    tradeoff = tradeoff_figure(scores, costs, data.methods)
+    return (
+        None if curves is None else png_bytes(curves),
+        None if tradeoff is None else png_bytes(tradeoff),
+    )
+
+
+class _Helper:
+    """:func:`_curves_and_tradeoff` drawn in a process forked by the benchmark workers' fork
+    server (:func:`faithmap._worker_server.worker_context`), while this one draws the rest.
+    Where workers are spawned, or the helper fails, this process draws them itself."""
+
+    def __init__(self, data: ReportData, scores: list[Score], costs: list[CostEntry]) -> None:
+        self.args = (data, scores, costs)
+        self.pool: ProcessPoolExecutor | None = None
+        self.future: Future[tuple[bytes | None, bytes | None]] | None = None
+        context = worker_context()
+        if context.get_start_method() != "forkserver":
+            return
+        try:
+            self.pool = ProcessPoolExecutor(1, mp_context=context)
+            self.future = self.pool.submit(_curves_and_tradeoff, *self.args)
+        except Exception:  # never the reason a report fails
+            self.future = None
+
+    def result(self) -> tuple[bytes | None, bytes | None]:
+        try:
+            if self.future is not None:
+                try:
+                    return self.future.result()
+                except Exception:  # never the reason a report fails
+                    pass
+            return _curves_and_tradeoff(*self.args)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_report(
+    data: ReportData, out: str | Path, *, max_samples: int = 8, parallel: bool = False
+) -> Path:
     """Write the report of a benchmark run as one HTML page plus CSV and PNG exports.
 
     Parameters
@@ -84,6 +131,10 @@ def write_report(data: ReportData, out: str | Path, *, max_samples: int = 8) -> 
         are written into the same folder, named after the page.
     max_samples : int, default=8
         Samples shown per model in the attribution maps (the first ones).
+    parallel : bool, default=False
+        Draw the curves and trade-off figures in another process while this one draws the
+        rest (the benchmark's driver, when its worker processes are forked by a fork server:
+        forking another is then instant). The files are the same.
 
     Returns
     -------
@@ -138,15 +189,19 @@ def write_report(data: ReportData, out: str | Path, *, max_samples: int = 8) -> 
             exports.append(name)
         return png
 
-    curves = curves_figure(data)
-    save(f"{stem}_curves.png", None if curves is None else png_bytes(curves))
-    for k, model in enumerate(data.models):
-        save(f"{stem}_heatmaps_{k + 1}_{_slug(model)}.png", grid_png(data, model, max_samples))
+    helper = _Helper(data, scores, costs) if parallel else None
+    grids = [grid_png(data, model, max_samples) for model in data.models]
     cost = cost_figure(costs, data.methods)
-    tradeoff = tradeoff_figure(scores, costs, data.methods)
+    cost_png = None if cost is None else png_bytes(cost)
+    curves_png, tradeoff_png = (
+        helper.result() if helper is not None else _curves_and_tradeoff(data, scores, costs)
+    )
+    save(f"{stem}_curves.png", curves_png)
+    for k, model in enumerate(data.models):
+        save(f"{stem}_heatmaps_{k + 1}_{_slug(model)}.png", grids[k])
     figures = {
-        "cost": save(f"{stem}_cost.png", None if cost is None else png_bytes(cost)),
-        "tradeoff": save(f"{stem}_tradeoff.png", None if tradeoff is None else png_bytes(tradeoff)),
+        "cost": save(f"{stem}_cost.png", cost_png),
+        "tradeoff": save(f"{stem}_tradeoff.png", tradeoff_png),
     }
     for k, (_, png) in enumerate(data.figures):
         save(f"{stem}_figure_{k + 1}.png", png)
