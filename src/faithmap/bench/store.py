@@ -37,6 +37,8 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import Tensor
 
+from faithmap.bench.store_file import APPLICATION_ID as APPLICATION_ID
+from faithmap.bench.store_file import SCHEMA_VERSION as SCHEMA_VERSION
 from faithmap.bench.store_file import check_store_file, create_schema
 from faithmap.bench.work import Row, TaskResult
 from faithmap.errors import InvalidParameterError

@@ -37,6 +37,9 @@ from faithmap.core.onnx import OnnxSession, open_session
 from faithmap.core.precision import Precision, autocast, check_precision, full_precision
 from faithmap.core.preprocessing import Preprocessing, as_preprocessing
 from faithmap.core.readout import Activation, Outputs, check_class_scores, read_out
+from faithmap.core.row_stream import GradientSink as GradientSink
+from faithmap.core.row_stream import OutputSink as OutputSink
+from faithmap.core.row_stream import RowInputs as RowInputs
 from faithmap.core.row_stream import RowStreaming
 from faithmap.core.targets import Target, TargetLike, resolve_target
 from faithmap.core.validation import check_choice, check_int

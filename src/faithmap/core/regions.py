@@ -21,7 +21,10 @@ from torch import Tensor
 from faithmap.core.constraints import ConstraintList, Satisfies
 from faithmap.core.partition import Regions as Regions
 from faithmap.core.partition import label_tensor
+from faithmap.core.row_regions import columns as columns
+from faithmap.core.row_regions import feature_groups as feature_groups
 from faithmap.core.row_regions import is_column_index, row_regions
+from faithmap.core.row_regions import windows as windows
 from faithmap.core.validation import check_float, check_int
 from faithmap.errors import InvalidParameterError, ShapeError
 
