@@ -155,7 +155,8 @@ def test_the_search_is_validated_and_needs_gradients() -> None:
 
     def black_box(x: Tensor) -> Tensor:
         with torch.no_grad():
-            return module(x)
+            out: Tensor = module(x)
+        return out
 
     with pytest.raises(ModelError, match="gradients"):
         faithmap.explain(
