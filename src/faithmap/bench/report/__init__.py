@@ -74,47 +74,50 @@ def _write_rows(path: Path, data: ReportData) -> None:
         writer.writerows({k: _cell(v) for k, v in asdict(row).items()} for row in data.rows)
 
 
-def _curves_and_tradeoff(
-    data: ReportData, scores: list[Score], costs: list[CostEntry]
-) -> tuple[bytes | None, bytes | None]:
-    """The PNGs of the curves and trade-off figures (the report's two costliest to draw)."""
-    curves = curves_figure(data)
-    tradeoff = tradeoff_figure(scores, costs, data.methods)
-    return (
-        None if curves is None else png_bytes(curves),
-        None if tradeoff is None else png_bytes(tradeoff),
-    )
+def _cost_png(costs: list[CostEntry], methods: tuple[str, ...]) -> bytes | None:
+    figure = cost_figure(costs, methods)
+    return None if figure is None else png_bytes(figure)
 
 
-class _Helper:
-    """:func:`_curves_and_tradeoff` drawn in a process forked by the benchmark workers' fork
-    server (:func:`faithmap._worker_server.worker_context`), while this one draws the rest.
-    Where workers are spawned, or the helper fails, this process draws them itself."""
+def _curves_png(data: ReportData) -> bytes | None:
+    figure = curves_figure(data)
+    return None if figure is None else png_bytes(figure)
 
-    def __init__(self, data: ReportData, scores: list[Score], costs: list[CostEntry]) -> None:
-        self.args = (data, scores, costs)
+
+class _Drawn:
+    """The cost and curves figures' PNGs, drawn in a process forked by the benchmark workers'
+    fork server (:func:`faithmap._worker_server.worker_context`) while this one draws the
+    rest: the cost figure first (the page needs it), then the curves (an export only). Where
+    workers are spawned, or the helper fails, this process draws them itself."""
+
+    def __init__(self, data: ReportData, costs: list[CostEntry], parallel: bool) -> None:
+        self.data, self.costs = data, costs
         self.pool: ProcessPoolExecutor | None = None
-        self.future: Future[tuple[bytes | None, bytes | None]] | None = None
+        self.futures: dict[str, Future[bytes | None]] = {}
         context = worker_context()
-        if context.get_start_method() != "forkserver":
+        if not parallel or context.get_start_method() != "forkserver":
             return
         try:
             self.pool = ProcessPoolExecutor(1, mp_context=context)
-            self.future = self.pool.submit(_curves_and_tradeoff, *self.args)
+            self.futures["cost"] = self.pool.submit(_cost_png, costs, tuple(data.methods))
+            self.futures["curves"] = self.pool.submit(_curves_png, data)
         except Exception:  # never the reason a report fails
-            self.future = None
+            self.futures = {}
 
-    def result(self) -> tuple[bytes | None, bytes | None]:
-        try:
-            if self.future is not None:
-                try:
-                    return self.future.result()
-                except Exception:  # never the reason a report fails
-                    pass
-            return _curves_and_tradeoff(*self.args)
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+    def get(self, name: str) -> bytes | None:
+        future = self.futures.get(name)
+        if future is not None:
+            try:
+                return future.result()
+            except Exception:  # never the reason a report fails
+                pass
+        if name == "cost":
+            return _cost_png(self.costs, tuple(self.data.methods))
+        return _curves_png(self.data)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_report(
@@ -189,22 +192,26 @@ def write_report(
             exports.append(name)
         return png
 
-    helper = _Helper(data, scores, costs) if parallel else None
-    grids = [grid_png(data, model, max_samples) for model in data.models]
-    cost = cost_figure(costs, data.methods)
-    cost_png = None if cost is None else png_bytes(cost)
-    curves_png, tradeoff_png = (
-        helper.result() if helper is not None else _curves_and_tradeoff(data, scores, costs)
-    )
-    save(f"{stem}_curves.png", curves_png)
-    for k, model in enumerate(data.models):
-        save(f"{stem}_heatmaps_{k + 1}_{_slug(model)}.png", grids[k])
-    figures = {
-        "cost": save(f"{stem}_cost.png", cost_png),
-        "tradeoff": save(f"{stem}_tradeoff.png", tradeoff_png),
-    }
-    for k, (_, png) in enumerate(data.figures):
-        save(f"{stem}_figure_{k + 1}.png", png)
-    page = render_page(data, scores, costs, colours, figures, exports, max_samples=max_samples)
-    out.write_text(page, encoding="utf-8")
+    drawn = _Drawn(data, costs, parallel)
+    try:
+        curves_name = f"{stem}_curves.png"
+        if data.curves:  # the curves figure exists (drawn by the helper, written at the end)
+            exports.append(curves_name)
+        for k, model in enumerate(data.models):
+            save(f"{stem}_heatmaps_{k + 1}_{_slug(model)}.png", grid_png(data, model, max_samples))
+        tradeoff = tradeoff_figure(scores, costs, data.methods)
+        tradeoff_png = None if tradeoff is None else png_bytes(tradeoff)
+        figures = {
+            "cost": save(f"{stem}_cost.png", drawn.get("cost")),
+            "tradeoff": save(f"{stem}_tradeoff.png", tradeoff_png),
+        }
+        for k, (_, png) in enumerate(data.figures):
+            save(f"{stem}_figure_{k + 1}.png", png)
+        page = render_page(data, scores, costs, colours, figures, exports, max_samples=max_samples)
+        out.write_text(page, encoding="utf-8")
+        curves_png = drawn.get("curves") if data.curves else None
+        if curves_png is not None:
+            (folder / curves_name).write_bytes(curves_png)
+    finally:
+        drawn.close()
     return out
