@@ -61,8 +61,8 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "lima",  # subset selection
 )
 """The methods ``faithmap bench`` runs by default: every family of image classifier methods
-(gradient, CAM, LRP, perturbation, subset selection), one or two each: 67 s of wall time and
-119 CPU-seconds from an empty store on two idle cores (``benchmarks/default_bench_time.py``),
+(gradient, CAM, LRP, perturbation, subset selection), one or two each: 60 s of wall time and
+115 CPU-seconds from an empty store on two idle cores (``benchmarks/default_bench_time.py``),
 where :data:`FULL_METHODS` took 9 min, mostly RISE, SMDL, LiMA, extremal perturbation and the
 metrics of 27 methods. An explicit list, so a newly registered method does not lengthen the
 default run unseen."""
