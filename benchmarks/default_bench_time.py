@@ -23,7 +23,7 @@ from pathlib import Path
 
 BENCH = """import sys
 from multiprocessing import forkserver
-from faithmap.cli import main
+from faithmap.console import main
 sys.argv[0] = 'faithmap'
 try:
     main()

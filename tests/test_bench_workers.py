@@ -3,6 +3,8 @@ the speed (same rows as this process, none lost or doubled when interrupted and 
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,5 +138,19 @@ def test_which_command_lines_start_the_workers_early(
 ) -> None:
     from faithmap import _worker_server
 
-    monkeypatch.setattr(_worker_server.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert _worker_server.likely_workers(argv) is expected
+
+
+def test_the_console_script_starts_the_fork_server_before_importing_the_cli(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import faithmap.cli
+    from faithmap import console
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(console, "start_early", lambda argv: calls.append(("early", *argv)))
+    monkeypatch.setattr(faithmap.cli, "main", lambda: calls.append(("cli",)))
+    monkeypatch.setattr(sys, "argv", ["faithmap", "bench"])
+    console.main()
+    assert calls == [("early", "faithmap", "bench"), ("cli",)]

@@ -1,5 +1,5 @@
 """``python -m faithmap``: the same as the ``faithmap`` command."""
 
-from faithmap.cli import main
+from faithmap.console import main
 
 main()

@@ -7,9 +7,10 @@ again as spawned processes do (about 3 s of CPU each on a 2-core machine). Elsew
 Windows) workers are spawned. The fork server holds no torch threads (nothing has run there),
 so forking it is safe.
 
-``faithmap bench`` starts the fork server as its very first step (:func:`start_early`), so its
-imports run on another core while the driver imports the rest of faithmap and plans the run.
-This module imports nothing heavy, so the CLI can call it before anything else.
+The ``faithmap`` console script (:mod:`faithmap.console`) starts the fork server for ``faithmap
+bench`` as its very first step (:func:`start_early`), so its imports run on another core while
+the driver imports the rest of faithmap and plans the run. This module imports nothing heavy,
+so the console script can call it before anything else.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from faithmap import _early_workers  # noqa: F401  (first: starts the workers' fork server)
 from faithmap.bench import (
     BenchConfig,
     Row,
