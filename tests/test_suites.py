@@ -275,6 +275,25 @@ def test_the_default_suite_adds_localisation_when_the_data_has_masks() -> None:
     assert (config.models, config.methods) == (plain.models, plain.methods)
     assert config.method_params == plain.method_params
     assert config.metric_kwargs("pointing_game") == {"tolerance": 4}  # 15 px at 224 ~ 4 at 64
+    # Score-CAM's min-max energy, so that its column is not relevance mass accuracy's again
+    assert config.metric_kwargs("energy_pointing_game") == {"part": "minmax"}
+    assert SUITES["full"].metric_params == DEFAULT.metric_params
     assert data_has_masks(data_source("shapes"))
     assert not data_has_masks(data_source(torch.zeros(2, 3, 8, 8)))
     assert data_has_masks(data_source((torch.zeros(2, 3, 8, 8), torch.ones(2, 1, 8, 8) > 0)))
+
+
+def test_the_suites_localisation_columns_measure_different_things() -> None:
+    """A signed 2 x 2 map with the object on its top row: the positive energy is
+    (3 + 1) / (3 + 1 + 4) = 0.5, as relevance mass accuracy; the min-max energy of the suites
+    is (8 + 6) / (8 + 6 + 0 + 9) = 14 / 23."""
+    from faithmap.bench.suites import DEFAULT
+    from faithmap.metrics import energy_pointing_game, relevance_mass_accuracy
+
+    maps = torch.tensor([[[[3.0, 1.0], [-5.0, 4.0]]]])
+    masks = torch.tensor([[[[True, True], [False, False]]]])
+    energy = energy_pointing_game(maps, masks, **DEFAULT.metric_params["energy_pointing_game"])
+    mass = relevance_mass_accuracy(maps, masks)
+    assert energy.values.item() == pytest.approx(14 / 23)
+    assert mass.values.item() == pytest.approx(0.5)
+    assert energy_pointing_game(maps, masks).values.item() == pytest.approx(0.5)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from faithmap.bench.defaults import FULL_METHOD_PARAMS, FULL_METHODS
+from faithmap.bench.defaults import FULL_METHOD_PARAMS, FULL_METHODS, LOCALISATION_PARAMS
 from faithmap.bench.report.palette import METHOD_FAMILIES
 from faithmap.zoo import BUILTIN_MODELS
 
@@ -31,8 +31,7 @@ SUITE_FIELDS: Mapping[str, Any] = MappingProxyType(
         "metrics": ("insertion", "deletion"),
         "mask_metrics": ("pointing_game", "energy_pointing_game", "relevance_mass_accuracy"),
         "method_params": FULL_METHOD_PARAMS,
-        # TorchRay's 15 px tolerance at 224 px is about 4 px at the shapes' 64 px.
-        "metric_params": MappingProxyType({"pointing_game": MappingProxyType({"tolerance": 4})}),
+        "metric_params": LOCALISATION_PARAMS,
         "batch_size": None,
     }
 )

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from faithmap.api import explain
 from faithmap.bench.bam_suite import SUITE_FIELDS as BAM_FIELDS
-from faithmap.bench.defaults import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS
+from faithmap.bench.defaults import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS, LOCALISATION_PARAMS
 from faithmap.bench.findings import findings
 from faithmap.bench.full_suite import SUITE_FIELDS as FULL_FIELDS
 from faithmap.bench.generation_suite import SUITE_FIELDS as GENERATION_FIELDS
@@ -191,8 +191,7 @@ ROBUSTNESS = Suite(
             "lime": {"n_samples": 200},
         }
     ),
-    # TorchRay's 15 px tolerance at 224 px is about 4 px at the shapes' 64 px.
-    metric_params=_frozen({"pointing_game": {"tolerance": 4}}),
+    metric_params=LOCALISATION_PARAMS,
     conclude=lambda suite, rows, n: _robustness_findings(suite, rows, n),
 )
 """The design of Nourelahi et al. (2022) on faithmap's shapes (:func:`run_suite` runs it)."""
@@ -206,8 +205,7 @@ DEFAULT = Suite(
     metrics=("insertion", "deletion"),
     mask_metrics=("pointing_game", "energy_pointing_game", "relevance_mass_accuracy"),
     method_params=DEFAULT_METHOD_PARAMS,
-    # TorchRay's 15 px tolerance at 224 px is about 4 px at the shapes' 64 px.
-    metric_params=_frozen({"pointing_game": {"tolerance": 4}}),
+    metric_params=LOCALISATION_PARAMS,
     n_samples=8,
     batch_size=None,
 )
