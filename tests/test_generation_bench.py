@@ -1,4 +1,4 @@
-"""Generation explanations scored by ``evaluate_generation``, refused by ``faithmap.evaluate``,
+"""Generation explanations scored by ``evaluate_generation`` and through ``faithmap.evaluate``,
 and the ``generation`` suite of ``faithmap bench``: rows in the store, resuming, the report, the
 CLI and its refusals."""
 
@@ -86,12 +86,42 @@ def test_every_metric_gives_one_row_per_step_and_favours_the_true_dependency() -
     assert not higher["sufficiency"] and not higher["step_deletion"] and higher["hit_rate"]
 
 
-def test_evaluate_refuses_a_generation_explanation_and_names_evaluate_generation() -> None:
-    exp, _ = _copy_explanation()
-    x = torch.zeros(1, 1, 4, 4)
-    for given in (exp, {"ablation": exp}):
-        with pytest.raises(FaithmapError, match="evaluate_generation"):
-            faithmap.evaluate(None, x, given, metrics=["sparseness"])  # type: ignore[arg-type]
+def test_evaluate_scores_generation_explanations_as_evaluate_generation_does() -> None:
+    exp, depends = _copy_explanation()
+    model, prompt = load_gpt(), exp.continuation.prompt
+    metrics = ["comprehensiveness", "hit_rate"]
+    expected = evaluate_generation(model, {"ablation": exp}, metrics=metrics, dependencies=depends)
+    for given in (prompt.ids, prompt.ids.tolist()):  # the prompt explained, as token ids
+        table = faithmap.evaluate(
+            model,
+            given,  # type: ignore[arg-type]
+            {"ablation": exp},
+            metrics=metrics,
+            dependencies=depends,
+        )
+        columns = ["step", "token", "method", "metric", "value"]
+        assert table[columns].equals(expected[columns])
+    # one explanation, labelled by its method; the default metrics are the generation ones
+    table = faithmap.evaluate(model, prompt.ids, exp)
+    assert set(table["method"]) == {exp.method}
+    assert set(table["metric"]) == set(GENERATION_METRICS) - {"hit_rate"}
+
+
+def test_evaluate_refuses_generation_requests_it_cannot_honour() -> None:
+    exp, depends = _copy_explanation()
+    model, ids = load_gpt(), exp.continuation.prompt.ids
+    other = ids.flip(0)
+    with pytest.raises(InvalidParameterError, match="explains the prompt"):
+        faithmap.evaluate(model, other, exp, metrics=["comprehensiveness"])
+    with pytest.raises(InvalidParameterError, match=r"dependencies=.*instead of masks"):
+        faithmap.evaluate(model, ids, exp, masks=torch.ones(1, 1, 4, 4, dtype=torch.bool))
+    image = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(InvalidParameterError, match="Evaluate each kind in its own call"):
+        faithmap.evaluate(model, ids, {"g": exp, "i": image})  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="dependencies"):
+        faithmap.evaluate(None, image, image, metrics=["sparseness"], dependencies=depends)
+    with pytest.raises(InvalidParameterError, match="'inputs' parameter of evaluate"):
+        faithmap.evaluate(None, "a prompt", image, metrics=["sparseness"])
 
 
 def test_evaluate_generation_refuses_bad_requests() -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
 
 from faithmap.core.explanation import Explanation, attribution_map
@@ -19,6 +20,8 @@ from faithmap.metrics import DEFAULT_METRICS
 
 if TYPE_CHECKING:
     import pandas
+
+    from faithmap.generation.explanation import GenerationExplanation
 
 COLUMNS = (
     "sample",
@@ -44,24 +47,75 @@ def _pandas() -> Any:
         ) from err
 
 
-def _refuse_generation(label: str, explanation: object) -> None:
-    """A generation explanation is scored per generated step, by its own metrics."""
-    if type(explanation).__name__ == "GenerationExplanation":
+def _generation_explanations(explanations: Any) -> dict[str, Any] | None:
+    """Label -> GenerationExplanation when ``explanations`` explain a language model's generated
+    steps; ``None`` when none does (checked by type name: ``faithmap.generation`` is imported
+    only when needed)."""
+
+    def is_generation(explanation: object) -> bool:
+        return type(explanation).__name__ == "GenerationExplanation"
+
+    if is_generation(explanations):
+        return {str(explanations.method): explanations}
+    if not isinstance(explanations, Mapping):
+        return None
+    kinds = {str(label): is_generation(e) for label, e in explanations.items()}
+    if not any(kinds.values()):
+        return None
+    if not all(kinds.values()):
         raise InvalidParameterError(
-            f"The explanation {label!r} is a GenerationExplanation (a language model's generated "
-            "steps x prompt features); evaluate scores explanations of input batches. Score it "
-            "with faithmap.generation.evaluate_generation(model, {label: explanation}, "
-            "metrics=[...])."
+            "The explanations mix GenerationExplanations "
+            f"({[label for label, kind in kinds.items() if kind]}) with explanations of input "
+            f"batches ({[label for label, kind in kinds.items() if not kind]}). Evaluate each "
+            "kind in its own call."
         )
+    return {str(label): e for label, e in explanations.items()}
 
 
-def _labelled(
-    explanations: Mapping[str, Explanation | Tensor] | Explanation | Tensor,
-) -> dict[str, Explanation | Tensor]:
-    _refuse_generation("explanation", explanations)
-    if isinstance(explanations, Mapping):
-        for label, explanation in explanations.items():
-            _refuse_generation(str(label), explanation)
+def _evaluate_generation(
+    model: Any,
+    prompt: object,
+    explanations: dict[str, Any],
+    metrics: Sequence[str] | None,
+    masks: Tensor | None,
+    params: Mapping[str, Mapping[str, Any]] | None,
+    dependencies: Sequence[Sequence[int]] | None,
+) -> pandas.DataFrame:
+    """:func:`evaluate` on generation explanations: checks that they explain ``prompt`` (its
+    text, or its token ids) and scores them with
+    :func:`faithmap.generation.evaluate_generation`, one row per generated step and metric."""
+    from faithmap.generation.evaluation import evaluate_generation
+
+    if masks is not None:
+        raise InvalidParameterError(
+            "masks were given, but generation explanations are scored per generated step, "
+            "against the prompt positions each answer depends on: pass dependencies=[[...], ...] "
+            "(for the metric 'hit_rate') instead of masks."
+        )
+    for label, explanation in explanations.items():
+        given = explanation.continuation.prompt
+        if isinstance(prompt, str):
+            same = given.text == prompt
+        else:
+            try:
+                ids = torch.as_tensor(prompt)
+            except (TypeError, ValueError, RuntimeError):
+                ids = None
+            same = ids is not None and torch.equal(ids.cpu().long(), given.ids.cpu().long())
+        if not same:
+            shown = given.text if given.text is not None else given.ids.tolist()
+            raise InvalidParameterError(
+                f"The explanation {label!r} explains the prompt {shown!r}, but the inputs given "
+                f"are {prompt!r}. Pass the prompt that was explained (its text, or its token ids)."
+            )
+    options: dict[str, Any] = {"dependencies": dependencies, "params": params}
+    if metrics is not None:
+        options["metrics"] = metrics
+    table: pandas.DataFrame = evaluate_generation(model, explanations, **options)
+    return table
+
+
+def _labelled(explanations: object) -> dict[str, Explanation | Tensor]:
     if isinstance(explanations, Explanation):
         return {explanations.method: explanations}
     if isinstance(explanations, Tensor):
@@ -100,12 +154,17 @@ def _choices_json(choices: Mapping[str, Any]) -> str:
 
 def evaluate(
     model: ModelLike | None,
-    inputs: Tensor,
-    explanations: Mapping[str, Explanation | Tensor] | Explanation | Tensor,
+    inputs: Tensor | str,
+    explanations: Mapping[str, Explanation | Tensor]
+    | Mapping[str, GenerationExplanation]
+    | Explanation
+    | Tensor
+    | GenerationExplanation,
     *,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = None,
     masks: Tensor | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    dependencies: Sequence[Sequence[int]] | None = None,
 ) -> pandas.DataFrame:
     """Score each explanation with each metric: one row per sample × method × metric.
 
@@ -114,16 +173,25 @@ def evaluate(
     model : Model, nn.Module, callable or None
         The model explained (wrapped once, so all metrics share its batch size and ledger);
         ``None`` when every metric reads only the maps (localisation, complexity).
-    inputs : Tensor
-        The explained batch ``(N, ...)``.
+    inputs : Tensor or str
+        The explained batch ``(N, ...)``; for generation explanations, the prompt explained
+        (its text, or its token ids).
     explanations : mapping of str to Explanation (or Tensor), or one Explanation
         Label → explanation of ``inputs``; a single Explanation is labelled by its method.
-    metrics : sequence of str, default=DEFAULT_METRICS
-        Registered metric names (see ``faithmap.metrics.METRICS``).
+        GenerationExplanations (``faithmap.generation.explain_generation``) are scored per
+        generated step by :func:`faithmap.generation.evaluate_generation`, whose table this
+        returns (one row per step, method and metric).
+    metrics : sequence of str, optional
+        Registered metric names (see ``faithmap.metrics.METRICS``); by default
+        ``faithmap.metrics.DEFAULT_METRICS``, or for generation explanations every generation
+        metric but ``hit_rate`` (``faithmap.generation.evaluation.GENERATION_METRICS``).
     masks : Tensor, optional
         ``(N, 1, H, W)`` boolean ground-truth masks, needed by the localisation metrics.
     params : mapping of str to mapping, optional
         Parameters per metric, e.g. ``{"insertion": {"steps": 10}}``.
+    dependencies : sequence of sequence of int, optional
+        Generation only: per generated step, the prompt positions its answer depends on (for
+        the metric ``hit_rate``).
 
     Returns
     -------
@@ -159,6 +227,22 @@ def evaluate(
     (['sparseness', 'sparseness'], [0.0, 0.0])
     """
     pd = _pandas()
+    generation = _generation_explanations(explanations)
+    if generation is not None:
+        return _evaluate_generation(model, inputs, generation, metrics, masks, params, dependencies)
+    if dependencies is not None:
+        raise InvalidParameterError(
+            "dependencies are the prompt positions each generated step depends on, for "
+            "explanations of a language model's generation; these explanations are of input "
+            "batches. Drop dependencies (pass masks= for localisation)."
+        )
+    if not isinstance(inputs, Tensor):
+        raise InvalidParameterError(
+            f"The 'inputs' parameter of evaluate must be the explained batch as a Tensor (a "
+            f"prompt only with generation explanations). Got {type(inputs).__name__} instead."
+        )
+    if metrics is None:
+        metrics = DEFAULT_METRICS
     if isinstance(metrics, str) or not isinstance(metrics, Sequence) or not metrics:
         raise InvalidParameterError(
             "The 'metrics' parameter of evaluate must be a non-empty list of metric names, e.g. "
