@@ -72,6 +72,20 @@ class TinyNet(nn.Module):
         return logits
 
 
+class RegionSum(nn.Module):
+    """Class 0's probability is linear in the image: the weighted share of its 4 x 4 patches
+    kept (the subset searches' test model, whose marginal gains are known exactly)."""
+
+    def __init__(self, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.weights = weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cells = nn.functional.avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
+        kept = (cells * self.weights).sum(1, keepdim=True) / self.weights.sum()
+        return torch.cat([kept, 1.0 - kept], 1)
+
+
 @pytest.fixture
 def tiny_net() -> TinyNet:
     torch.manual_seed(0)

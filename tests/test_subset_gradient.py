@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import faithmap
+from conftest import RegionSum
 from faithmap.errors import InvalidParameterError, ModelError
 from faithmap.methods.subset.search import gradient_checks, gradient_greedy, greedy
 from faithmap.testing import method_checks
@@ -107,22 +108,9 @@ def test_the_search_is_deterministic_and_batch_independent() -> None:
         assert torch.equal(both[image], single[0])
 
 
-class _RegionSum(nn.Module):
-    """Class 0's probability is linear in the image: the weighted share kept (4 x 4 patches)."""
-
-    def __init__(self, weights: Tensor) -> None:
-        super().__init__()
-        self.weights = weights
-
-    def forward(self, x: Tensor) -> Tensor:
-        cells = nn.functional.avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
-        kept = (cells * self.weights).sum(1, keepdim=True) / self.weights.sum()
-        return torch.cat([kept, 1.0 - kept], 1)
-
-
 def _linear_case() -> tuple[faithmap.Model, Tensor]:
     weights = torch.rand(16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    model = faithmap.Model(_RegionSum(weights), outputs="probabilities")
+    model = faithmap.Model(RegionSum(weights), outputs="probabilities")
     image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)).double() + 0.5
     return model, image
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import faithmap
+from conftest import RegionSum
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.region_hierarchy import Node, merge_tree, nested
 from faithmap.methods.subset.hierarchical import hierarchical_greedy
@@ -214,24 +215,11 @@ def test_hierarchical_greedy_breaks_ties_to_the_earlier_child() -> None:
     assert hierarchical_greedy(Counting(weights), [tree], 4, CPU).tolist() == [[2, 3, 0, 1]]
 
 
-class _RegionSum(nn.Module):
-    """Class 0's probability grows with the weighted share of the image kept (4 x 4 patches)."""
-
-    def __init__(self, weights: Tensor) -> None:
-        super().__init__()
-        self.weights = weights
-
-    def forward(self, x: Tensor) -> Tensor:
-        cells = nn.functional.avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
-        kept = (cells * self.weights).sum(1, keepdim=True) / self.weights.sum()
-        return torch.cat([kept, 1.0 - kept], 1)
-
-
 def test_smdl_runs_the_hierarchical_search_by_name() -> None:
     """16 patches of 4 x 4 pixels: at most 2 (16 - 1) subsets, each scored on both sides with the
     fill shared, plus the empty and the full image; the same input gives the same order."""
     weights = torch.rand(16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    model = faithmap.Model(_RegionSum(weights), outputs="probabilities")
+    model = faithmap.Model(RegionSum(weights), outputs="probabilities")
     image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)).double() + 0.5
     params = {"regions": "patches:4", "search": "hierarchical", "confidence": 0.0}
     first = faithmap.explain(model, image, method="smdl", target=0, **params)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import faithmap
+from conftest import RegionSum
 from faithmap.errors import InvalidParameterError
 from faithmap.methods.region_hierarchy import Node
 from faithmap.methods.subset.hierarchical import hierarchical_greedy
@@ -118,24 +119,11 @@ def test_the_search_gives_an_image_the_same_order_alone_and_in_a_batch() -> None
         assert torch.equal(both[image], single[0])
 
 
-class _RegionSum(nn.Module):
-    """Class 0's probability grows with the weighted share of the image kept (4 x 4 patches)."""
-
-    def __init__(self, weights: Tensor) -> None:
-        super().__init__()
-        self.weights = weights
-
-    def forward(self, x: Tensor) -> Tensor:
-        cells = nn.functional.avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
-        kept = (cells * self.weights).sum(1, keepdim=True) / self.weights.sum()
-        return torch.cat([kept, 1.0 - kept], 1)
-
-
 def test_smdl_runs_the_spatial_search_by_name() -> None:
     """16 patches: deterministic, a permutation, plain greedy's order with 16 cells, and 2 (16 - 1)
     subsets of the binary tree with 2 cells, each scored on both sides, plus empty and full."""
     weights = torch.rand(16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    model = faithmap.Model(_RegionSum(weights), outputs="probabilities")
+    model = faithmap.Model(RegionSum(weights), outputs="probabilities")
     image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)).double() + 0.5
     params = {"regions": "patches:4", "confidence": 0.0}
     first = faithmap.explain(model, image, method="smdl", target=0, search="spatial", **params)
