@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from faithmap.bench import (
     BenchConfig,
-    Row,
     Store,
     read_toml,
     run_bench,
-    summarize,
 )
 from faithmap.bench.bam_suite import BAM_DATA
 from faithmap.bench.collect import REPORT_NAME, write_run_report
@@ -27,7 +21,6 @@ from faithmap.bench.config import merge_params
 from faithmap.bench.generation_suite import GENERATION_DATA
 from faithmap.bench.grid_suite import GRID_DATA, bench_grid
 from faithmap.bench.plan import plan
-from faithmap.bench.report.stats import LEVEL, mean_interval
 from faithmap.bench.roar_suite import SUITE_FIELDS as ROAR_FIELDS
 from faithmap.bench.sources import data_source, model_source
 from faithmap.bench.store import STORE_NAME
@@ -35,6 +28,7 @@ from faithmap.bench.suites import DEFAULT, SUITES, Suite, bench_findings, data_h
 from faithmap.cli.bench_bam import bench_bam
 from faithmap.cli.bench_generation import bench_generation
 from faithmap.cli.bench_roar import bench_roar
+from faithmap.cli.bench_summary import print_summary
 from faithmap.cli.common import (
     app,
     clean_errors,
@@ -350,7 +344,7 @@ def bench(
             )
         except KeyboardInterrupt:
             raise interrupted(configured.out, configured.hash, len(plan(configured))) from None
-        _print_summary(rows, configured.metrics, configured.n_samples)
+        print_summary(rows, configured.metrics, configured.n_samples)
         folder = configured.out
         stated: list[str] = []
         if concludes:
@@ -386,55 +380,6 @@ def _suite(name: str) -> Suite:
             f"Unknown suite {name!r}. Valid names are: {', '.join(sorted(SUITES))}."
         )
     return SUITES[name]
-
-
-def _print_summary(rows: list[Row], metrics: Sequence[str], samples: int) -> None:
-    """One line per (model, method): each metric's mean ± the half-width of its 95 % interval
-    (Student t, as the report), then the cost per image."""
-    higher = {row.metric: row.higher_is_better for row in rows}
-    values: dict[tuple[str, str, str], list[float]] = {}
-    for found in rows:
-        values.setdefault((found.model, found.method, found.metric), []).append(found.value)
-    table = Table(
-        title=f"faithmap bench: {samples} images; mean ± half-width of the {LEVEL:.0%} "
-        "interval (Student t)"
-    )
-    for column in ("model", "method"):
-        table.add_column(column, no_wrap=True)
-    for metric in metrics:
-        arrow = "↑" if higher.get(metric, True) else "↓"
-        table.add_column(_header(f"{metric} {arrow}"), justify="right", no_wrap=True)
-    for column in ("passes/img", "s/img", "metric s/img"):
-        table.add_column(column, justify="right")
-    for line in summarize(rows):
-        table.add_row(
-            line.model,
-            line.method,
-            *(_mean_interval(values.get((line.model, line.method, m), [])) for m in metrics),
-            f"{line.passes_per_image:.0f}",
-            f"{line.seconds_per_image:.3f}",
-            f"{line.metric_seconds_per_image:.3f}",
-        )
-    # pipes: wide enough for every column (at least 150), so none is squeezed out
-    wide = max(150, 40 + 16 * (len(metrics) + 3))
-    (console if console.is_terminal else Console(width=wide)).print(table)
-
-
-def _header(name: str, width: int = 13) -> str:
-    """``name`` in lines of at most ``width`` characters, broken after underscores."""
-    lines = [""]
-    for part in name.replace("_", "_\0").split("\0"):
-        if lines[-1] and len(lines[-1]) + len(part) > width:
-            lines.append("")
-        lines[-1] += part
-    return "\n".join(lines)
-
-
-def _mean_interval(values: list[float]) -> str:
-    mean, low, high = mean_interval(values)
-    if math.isnan(mean):
-        return "—"
-    return f"{mean:.3f}" if math.isnan(low) else f"{mean:.3f} ± {(high - low) / 2:.3f}"
 
 
 @app.command()
