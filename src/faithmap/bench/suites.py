@@ -32,9 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from faithmap.api import explain
 from faithmap.bench.bam_suite import SUITE_FIELDS as BAM_FIELDS
@@ -43,6 +41,7 @@ from faithmap.bench.findings import findings
 from faithmap.bench.full_suite import SUITE_FIELDS as FULL_FIELDS
 from faithmap.bench.generation_suite import SUITE_FIELDS as GENERATION_FIELDS
 from faithmap.bench.grid_suite import SUITE_FIELDS as GRID_FIELDS
+from faithmap.bench.model_measures import measure_models
 from faithmap.bench.report.palette import METHOD_FAMILIES
 from faithmap.bench.roar_suite import SUITE_FIELDS as ROAR_FIELDS
 from faithmap.bench.sources import DataSource
@@ -272,18 +271,6 @@ def data_has_masks(data: DataSource) -> bool:
     return data.is_builtin or data.masks is not None or data.mask_tensors is not None
 
 
-def _corrupted(images: Tensor, seed: int) -> list[Tensor]:
-    """Two shifted copies of ``images``: Gaussian noise (sigma 0.1) and a 5 x 5 box blur."""
-    gen = torch.Generator(device=images.device).manual_seed(seed)
-    noise = torch.randn(images.shape, generator=gen, device=images.device, dtype=images.dtype)
-    blurred = F.avg_pool2d(images, 5, stride=1, padding=2, count_include_pad=False)
-    return [(images + 0.1 * noise).clamp(0.0, 1.0), blurred]
-
-
-def _accuracy(model: Model, images: Tensor, labels: Tensor) -> float:
-    return float((model.predict(images) == labels).double().mean())
-
-
 @dataclass(frozen=True)
 class SuiteResult:
     """What :func:`run_suite` measured.
@@ -309,44 +296,6 @@ class SuiteResult:
     accuracies: Any
     findings: list[str]
     seconds: float
-
-
-def measure_models(
-    suite: Suite, n_samples: int, *, load: Callable[[str], nn.Module] = load_builtin
-) -> tuple[Any, Any]:
-    """Each model's confidence on the explained images, and its accuracy, clean and shifted.
-
-    Returns
-    -------
-    confidences : pandas.DataFrame
-        ``model, sample, confidence, predicted`` on the suite's first ``n_samples`` images.
-    accuracies : pandas.DataFrame
-        Indexed by model: ``accuracy`` on :attr:`Suite.n_accuracy` fresh images,
-        ``ood_accuracy`` on their corrupted copies (mean over noise and blur), ``confidence``.
-    """
-    import pandas
-
-    data = make_shapes(n_samples, seed=suite.data_seed, size=suite.image_size)
-    fresh = make_shapes(suite.n_accuracy, seed=suite.accuracy_seed, size=suite.image_size)
-    shifted = _corrupted(fresh.images, suite.accuracy_seed)
-    confidence_rows, accuracy_rows = [], []
-    for name in suite.models:
-        model = Model(load(name), batch_size=suite.batch_size)
-        confidence, predicted = model.outputs(data.images, activation="softmax").max(dim=1)
-        confidence_rows += [
-            {"model": name, "sample": i, "confidence": float(c), "predicted": int(p)}
-            for i, (c, p) in enumerate(zip(confidence, predicted, strict=True))
-        ]
-        accuracy_rows.append(
-            {
-                "model": name,
-                "accuracy": _accuracy(model, fresh.images, fresh.labels),
-                "ood_accuracy": sum(_accuracy(model, x, fresh.labels) for x in shifted)
-                / len(shifted),
-                "confidence": float(confidence.mean()),
-            }
-        )
-    return pandas.DataFrame(confidence_rows), pandas.DataFrame(accuracy_rows).set_index("model")
 
 
 def bench_findings(suite: Suite, rows: Sequence[Any], n_samples: int) -> list[str]:
