@@ -367,30 +367,3 @@ def test_an_explicit_long_call_limit_holds_within_a_budget(clock: FakeClock) -> 
     run = overhead_model(clock, {})
     fastest_batch_size(run, torch.zeros(1, 2), calibration=plan, long_call=0.02)
     assert max(plan.timings) == 16 and plan.complete  # 8 ms + 16 ms: the first call over 20 ms
-
-
-def test_sizes_below_the_row_unit_are_not_timed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A measured size runs in whole units of ROW_UNIT rows (row_spans): timing 1, 2 or 4 rows
-    would cost time for a size never used; when ROW_UNIT rows exceed the memory cap, the unit
-    is one row and every candidate is timed."""
-    monkeypatch.setenv("FAITHMAP_CACHE_DIR", "off")
-    measured: list[tuple[int, ...]] = []
-
-    def record(candidates: tuple[int, ...]) -> int:
-        measured.append(candidates)
-        return candidates[0]
-
-    assert MeasuredSizes({}, {}, None).size_for(torch.zeros(1, 3, 8, 8), False, 100, record) == 8
-    wide = torch.zeros(1).expand(1, batching.MAX_BATCH_BYTES // 4 // batching.ROW_UNIT + 1)
-    MeasuredSizes({}, {}, None).size_for(wide, False, 100, record)
-    assert measured == [(8, 16, 32, 64, 128), (1, 2, 4, 8, 16, 32, 64, 128)]
-
-
-def test_a_model_times_no_size_below_the_row_unit(cache: Path) -> None:
-    torch.manual_seed(0)
-    net = small_net()
-    faithmap.explain(net, torch.rand(4, 3, 4, 4), method="integrated_gradients", steps=16)
-    timed = [
-        {int(size) for size in entry["per_sample"]} for entry in entries(cache).values()
-    ]
-    assert timed and all(sizes and min(sizes) >= batching.ROW_UNIT for sizes in timed)

@@ -29,7 +29,6 @@ from faithmap.core.batch_size_cache import (
 from faithmap.core.calibration import (
     CANDIDATES,
     MAX_BATCH_BYTES,
-    ROW_UNIT,
     SMALL_JOB,
     Calibration,
     bounded,
@@ -142,11 +141,7 @@ class MeasuredSizes:
         with the candidates up to the job's size (no point timing 1024 rows for a job of 33),
         bounded by a :class:`Calibration` for the job. A later, larger job measures again up to
         its own size, timing only the sizes not yet known. No size is above the memory ceiling
-        (:meth:`lower`) found for such inputs. Sizes below ``ROW_UNIT`` are not timed when that
-        many rows fit the memory cap: a measured size runs in whole units of ``ROW_UNIT`` rows
-        (:func:`~faithmap.core.batching.row_spans`), so a smaller one would run as ``ROW_UNIT``
-        rows anyway, untimed (timing 1, 2 and 4 rows cost each process time for nothing, and a
-        noisy scan could stop there, choosing a size never used).
+        (:meth:`lower`) found for such inputs.
         """
         key = self.key(sample, gradients, precision)
         size = self._size_for(key, sample, rows, measure)
@@ -184,10 +179,9 @@ class MeasuredSizes:
                 if covered >= min(rows, CANDIDATES[-1]):
                     return size
         largest = next((c for c in CANDIDATES if c >= rows), CANDIDATES[-1])
-        smallest = ROW_UNIT if ROW_UNIT * row_bytes <= MAX_BATCH_BYTES else 1
         plan = Calibration(rows=rows, known=dict(self._timings.get(key, {})))
         with bounded(plan):
-            size = measure(tuple(c for c in CANDIDATES if smallest <= c <= largest))
+            size = measure(tuple(c for c in CANDIDATES if c <= largest))
         covered = CANDIDATES[-1] if plan.complete else largest
         self._table[key] = (size, covered)
         if plan.ceiling is not None:
