@@ -21,7 +21,13 @@ import sys
 from collections.abc import Sequence
 from multiprocessing.context import BaseContext
 
-WORKER_MODULES = ("faithmap.bench.work", "faithmap.bench.executors", "skimage.segmentation")
+WORKER_MODULES = (
+    "faithmap.bench.work",
+    "faithmap.bench.executors",
+    # SLIC's own module: scikit-image loads its subpackages lazily, so importing
+    # skimage.segmentation alone leaves the 0.6 s import of SLIC to every worker.
+    "skimage.segmentation.slic_superpixels",
+)
 """Imported once by the fork server, before it forks workers (one missing is skipped). The
 main script (the ``faithmap`` command's) is imported there too, as multiprocessing imports it
 in every worker otherwise."""
