@@ -191,10 +191,7 @@ class RowStreaming:
         whose ``select`` returns several values per row ``(B, K)`` gives ``(N, per_sample, K)``.
         """
         check_int(per_sample, "per_sample", "Model.score_rows", low=1)
-        probe = make_inputs(
-            torch.zeros(1, dtype=torch.long, device=device),
-            torch.zeros(1, dtype=torch.long, device=device),
-        )
+        probe = _probe(make_inputs, device)
         total = n_samples * per_sample
         size = self._batch_size_for(probe, gradients=False, rows=total)
 
@@ -227,16 +224,9 @@ class RowStreaming:
         score with respect to it. One forward and one backward pass are counted per row.
         """
         if not self.is_differentiable:
-            raise ModelError(
-                "This method needs gradients, but the model is a plain callable, not an "
-                "nn.Module with autograd. Use a perturbation method (occlusion, rise) or wrap a "
-                "differentiable torch module."
-            )
+            raise _no_gradients()
         check_int(per_sample, "per_sample", "Model.gradient_rows", low=1)
-        probe = make_inputs(
-            torch.zeros(1, dtype=torch.long, device=device),
-            torch.zeros(1, dtype=torch.long, device=device),
-        )
+        probe = _probe(make_inputs, device)
         total = n_samples * per_sample
         size = self._batch_size_for(probe, gradients=True, rows=total)
 
@@ -279,16 +269,9 @@ class RowStreaming:
         counted either way.
         """
         if backward and not self.is_differentiable:
-            raise ModelError(
-                "This method needs gradients, but the model is a plain callable, not an "
-                "nn.Module with autograd. Use a perturbation method (occlusion, rise) or wrap a "
-                "differentiable torch module."
-            )
+            raise _no_gradients()
         check_int(per_sample, "per_sample", "Model.output_rows", low=1)
-        probe = make_inputs(
-            torch.zeros(1, dtype=torch.long, device=device),
-            torch.zeros(1, dtype=torch.long, device=device),
-        )
+        probe = _probe(make_inputs, device)
         total = n_samples * per_sample
         size = self._batch_size_for(probe, gradients=backward, rows=total)
 
@@ -313,6 +296,21 @@ class RowStreaming:
         with self.preserved(for_gradients=backward), grad_mode:
             for _ in self._stream(probe, backward, total, size, attempt):
                 pass
+
+
+def _probe(make_inputs: RowInputs, device: torch.device) -> Tensor:
+    """One row of ``make_inputs`` (sample 0, index 0): what the batch-size search measures."""
+    zero = torch.zeros(1, dtype=torch.long, device=device)
+    return make_inputs(zero, zero)
+
+
+def _no_gradients() -> ModelError:
+    """The refusal of a gradient pass through a model that has no autograd."""
+    return ModelError(
+        "This method needs gradients, but the model is a plain callable, not an nn.Module with "
+        "autograd. Use a perturbation method (occlusion, rise) or wrap a differentiable torch "
+        "module."
+    )
 
 
 def _spans(total: int, size: int, unit: int) -> Iterator[tuple[int, int]]:
