@@ -42,9 +42,12 @@ class _Readout(Target):
 
     model: Model | None = None
     form: Confidence = "entropy"
+    vectors: list[Tensor] | None = None
 
     def select(self, output: Tensor, samples: Tensor) -> Tensor:
         assert self.model is not None  # set by SubsetScores, not user input
+        if self.vectors is not None:
+            self.vectors.append(to_log_space(output, self.model))
         target = Target(self.classes, self.score_fn, self.score_fns)
         if self.classes is None:
             raw: object = output  # a detector's dicts or lists reach the callable as they are
@@ -78,6 +81,31 @@ class _Mixed(_Readout):
         if self.seen is not None:
             self.seen.append(both.detach())
         return both[:, 0] * self.mix[0] + both[:, 1] * self.mix[1]
+
+
+def to_log_space(output: Tensor, model: Model) -> Tensor:
+    """Class scores ``(B, C)`` as additive log-space vectors: logits as they are, probabilities
+    and log-probabilities as log-probabilities (softmax ignores a per-row constant, so deltas of
+    either add up the same way). Other outputs have no such form and are refused."""
+    raw: object = output
+    if not isinstance(raw, Tensor) or output.dim() != 2:
+        what = model.structured or f"outputs of shape {tuple(getattr(raw, 'shape', ()))}"
+        raise ModelError(
+            f"The additive search estimates a subset's class scores from those of its regions, "
+            f"so it needs (B, C) class scores; the model returns {what}. Use search='greedy'."
+        )
+    if model.outputs_kind == "probabilities":
+        return output.clamp_min(torch.finfo(output.dtype).tiny).log().detach()
+    return output.detach()
+
+
+def from_log_space(vectors: Tensor, model: Model) -> Tensor:
+    """The raw outputs whose :func:`to_log_space` form is ``vectors`` (up to a per-row shift)."""
+    if model.outputs_kind == "probabilities":
+        return vectors.softmax(dim=1)
+    if model.outputs_kind == "log_probabilities":
+        return vectors.log_softmax(dim=1)
+    return vectors
 
 
 def _embedding_layer(module: nn.Module, name: str | None) -> tuple[nn.Module, bool]:
@@ -143,6 +171,7 @@ class SubsetScores:
         self.regions, self.form = regions, confidence
         self.nonempty = regions.sizes() > 0
         self.cache: list[dict[bytes, tuple[float, float]]] = [{} for _ in range(len(regions))]
+        self.vectors: list[dict[bytes, Tensor]] | None = None
         self.layer: tuple[nn.Module, bool] | None = None
         self.embeddings: Tensor | None = None
         if embedding is not False:
@@ -182,6 +211,35 @@ class SubsetScores:
                 self.cache[sample][key] = (value[0], value[1])
         found = [self.cache[sample][key] for sample, key in zip(rows, keys, strict=True)]
         return torch.tensor(found, dtype=torch.float64, device=samples.device)
+
+    def keep_vectors(self) -> None:
+        """From now on, keep each scored subset's class scores in log space (see
+        :func:`to_log_space`) for :meth:`vectors_of`; subsets scored before are run again."""
+        if self.vectors is None:
+            self.vectors = [{} for _ in range(len(self.regions))]
+            self.cache = [{} for _ in range(len(self.regions))]
+
+    def vectors_of(self, samples: Tensor, keeps: Tensor, sides: Tensor) -> Tensor:
+        """``(M, C)`` log-space class scores of each subset (scoring the misses in one call);
+        needs :meth:`keep_vectors` first."""
+        assert self.vectors is not None  # keep_vectors() is called by the search that needs it
+        self.readouts(samples, keeps, sides)
+        if self.shared:
+            sides = torch.zeros_like(samples)
+        keys = self._keys(samples, keeps, sides)
+        found = [self.vectors[s][k] for s, k in zip(samples.tolist(), keys, strict=True)]
+        return torch.stack(found).to(samples.device)
+
+    def readouts_of(self, samples: Tensor, vectors: Tensor) -> Tensor:
+        """``(M, 2)``: target probability and confidence read from log-space class scores
+        ``vectors`` ``(M, C)`` as from the model's outputs (no pass)."""
+        target = self.target.subset(samples)
+        readout = _Readout(
+            target.classes, target.score_fn, target.score_fns, model=self.model, form=self.form
+        )
+        raw = from_log_space(vectors, self.model).to(self.inputs.dtype)
+        rows = torch.arange(samples.shape[0], device=samples.device)
+        return readout.select(raw, rows).to(torch.float64)
 
     def first_order(
         self, samples: Tensor, keeps: Tensor, mixes: tuple[tuple[float, float], float]
@@ -264,8 +322,14 @@ class SubsetScores:
     def _run(self, samples: Tensor, keeps: Tensor, sides: Tensor) -> Tensor:
         """Score ``M`` subsets through the model in one call, reading embeddings if needed."""
         target = self.target.subset(samples)
+        vectors: list[Tensor] | None = None if self.vectors is None else []
         readout = _Readout(
-            target.classes, target.score_fn, target.score_fns, model=self.model, form=self.form
+            target.classes,
+            target.score_fn,
+            target.score_fns,
+            model=self.model,
+            form=self.form,
+            vectors=vectors,
         )
         pixels = keeps.to(self.inputs.dtype)
 
@@ -293,6 +357,11 @@ class SubsetScores:
         finally:
             if handle is not None:
                 handle.remove()
+        if vectors is not None:
+            assert self.vectors is not None
+            keys = self._keys(samples, keeps, sides)
+            for sample, key, vector in zip(samples.tolist(), keys, torch.cat(vectors), strict=True):
+                self.vectors[sample][key] = vector
         if captured:
             features = torch.cat(captured)[-samples.shape[0] :]
             on_fill = sides == 0

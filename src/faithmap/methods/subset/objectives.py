@@ -115,7 +115,7 @@ class Objective:
 
     def __call__(self, samples: Tensor, keeps: Tensor) -> Tensor:
         w = self.weights
-        value = torch.zeros(samples.shape[0], dtype=torch.float64, device=samples.device)
+        subset = complement = None
         subset_side = bool(w.consistency or w.confidence)
         parts_samples, parts_keeps, parts_sides = [], [], []
         if subset_side:
@@ -130,11 +130,21 @@ class Objective:
             read = self.scores.readouts(
                 torch.cat(parts_samples), torch.cat(parts_keeps), torch.cat(parts_sides)
             )
-            if subset_side:
-                value += w.consistency * read[: samples.shape[0], 0]
-                value += w.confidence * read[: samples.shape[0], 1]
-            if w.collaboration:
-                value += w.collaboration * (1.0 - read[-samples.shape[0] :, 0])
+            subset = read[: samples.shape[0]] if subset_side else None
+            complement = read[-samples.shape[0] :] if w.collaboration else None
+        return self.combine(samples, keeps, subset, complement)
+
+    def combine(
+        self, samples: Tensor, keeps: Tensor, subset: Tensor | None, complement: Tensor | None
+    ) -> Tensor:
+        """``F`` ``(M,)`` from the readouts ``(M, 2)`` of the subsets and of their complements
+        (each ``None`` where its terms have weight 0); effectiveness is computed here."""
+        w = self.weights
+        value = torch.zeros(samples.shape[0], dtype=torch.float64, device=samples.device)
+        if subset is not None:
+            value += w.consistency * subset[:, 0] + w.confidence * subset[:, 1]
+        if complement is not None:
+            value += w.collaboration * (1.0 - complement[:, 0])
         if w.effectiveness:
             if self._distances is None:
                 self._distances = self.scores.distances()
