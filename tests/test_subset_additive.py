@@ -65,9 +65,12 @@ def test_with_exact_estimates_every_step_is_a_greedy_step_up_to_a_near_tie() -> 
 
 def test_at_49_regions_it_makes_at_least_ten_times_fewer_passes_than_greedy() -> None:
     model, x = _case(size=28)
-    params = {"regions": "patches:4", "target": 0}
-    found = faithmap.explain(model, x, method="smdl", search="additive", **params)
-    plain = faithmap.explain(model, x, method="smdl", search="greedy", **params)
+    found = faithmap.explain(
+        model, x, method="smdl", target=0, regions="patches:4", search="additive"
+    )
+    plain = faithmap.explain(
+        model, x, method="smdl", target=0, regions="patches:4", search="greedy"
+    )
     assert plain.cost.passes >= 10 * found.cost.passes
     assert found.cost.backward == 0
     assert found.config["search"] == "additive"
@@ -84,12 +87,17 @@ def test_declared_probabilities_give_the_same_order_as_the_logits() -> None:
 
     class Probabilities(nn.Module):
         def forward(self, x: Tensor) -> Tensor:
-            return model(x).softmax(1)
+            logits: Tensor = model(x)
+            return logits.softmax(1)
 
-    params = {"regions": "patches:4", "search": "additive", "target": 1}
-    logits = faithmap.explain(model, x, method="smdl", **params)
+    params = {"regions": "patches:4", "search": "additive"}
+    logits = faithmap.explain(model, x, method="smdl", target=1, **params)
     probabilities = faithmap.explain(
-        faithmap.Model(Probabilities(), outputs="probabilities"), x, method="smdl", **params
+        faithmap.Model(Probabilities(), outputs="probabilities"),
+        x,
+        method="smdl",
+        target=1,
+        **params,
     )
     assert logits.ranking is not None and probabilities.ranking is not None
     assert torch.equal(logits.ranking, probabilities.ranking)
