@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -81,6 +81,9 @@ class _Mixed(_Readout):
         if self.seen is not None:
             self.seen.append(both.detach())
         return both[:, 0] * self.mix[0] + both[:, 1] * self.mix[1]
+
+
+_R = TypeVar("_R", bound=_Readout)
 
 
 def to_log_space(output: Tensor, model: Model) -> Tensor:
@@ -230,13 +233,22 @@ class SubsetScores:
         found = [self.vectors[s][k] for s, k in zip(samples.tolist(), keys, strict=True)]
         return torch.stack(found).to(samples.device)
 
+    def _readout(self, samples: Tensor, kind: type[_R], **extra: Any) -> _R:
+        """A readout of ``kind`` for rows of images ``samples``, reading this cache's target."""
+        target = self.target.subset(samples)
+        return kind(
+            target.classes,
+            target.score_fn,
+            target.score_fns,
+            model=self.model,
+            form=self.form,
+            **extra,
+        )
+
     def readouts_of(self, samples: Tensor, vectors: Tensor) -> Tensor:
         """``(M, 2)``: target probability and confidence read from log-space class scores
         ``vectors`` ``(M, C)`` as from the model's outputs (no pass)."""
-        target = self.target.subset(samples)
-        readout = _Readout(
-            target.classes, target.score_fn, target.score_fns, model=self.model, form=self.form
-        )
+        readout = self._readout(samples, _Readout)
         raw = from_log_space(vectors, self.model).to(self.inputs.dtype)
         rows = torch.arange(samples.shape[0], device=samples.device)
         return readout.select(raw, rows).to(torch.float64)
@@ -264,17 +276,8 @@ class SubsetScores:
             if not any(mix):
                 continue
             code = 0 if self.shared else side
-            target = self.target.subset(samples)
             seen: list[Tensor] = []
-            readout = _Mixed(
-                target.classes,
-                target.score_fn,
-                target.score_fns,
-                model=self.model,
-                form=self.form,
-                mix=mix,
-                seen=seen,
-            )
+            readout = self._readout(samples, _Mixed, mix=mix, seen=seen)
             pixels = keep.to(self.inputs.dtype)
             substrate = self.substrates[code]
             sign = 1.0 if side == 0 else -1.0
@@ -321,16 +324,8 @@ class SubsetScores:
 
     def _run(self, samples: Tensor, keeps: Tensor, sides: Tensor) -> Tensor:
         """Score ``M`` subsets through the model in one call, reading embeddings if needed."""
-        target = self.target.subset(samples)
         vectors: list[Tensor] | None = None if self.vectors is None else []
-        readout = _Readout(
-            target.classes,
-            target.score_fn,
-            target.score_fns,
-            model=self.model,
-            form=self.form,
-            vectors=vectors,
-        )
+        readout = self._readout(samples, _Readout, vectors=vectors)
         pixels = keeps.to(self.inputs.dtype)
 
         def rows(index: Tensor, _: Tensor) -> Tensor:
