@@ -15,16 +15,20 @@ from the *measured* class scores of ``S`` and ``V \\ S`` plus its estimated effe
 
 Candidates are then scored exactly, best estimate first, until the best exact value is within
 ``tolerance`` (a share of the objective's weights) of every remaining estimate, as lazy greedy
-checks stale bounds (Minoux 1978), though estimates are not bounds here. The candidate with
-the highest estimated target log-probability is checked too when it is estimated to raise it by
-more than half a nat: insertion curves climb through probabilities far below the objective's
-resolution. Among the checked candidates within ``0.01`` of the weights of the best exact
-value, the one of highest target probability is taken. Each exact score refreshes that
-candidate's measured effect in the current context.
+checks stale bounds (Minoux 1978), though estimates are not bounds here. Two cases are probed
+on the subset side only (one pass each, the complement side estimated; a probe that comes
+near the best exact value is then checked fully): the candidate of highest estimated target
+log-probability when it is estimated to raise it by more than half a nat (insertion curves
+climb through probabilities far below the objective's resolution), and every candidate of a
+step whose best exact value falls ten tolerances below the current subset's. Among the checked
+candidates within ``0.01`` of the weights of the best exact value, the one of highest target
+probability is taken. Each exact score refreshes that candidate's measured effect in the
+current context.
 
 The subset and the complement of every step are the prefixes the recorded curves need, so
-``R`` regions cost about ``2 + 4 R`` passes plus the extra checks (about ``R (R + 1) / 10``
-passes at ``R = 49``, against ``R (R + 1)`` for plain greedy). It is an approximation of plain
+``R`` regions cost about ``2 + 4 R`` passes plus the extra checks and probes (200-225 in all at
+``R = 49`` on the built-in models, against plain greedy's ``R (R + 1)``, about 2,200 with the
+cache). It is an approximation of plain
 greedy on a non-submodular objective; ``benchmarks/subset_search_eval.py`` measures its
 insertion and deletion areas against greedy's on both fills.
 
@@ -45,7 +49,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from faithmap.methods.subset.evaluator import SubsetScores
 from faithmap.methods.subset.objectives import Objective
 
 Vectors = Callable[[int, Tensor, Tensor], Tensor]
@@ -55,10 +58,10 @@ NEAR_TIE = 0.01
 target probability."""
 RISE = 0.5
 """A candidate estimated to raise the target log-probability by more than this (nats) is
-checked."""
+probed."""
 FALL = 10.0
 """A step whose best exact value falls more than this many tolerances below the current
-subset's value sweeps all its candidates on the subset side (:meth:`_Step.probe`)."""
+subset's value probes all its candidates (:meth:`_Step.probe`)."""
 
 
 def ring_shares(labels: Tensor, count: int) -> Tensor:
@@ -116,6 +119,13 @@ class _Effects:
         self.current = self.current + self.last[rows, picks]
 
 
+def _added(chosen: Tensor, images: Tensor, regions: Tensor) -> Tensor:
+    """The subsets ``(M, R)``: image ``images[m]``'s chosen regions plus ``regions[m]``."""
+    trial = chosen[images].clone()
+    trial[torch.arange(images.shape[0], device=images.device), regions] = True
+    return trial
+
+
 def _log(probability: Tensor) -> Tensor:
     return probability.clamp_min(1e-30).log()
 
@@ -153,7 +163,7 @@ def additive_greedy(
         remaining = count - len(order)
         candidates = (~chosen).nonzero()[:, 1].view(n, remaining)
         around = (shares @ chosen[:, :, None].to(shares.dtype)).squeeze(2)
-        step = _Step(objective, scores, chosen, candidates, effects, around, vectors)
+        step = _Step(objective, chosen, candidates, effects, around, vectors)
         picks = step.run(tolerance * scale, NEAR_TIE * scale)
         chosen[arange, picks] = True
         order.append(picks)
@@ -168,22 +178,20 @@ class _Step:
     def __init__(
         self,
         objective: Objective,
-        scores: SubsetScores,
         chosen: Tensor,
         candidates: Tensor,
         effects: dict[int, _Effects],
         around: Tensor,
         vectors: Vectors,
     ) -> None:
-        self.objective, self.scores, self.chosen = objective, scores, chosen
+        self.objective, self.scores, self.chosen = objective, objective.scores, chosen
         self.candidates, self.effects, self.around = candidates, effects, around
         self.vectors = vectors
         n, remaining = candidates.shape
         samples = torch.arange(n, device=chosen.device).repeat_interleave(remaining)
-        keeps = chosen[samples].clone()
-        keeps[torch.arange(samples.shape[0], device=chosen.device), candidates.reshape(-1)] = True
+        keeps = _added(chosen, samples, candidates.reshape(-1))
         read = {
-            side: scores.readouts_of(
+            side: self.scores.readouts_of(
                 samples, effect.estimate(candidates, around).reshape(n * remaining, -1)
             )
             for side, effect in effects.items()
@@ -198,8 +206,7 @@ class _Step:
     def check(self, images: Tensor, positions: Tensor) -> None:
         """Score ``candidates[images, positions]`` exactly and refresh their effects."""
         regions = self.candidates[images, positions]
-        trial = self.chosen[images].clone()
-        trial[torch.arange(images.shape[0], device=images.device), regions] = True
+        trial = _added(self.chosen, images, regions)
         self.exact[images, positions] = self.objective(images, trial)
         self.open[images, positions] = -math.inf
         for side, effect in self.effects.items():
@@ -218,15 +225,13 @@ class _Step:
             self.check(images, positions)
             return
         regions = self.candidates[images, positions]
-        trial = self.chosen[images].clone()
-        trial[torch.arange(images.shape[0], device=images.device), regions] = True
+        trial = _added(self.chosen, images, regions)
         fresh = self.vectors(0, images, trial)
         self.effects[0].measured(images, regions, fresh, self.around)
         subset = self.scores.readouts_of(images, fresh)
         complement = self.complement[images, positions]
         value = self.objective.combine(images, trial, subset, complement).to(self.open.dtype)
         self.open[images, positions] = value
-        self.guess[images, positions] = value
         best = torch.full_like(self.exact[:, 0], -math.inf).scatter_reduce(0, images, value, "amax")
         top = (value == best[images]) & (value >= self.exact.max(1).values[images] - near)
         if bool(top.any()):

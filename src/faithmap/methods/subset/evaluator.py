@@ -199,12 +199,19 @@ class SubsetScores:
         ``sides`` ``(M,)`` is 0 for subsets rendered on the fill and 1 for those rendered on the
         complement's fill (``None``: all 0).
         """
+        keys = self._scored(samples, keeps, sides)
+        found = [
+            self.cache[sample][key] for sample, key in zip(samples.tolist(), keys, strict=True)
+        ]
+        return torch.tensor(found, dtype=torch.float64, device=samples.device)
+
+    def _scored(self, samples: Tensor, keeps: Tensor, sides: Tensor | None) -> list[bytes]:
+        """The cache keys of the subsets, after scoring those not in the cache in one call."""
         if sides is None or self.shared:
             sides = torch.zeros_like(samples)
         keys = self._keys(samples, keeps, sides)
-        rows = samples.tolist()
         missing: dict[tuple[int, bytes], int] = {}
-        for m, (sample, key) in enumerate(zip(rows, keys, strict=True)):
+        for m, (sample, key) in enumerate(zip(samples.tolist(), keys, strict=True)):
             if key not in self.cache[sample]:
                 missing.setdefault((sample, key), m)
         if missing:
@@ -212,8 +219,7 @@ class SubsetScores:
             values = self._run(samples[picked], keeps[picked], sides[picked]).tolist()
             for (sample, key), value in zip(missing, values, strict=True):
                 self.cache[sample][key] = (value[0], value[1])
-        found = [self.cache[sample][key] for sample, key in zip(rows, keys, strict=True)]
-        return torch.tensor(found, dtype=torch.float64, device=samples.device)
+        return keys
 
     def keep_vectors(self) -> None:
         """From now on, keep each scored subset's class scores in log space (see
@@ -226,10 +232,7 @@ class SubsetScores:
         """``(M, C)`` log-space class scores of each subset (scoring the misses in one call);
         needs :meth:`keep_vectors` first."""
         assert self.vectors is not None  # keep_vectors() is called by the search that needs it
-        self.readouts(samples, keeps, sides)
-        if self.shared:
-            sides = torch.zeros_like(samples)
-        keys = self._keys(samples, keeps, sides)
+        keys = self._scored(samples, keeps, sides)
         found = [self.vectors[s][k] for s, k in zip(samples.tolist(), keys, strict=True)]
         return torch.stack(found).to(samples.device)
 
