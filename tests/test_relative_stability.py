@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from faithmap import Model, explain
+from faithmap.bench.config import BenchConfig
+from faithmap.evaluation import evaluate
 from faithmap.core.registry import make_method
 from faithmap.errors import InvalidParameterError
 from faithmap.metrics import (
@@ -143,6 +145,15 @@ def test_bad_layer_names_the_layers() -> None:
     exp = explain(net, x, method="input_x_gradient")
     with pytest.raises(InvalidParameterError, match=r"'layer' parameter.*Got 'fc'.*0, 1, 2"):
         relative_representation_stability(net, x, exp, layer="fc", n_samples=2)
+
+
+def test_evaluate_without_a_layer_says_how_to_pass_one() -> None:
+    net, x = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)), _rows()
+    exp = explain(net, x, method="input_x_gradient")
+    with pytest.raises(InvalidParameterError, match=r"needs 'layer'.*params=\{'relative_repr"):
+        evaluate(net, x, exp, metrics=["relative_representation_stability"])
+    with pytest.raises(InvalidParameterError, match=r"needs 'layer'"):
+        BenchConfig(metrics=["relative_representation_stability"])
 
 
 def test_model_left_as_found() -> None:

@@ -138,14 +138,32 @@ class MetricSpec:
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         ]
 
+    def required(self) -> list[str]:
+        """The names of the keyword-only parameters that have no default."""
+        return [
+            p.name
+            for p in inspect.signature(self.function).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+        ]
+
     def check(self, params: Mapping[str, Any]) -> None:
-        """Raise for an unknown parameter name or a value its constraints refuse."""
+        """Raise for an unknown parameter name, a missing one that has no default, or a value
+        its constraints refuse."""
         known = self.parameters()
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise InvalidParameterError(
                 f"The metric {self.name!r} has no parameter {', '.join(map(repr, unknown))}. "
                 f"Its parameters are: {', '.join(known)}."
+            )
+        missing = [name for name in self.required() if name not in params]
+        if missing:
+            example = ", ".join(f"{name!r}: ..." for name in missing)
+            raise InvalidParameterError(
+                f"The metric {self.name!r} needs {', '.join(map(repr, missing))}, which has no "
+                f"default. Pass it with the metric's parameters: evaluate(..., params="
+                f"{{{self.name!r}: {{{example}}}}}), BenchConfig(metric_params=...) likewise, or "
+                f"{self.name}(..., {missing[0]}=...) when calling the metric itself."
             )
         validate_params(params, self.constraints, self.name)
 
