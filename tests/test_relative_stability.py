@@ -14,9 +14,9 @@ from torch import Tensor, nn
 
 from faithmap import Model, explain
 from faithmap.bench.config import BenchConfig
-from faithmap.evaluation import evaluate
 from faithmap.core.registry import make_method
 from faithmap.errors import InvalidParameterError
+from faithmap.evaluation import evaluate
 from faithmap.metrics import (
     input_perturbations,
     relative_input_stability,
