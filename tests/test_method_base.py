@@ -181,7 +181,7 @@ def test_lima_is_a_preset_of_smdl() -> None:
     )
     assert "arXiv:2504.00470" in (lima.__doc__ or "")
     assert "consistency=20.0" in (lima.__doc__ or "")
-    assert faithmap.get_method("lima").config() == {**Smdl().config(), **LIMA_VALUES}
+    assert faithmap.get_method("lima").config() == Smdl(**LIMA_VALUES).config()
 
 
 def test_lima_attributes_exactly_as_smdl_with_the_preset_values() -> None:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 import faithmap
 from faithmap import Model
+from faithmap.bench.config import BenchConfig
 from faithmap.core.regions import patch_grid, prior_groups
 from faithmap.core.targets import Target
 from faithmap.methods.subset.evaluator import SubsetScores
@@ -276,3 +277,34 @@ def test_confidence_forms_match_their_formulas(form: str) -> None:
         expected = 1.0 - 4.0 / sum(torch.e ** min(max(z, -10.0), 10.0) + 1.0 for z in logits)
     torch.testing.assert_close(read[0, 0].item(), p[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(read[0, 1].item(), float(expected), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("search", "read"),
+    [
+        ("greedy", set()),
+        ("lazy", set()),
+        ("hierarchical", set()),
+        ("bidirectional", {"pending"}),
+        ("stochastic", {"epsilon", "seed"}),
+        ("gradient", {"pool"}),
+        ("spatial", {"cells"}),
+        ("additive", {"tolerance"}),
+    ],
+)
+def test_the_record_holds_only_the_search_settings_the_search_reads(
+    search: str, read: set[str]
+) -> None:
+    settings = {"pending", "epsilon", "seed", "pool", "cells", "tolerance"}
+    config = faithmap.get_method("smdl", search=search).config()
+    assert settings & set(config) == read
+    assert config["search"] == search and config["regions"] == "slic:49"
+
+
+def test_an_unread_search_setting_leaves_the_benchmark_identity_alone() -> None:
+    def bench(**params: object) -> BenchConfig:
+        lima = {"regions": "slic:16", **params}
+        return BenchConfig(models=["cnn"], methods=["lima"], method_params={"lima": lima})
+
+    assert bench(tolerance=0.5).hash == bench().hash  # LiMA's bidirectional search: unread
+    assert bench(pending=3).hash != bench().hash

@@ -6,8 +6,10 @@ LiMA is SMDL with its bidirectional search and its weights: the preset ``lima``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -21,6 +23,17 @@ from faithmap.methods.subset.hierarchical import hierarchical_greedy
 from faithmap.methods.subset.method import SubsetSelection
 from faithmap.methods.subset.objectives import Objective
 from faithmap.methods.subset.spatial import spatial_trees
+
+SEARCH_SETTINGS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "bidirectional": ("pending",),
+        "stochastic": ("epsilon", "seed"),
+        "gradient": ("pool",),
+        "spatial": ("cells",),
+        "additive": ("tolerance",),
+    }
+)
+"""The parameters only one search reads, by search (greedy, lazy and hierarchical read none)."""
 
 
 @register_method("smdl")
@@ -139,6 +152,14 @@ class Smdl(SubsetSelection):
     def uses_seed(self) -> bool:
         """Only the stochastic search draws at random; the others ignore ``seed``."""
         return self.search == "stochastic"
+
+    def config(self) -> dict[str, Any]:
+        """The parameters, less the search settings the chosen search does not read: a run's
+        record (and a benchmark's configuration hash) changes only with what changes its
+        result."""
+        read = SEARCH_SETTINGS.get(str(self.search), ())
+        unread = {name for names in SEARCH_SETTINGS.values() for name in names} - set(read)
+        return {name: value for name, value in super().config().items() if name not in unread}
 
     def rank(self, objective: Objective, n: int, count: int, device: torch.device) -> Tensor:
         if self.search == "hierarchical":
