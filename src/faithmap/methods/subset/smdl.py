@@ -151,7 +151,7 @@ class Smdl(SubsetSelection):
     @property
     def uses_seed(self) -> bool:
         """Only the stochastic search draws at random; the others ignore ``seed``."""
-        return self.search == "stochastic"
+        return "seed" in SEARCH_SETTINGS.get(str(self.search), ())
 
     def config(self) -> dict[str, Any]:
         """The parameters, less the search settings the chosen search does not read: a run's
