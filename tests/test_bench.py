@@ -13,6 +13,7 @@ import pytest
 
 import faithmap
 from faithmap.bench import DEFAULT_METHOD_PARAMS, DEFAULT_METHODS, BenchConfig, Row, plan, summarize
+from faithmap.bench.config import merge_params
 from faithmap.bench.defaults import FULL_METHODS
 from faithmap.bench.report.palette import METHOD_FAMILIES
 from faithmap.bench.suites import SUITES
@@ -132,6 +133,22 @@ def test_hash_names_what_decides_the_numbers_and_nothing_else(tmp_path: Path) ->
     ]
     hashes = [c.hash for c in different]
     assert reference.hash not in hashes and len(set(hashes)) == len(hashes)
+
+
+def test_python_params_replace_the_defaults_and_merge_params_merges_as_toml_does(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bench.toml"
+    path.write_text('methods = ["rise", "lima"]\n[method_params.rise]\nn_masks = 64\n')
+    from_file = BenchConfig.from_toml(path)
+    given = {"rise": {"n_masks": 64}}
+    replaced = BenchConfig(methods=["rise", "lima"], method_params=given)
+    merged = BenchConfig(
+        methods=["rise", "lima"], method_params=merge_params(DEFAULT_METHOD_PARAMS, given)
+    )
+    assert from_file.params("lima") == merged.params("lima") == {"regions": "slic:16", "seed": 0}
+    assert replaced.params("lima") == {"seed": 0}  # LiMA's own 49 regions
+    assert from_file.hash == merged.hash != replaced.hash
 
 
 def test_toml_is_merged_over_defaults_and_flags_override_it(tmp_path: Path) -> None:

@@ -115,7 +115,9 @@ class BenchConfig:
         Folder of the store (``bench.sqlite``), the CSV/JSON exports and the report.
     method_params : mapping, default=:data:`DEFAULT_METHOD_PARAMS`
         Per-method parameters, ``{"rise": {"n_masks": 1000}}``; methods not named use their own
-        defaults. These replace the defaults as a whole.
+        defaults. These replace the defaults as a whole (``{}``: every method at its own
+        defaults), where the command line's ``--param`` and a TOML file's tables are merged
+        key by key over them; ``merge_params(DEFAULT_METHOD_PARAMS, {...})`` merges here too.
     metric_params : mapping, default={}
         Per-metric parameters, ``{"insertion": {"steps": 16}}``.
     chunk_size : int, default=8
