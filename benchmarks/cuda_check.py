@@ -20,15 +20,15 @@ Three checks, in this order, each printed and saved as JSON as it ends:
    :class:`~faithmap.FaithmapError`, which must be the CPU's outcome too) or ``error`` (any
    other exception: a defect). For runs that end ``ok`` it records the seconds, whether the
    map came back fp32 on the input's device, the smallest per-image Spearman correlation with
-   the CPU map, and the largest difference of insertion AUC (16 steps, scored on the CPU)
-   from the CPU map's. Random methods draw their masks from the device's generator, so their
-   CPU and CUDA maps differ by sampling noise: the AUC difference is the figure to read.
+   the CPU map, and the largest difference of insertion AUC (16 steps, the device's
+   explanation scored on the CPU as it came back; ``auc_outcome`` if that fails) from the
+   CPU map's. Random methods draw their masks from the device's generator, so their CPU and
+   CUDA maps differ by sampling noise: the AUC difference is the figure to read.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 import traceback
@@ -123,9 +123,16 @@ def method_rows(
             if reference is not None and maps.shape == reference.attributions.shape:
                 cpu_maps = maps.detach().float().cpu()
                 run["rho"] = rank_agreement(reference.attributions.detach().float(), cpu_maps)
-                moved = dataclasses.replace(explanation, attributions=cpu_maps)
-                other = faithmap.metrics.insertion(scorer, images, moved, steps=16).auc
-                run["auc_difference"] = float((other - auc).abs().max())  # type: ignore[operator]
+                # the device's explanation scored on the CPU, as a user may score it elsewhere
+                scored = attempt(
+                    lambda e=explanation: faithmap.metrics.insertion(scorer, images, e, steps=16),
+                    device,
+                )
+                if scored["outcome"] == "ok":
+                    other = scored["value"].auc
+                    run["auc_difference"] = float((other - auc).abs().max())  # type: ignore[operator]
+                else:
+                    run["auc_outcome"] = {k: v for k, v in scored.items() if k != "value"}
         row[key] = run
     return row
 
@@ -223,13 +230,18 @@ def print_method_row(model_name: str, name: str, row: dict[str, Any]) -> None:
 
 
 def disagreements(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Runs whose outcome differs between the CPU and the device, or that raised an error."""
+    """Runs whose outcome differs between the CPU and the device, that raised an error, or
+    whose explanation could not be scored on the CPU."""
     sides = ("cpu", "fp32", "bf16")
     return {
-        key: {side: row[side].get("message") for side in sides if row[side]["outcome"] != "ok"}
+        key: {
+            side: row[side].get("message") or row[side]["auc_outcome"].get("message")
+            for side in sides
+            if row[side]["outcome"] != "ok" or "auc_outcome" in row[side]
+        }
         for key, row in methods.items()
         if len({row[side]["outcome"] for side in sides}) > 1
-        or any(row[side]["outcome"] == "error" for side in sides)
+        or any(row[side]["outcome"] == "error" or "auc_outcome" in row[side] for side in sides)
     }
 
 
