@@ -268,7 +268,8 @@ def main() -> None:
         args.out.write_text(json.dumps(record, indent=2, default=str))
 
     if device.type == "cuda":
-        record["copies"] = copy_rows(batch.images, device)
+        counted = attempt(lambda: copy_rows(batch.images, device), device)
+        record["copies"] = counted.pop("value", counted)  # the error, if one stopped it
         for name, row in record["copies"].items():
             print(f"copies {name:>22}: {row}", flush=True)
         save()
