@@ -283,6 +283,7 @@ def precision_section(
         ),
     }
     rows: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
     explanations: dict[str, faithmap.Explanation] = {}
 
     def measure(
@@ -302,8 +303,7 @@ def precision_section(
             + ", ".join(f"{k} {row[k]['median_s']:.3f} s" for k in contenders)
         )
 
-    for name, method in methods.items():
-
+    def method_row(name: str, method: Method) -> None:
         def run(m: Method = method, key: str = name) -> None:
             explanations[key] = m.explain(model, images, target)
 
@@ -325,11 +325,22 @@ def precision_section(
                 contenders["captum_tuned"] = make(best)
         measure(name, contenders, row)
 
-    ig_map = explanations["integrated_gradients"]
+    for name, method in methods.items():
+        try:  # one failing contender costs its own row, not the section
+            method_row(name, method)
+        except Exception as error:  # recorded and printed: the failure is the finding
+            failed[name] = f"{type(error).__name__}: {error}"[:500]
+            print(f"[{precision}] {name}: failed: {failed[name]}", flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
     for name, metric in (("insertion", insertion), ("deletion", deletion)):
+        if "integrated_gradients" not in explanations:  # the metrics score its maps
+            break
         results: list[Any] = []
 
         def score(f: Any = metric, out: list[Any] = results) -> None:
+            ig_map = explanations["integrated_gradients"]
             out.append(f(model, images, ig_map, target=target, steps=args.metric_steps))
 
         score()  # warm-up
@@ -341,6 +352,7 @@ def precision_section(
         "curve_s_per_sample": curve,
         "calibration": {str(k): v for k, v in model.measured_batch_sizes.items()},
         "methods": rows,
+        "failed": failed,
     }
 
 
@@ -442,6 +454,7 @@ def main() -> None:
                 name: sections["fp32"]["methods"][name]["faithmap"]["median_s"]
                 / r["faithmap"]["median_s"]
                 for name, r in sections[precision]["methods"].items()
+                if name in sections["fp32"]["methods"]
             }
             sections[precision]["faithmap_speedup_over_fp32"] = speedups
             print(
@@ -471,6 +484,9 @@ def main() -> None:
     }
     for precision, section in sections.items():
         for name in ("lima", "lima_additive"):
+            if name not in section["methods"]:
+                print(f"goal: {name} ({precision}): failed, see above")
+                continue
             per_image = section["methods"][name]["faithmap_per_image_s"]
             holds = per_image < LIMA_GOAL_S
             goal[f"{name}_{precision}"] = {"per_image_s": per_image, "holds": holds}
