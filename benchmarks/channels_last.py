@@ -54,7 +54,7 @@ def resnet18() -> nn.Module:
     return HuggingFaceLogits(ResNetForImageClassification(config).eval())
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -66,10 +66,10 @@ def _best_seconds(
     best = dict.fromkeys(runs, float("inf"))
     for round_ in range(repeats + 1):
         for name, run in runs.items():
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             run()
-            _synchronize(device)
+            synchronize(device)
             if round_ > 0:
                 best[name] = min(best[name], time.perf_counter() - start)
     return best

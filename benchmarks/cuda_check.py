@@ -43,6 +43,7 @@ from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 
 import faithmap
+from channels_last import synchronize
 from faithmap import Model
 from faithmap.data import make_shapes
 from faithmap.errors import FaithmapError
@@ -57,11 +58,6 @@ BUDGETS: dict[str, tuple[str, int]] = {
     "smoothgrad": ("n_samples", 8),
 }
 """Sampling methods and a budget (doubled in the host-copy check)."""
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def attempt(run: Callable[[], Any], device: torch.device) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from transformers import ResNetConfig, ResNetForImageClassification
 
 import faithmap
-from channels_last import format_comparison
+from channels_last import format_comparison, synchronize
 from faithmap.core.regions import make_regions
 from faithmap.data import make_shapes
 from faithmap.methods import (
@@ -106,11 +106,6 @@ def resnet(depths: list[int], hidden_sizes: list[int]) -> nn.Module:
     config.num_labels = 1000  # ImageNet's head
     torch.manual_seed(0)
     return HuggingFaceLogits(ResNetForImageClassification(config)).eval()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed_call(run: Callable[[], object], device: torch.device) -> tuple[float, float | None]:
