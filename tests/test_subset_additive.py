@@ -8,7 +8,9 @@ from torch import Tensor, nn
 
 import faithmap
 from faithmap.errors import InvalidParameterError, ModelError
-from faithmap.methods.subset.additive import NEAR_TIE, ring_shares
+from faithmap.methods.subset import additive
+from faithmap.methods.subset.additive import ring_shares
+from faithmap.methods.subset.smdl import Smdl
 from faithmap.testing import method_checks
 
 
@@ -44,9 +46,9 @@ def _value(model: nn.Module, image: Tensor, keep: Tensor, target: int) -> float:
     return float(inside[target] + (1 - outside[target]) + confidence)
 
 
-def test_with_exact_estimates_every_step_is_a_greedy_step_up_to_a_near_tie() -> None:
-    """Each region taken scores within ``NEAR_TIE`` times the weights of the best candidate at
-    that step, computed from the objective's definition for every candidate."""
+def test_with_exact_estimates_every_step_is_a_greedy_step_up_to_the_tolerance() -> None:
+    """Each region taken scores within ``tolerance`` times the weights of the best candidate
+    at that step, computed from the objective's definition for every candidate."""
     model, x = _case(size=16)
     found = faithmap.explain(model, x, method="smdl", regions="patches:4", search="additive")
     assert found.ranking is not None
@@ -59,8 +61,38 @@ def test_with_exact_estimates_every_step_is_a_greedy_step_up_to_a_near_tie() -> 
                 trial = chosen.clone()
                 trial[candidate] = True
                 values[candidate] = _value(model, x[image], trial, int(target[image]))
-            assert values[region] >= max(values.values()) - NEAR_TIE * 3 - 1e-6
+            assert values[region] >= max(values.values()) - Smdl().tolerance * 3 - 1e-6
             chosen[region] = True
+
+
+class TouchingPair(nn.Module):
+    """Two classes read from the means of 4 x 4 cells: the target's logit is ``3 a + 2 c +
+    4 a b`` for touching cells ``a`` (0) and ``b`` (1) and a far cell ``c`` (15), the other
+    class's is 4. Cell 1 alone does nothing and with cell 0 the most: an interaction."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        cells = nn.functional.avg_pool2d(x.mean(1, keepdim=True), 4).flatten(1)
+        a, b, c = cells[:, 0], cells[:, 1], cells[:, 15]
+        target = 3.0 * a + 2.0 * c + 4.0 * a * b
+        return torch.stack([target, torch.full_like(target, 4.0)], 1)
+
+
+def test_the_interaction_of_touching_regions_is_found_by_probing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Greedy takes cell 0, then the touching cell 1 it interacts with; the additive estimate
+    alone prefers the far cell 15, and probing the candidates touching the last pick finds 1."""
+    model, x = TouchingPair(), torch.ones(1, 3, 16, 16)
+    params = {"method": "smdl", "regions": "patches:4", "target": 0}
+    plain = faithmap.explain(model, x, search="greedy", **params)
+    probed = faithmap.explain(model, x, search="additive", **params)
+    monkeypatch.setattr(additive, "NEIGHBOURS", 0)
+    estimated = faithmap.explain(model, x, search="additive", **params)
+    assert plain.ranking is not None and probed.ranking is not None
+    assert estimated.ranking is not None
+    assert plain.ranking[0, :2].tolist() == [0, 1]
+    assert probed.ranking[0, :2].tolist() == [0, 1]
+    assert estimated.ranking[0, :2].tolist() == [0, 15]
 
 
 def test_at_49_regions_it_makes_at_least_ten_times_fewer_passes_than_greedy() -> None:

@@ -15,18 +15,21 @@ from the *measured* class scores of ``S`` and ``V \\ S`` plus its estimated effe
 
 Candidates are then scored exactly, best estimate first, until the best exact value is within
 ``tolerance`` (a share of the objective's weights) of every remaining estimate, as lazy greedy
-checks stale bounds (Minoux 1978), though estimates are not bounds here. Two cases are probed
-on the subset side only (one pass each, the complement side estimated; a probe that comes
-near the best exact value is then checked fully): the candidate of highest estimated target
-log-probability when it is estimated to raise it by more than half a nat (insertion curves
-climb through probabilities far below the objective's resolution), and every candidate of a
-step whose best exact value falls ten tolerances below the current subset's. Among the checked
-candidates within ``0.01`` of the weights of the best exact value, the one of highest target
-probability is taken. Each exact score refreshes that candidate's measured effect in the
-current context.
+checks stale bounds (Minoux 1978), though estimates are not bounds here. Two kinds of candidate
+are probed on the subset side only (one pass each, the complement side estimated; a probe that
+comes within ``tolerance`` of the best exact value is then checked fully): the candidate of
+highest estimated target log-probability when it is estimated to raise it by more than one nat
+(insertion curves climb through probabilities far below the objective's resolution), and, for
+the second and third picks, the four candidates touching the last pick (it covers part of their
+surroundings) of highest estimated target probability. Interactions are local, where receptive
+fields overlap, so the estimate misses them there; at the start of the search the subset is
+mostly fill, they are strongest, and they decide whether the insertion curve rises early.
+Among the checked candidates within ``tolerance`` of the best exact value, the one of highest
+target probability is taken. Each exact score refreshes that candidate's measured effect in
+the current context.
 
 The subset and the complement of every step are the prefixes the recorded curves need, so
-``R`` regions cost about ``2 + 4 R`` passes plus the extra checks and probes (200-225 in all at
+``R`` regions cost about ``2 + 4 R`` passes plus the extra checks and probes (200-220 in all at
 ``R = 49`` on the built-in models, against plain greedy's ``R (R + 1)``, about 2,200 with the
 cache). It is an approximation of plain
 greedy on a non-submodular objective; ``benchmarks/subset_search_eval.py`` measures its
@@ -53,15 +56,13 @@ from faithmap.methods.subset.objectives import Objective
 
 Vectors = Callable[[int, Tensor, Tensor], Tensor]
 """``vectors(side, samples, keeps)``: the measured class scores of the subsets or complements."""
-NEAR_TIE = 0.01
-"""Exact values within this share of the weights of the best are near-ties, broken by the
-target probability."""
-RISE = 0.5
+RISE = 1.0
 """A candidate estimated to raise the target log-probability by more than this (nats) is
 probed."""
-FALL = 10.0
-"""A step whose best exact value falls more than this many tolerances below the current
-subset's value probes all its candidates (:meth:`_Step.probe`)."""
+INTERACTING_PICKS = 2
+"""The picks after the first during which the candidates touching the last pick are probed."""
+NEIGHBOURS = 4
+"""How many of them are probed per step: those of highest estimated target probability."""
 
 
 def ring_shares(labels: Tensor, count: int) -> Tensor:
@@ -163,8 +164,11 @@ def additive_greedy(
         remaining = count - len(order)
         candidates = (~chosen).nonzero()[:, 1].view(n, remaining)
         around = (shares @ chosen[:, :, None].to(shares.dtype)).squeeze(2)
+        touching = None
+        if 1 <= len(order) <= INTERACTING_PICKS:
+            touching = shares[arange[:, None], candidates, order[-1][:, None]] > 0
         step = _Step(objective, chosen, candidates, effects, around, vectors)
-        picks = step.run(tolerance * scale, NEAR_TIE * scale)
+        picks = step.run(tolerance * scale, touching)
         chosen[arange, picks] = True
         order.append(picks)
         for side in sides:
@@ -202,6 +206,7 @@ class _Step:
         self.exact = torch.full_like(self.guess, -math.inf)
         self.probability = torch.zeros_like(self.guess)
         self.open = self.guess.clone()
+        self.probed = torch.zeros_like(self.guess, dtype=torch.bool)
 
     def check(self, images: Tensor, positions: Tensor) -> None:
         """Score ``candidates[images, positions]`` exactly and refresh their effects."""
@@ -224,6 +229,7 @@ class _Step:
         if self.complement is None or 0 not in self.effects:
             self.check(images, positions)
             return
+        self.probed[images, positions] = True
         regions = self.candidates[images, positions]
         trial = _added(self.chosen, images, regions)
         fresh = self.vectors(0, images, trial)
@@ -237,8 +243,19 @@ class _Step:
         if bool(top.any()):
             self.check(images[top], positions[top])
 
-    def run(self, tolerance: float, near: float) -> Tensor:
-        """Check candidates (see the module) and return each image's pick ``(N,)``."""
+    def probe_touching(self, touching: Tensor, near: float) -> None:
+        """Probe the ``NEIGHBOURS`` candidates of highest estimated target probability among
+        those ``touching`` ``(N, k)`` the last pick and not yet scored."""
+        assert self.hoped is not None
+        key = torch.where(touching & (self.open > -math.inf) & ~self.probed, self.hoped, -math.inf)
+        top = key.topk(min(NEIGHBOURS, key.shape[1]), 1)
+        images, ranks = (top.values > -math.inf).nonzero(as_tuple=True)
+        self.probe(images, top.indices[images, ranks], near)
+
+    def run(self, tolerance: float, touching: Tensor | None) -> Tensor:
+        """Check and probe candidates (see the module) and return each image's pick ``(N,)``;
+        ``touching`` marks the candidates touching the last pick while their interactions
+        are probed."""
         n = self.guess.shape[0]
         arange = torch.arange(n, device=self.guess.device)
         self.check(arange, self.guess.argmax(1))
@@ -247,18 +264,16 @@ class _Step:
             best = self.hoped.argmax(1)
             rising = (self.hoped[arange, best] > now + RISE) & (self.open[arange, best] > -math.inf)
             if bool(rising.any()):
-                self.probe(arange[rising], best[rising], near)
+                self.probe(arange[rising], best[rising], tolerance)
+            if touching is not None:
+                self.probe_touching(touching, tolerance)
         while True:
             looking = self.exact.max(1).values < self.open.max(1).values - tolerance
             if not bool(looking.any()):
                 break
             images = looking.nonzero().squeeze(1)
             self.check(images, self.open[images].argmax(1))
-        value = self.objective(arange, self.chosen.clone())
-        for image in (self.exact.max(1).values < value - FALL * tolerance).nonzero()[:, 0]:
-            rest = (self.open[image] > -math.inf).nonzero()[:, 0]
-            self.probe(torch.full_like(rest, int(image)), rest, near)
         top = self.exact.max(1, keepdim=True).values
         ranked = self.exact if 0 not in self.effects else self.probability
-        ranked = torch.where(self.exact >= top - near, ranked, -math.inf)
+        ranked = torch.where(self.exact >= top - tolerance, ranked, -math.inf)
         return self.candidates.gather(1, ranked.argmax(1, keepdim=True)).squeeze(1)

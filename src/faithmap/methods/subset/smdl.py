@@ -113,7 +113,7 @@ class Smdl(SubsetSelection):
     pool : int, default=6
         The gradient search's exact checks: ``pool // (step + 1)`` candidates per step
         (``pool >= R^2``: plain greedy).
-    tolerance : float, default=0.015
+    tolerance : float, default=0.04
         The additive search checks candidates until the best exact value is within this share
         of the objective's weights (consistency + confidence + collaboration) of every
         remaining estimate; smaller: closer to greedy, more passes.
@@ -145,7 +145,7 @@ class Smdl(SubsetSelection):
     epsilon: float = 0.1
     cells: int = 4
     pool: int = 6
-    tolerance: float = 0.015
+    tolerance: float = 0.04
     seed: int = 0
 
     @property
