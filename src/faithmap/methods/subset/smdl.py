@@ -85,7 +85,8 @@ class Smdl(SubsetSelection):
         :mod:`~faithmap.methods.subset.additive`): about ``2 + 4 R`` passes plus the probes and
         checks, 10-11x fewer than greedy at ``R = 49``; measured against greedy in
         ``benchmarks/subset_search_eval.py``: on held-out images, greedy's insertion AUC on
-        average (within 0.01) on both fills, with a standard error of 0.02-0.03.
+        average (within 0.01, standard errors 0.01-0.02) except the ResNet with the black
+        fill, 0.017 below.
     fill : {"constant", "mean", "blur", "noise"} or float, default=0.0
         What removed regions become (the paper: black pixels).
     complement_fill : {"constant", "mean", "blur", "noise"}, float or None, default=None
