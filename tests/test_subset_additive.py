@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -83,11 +85,11 @@ def test_the_interaction_of_touching_regions_is_found_by_probing_them(
     """Greedy takes cell 0, then the touching cell 1 it interacts with; the additive estimate
     alone prefers the far cell 15, and probing the candidates touching the last pick finds 1."""
     model, x = TouchingPair(), torch.ones(1, 3, 16, 16)
-    params = {"method": "smdl", "regions": "patches:4", "target": 0}
-    plain = faithmap.explain(model, x, search="greedy", **params)
-    probed = faithmap.explain(model, x, search="additive", **params)
+    params: dict[str, Any] = {"regions": "patches:4", "target": 0}
+    plain = faithmap.explain(model, x, method="smdl", search="greedy", **params)
+    probed = faithmap.explain(model, x, method="smdl", search="additive", **params)
     monkeypatch.setattr(additive, "NEIGHBOURS", 0)
-    estimated = faithmap.explain(model, x, search="additive", **params)
+    estimated = faithmap.explain(model, x, method="smdl", search="additive", **params)
     assert plain.ranking is not None and probed.ranking is not None
     assert estimated.ranking is not None
     assert plain.ranking[0, :2].tolist() == [0, 1]
